@@ -1,0 +1,50 @@
+"""The one settings object of the service (environment variables prefixed `SWI_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("~/.local/share/super-weight-index")
+
+
+class Settings(BaseSettings):
+    """Service settings; every field can be set as `SWI_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SWI_", extra="ignore")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder of the embedded SQLite catalog.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite in data_dir.",
+    )
+    broker_url: str | None = Field(None, description="Celery broker URL; None = embedded mode (in-process).")
+    auto_migrate: bool | None = Field(
+        None, description="Apply migrations and the seed when the API starts; None = only for SQLite."
+    )
+    rate_limit_submissions: int = Field(30, ge=1, description="Submissions allowed per API key per window.")
+    rate_limit_window_s: int = Field(3600, ge=1, description="Length of the rate-limit window in seconds.")
+    page_size_default: int = Field(50, ge=1, le=500)
+    page_size_max: int = Field(200, ge=1, le=1000)
+    job_max_attempts: int = Field(3, ge=1, le=20, description="Attempts before a job ends as failed.")
+    readiness_timeout_s: float = Field(2.0, gt=0, description="Time allowed to reach the database or broker.")
+
+    def resolved_database_url(self) -> str:
+        """The database URL; for the default SQLite file, its folder is created on first use."""
+        if self.database_url:
+            return self.database_url
+        folder = self.data_dir.expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+pysqlite:///{folder / 'catalog.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the catalog lives in SQLite (the embedded default)."""
+        return self.database_url is None or self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """Whether the API prepares the database itself on start."""
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate

@@ -1,0 +1,360 @@
+"""Data-free super-weight detection: one forward pass per iteration, hooks on every down projection.
+
+A layer holds a super weight when its down projection's input spike and output spike are both outliers
+against the other layers (robust z-score of log magnitudes: scale-free), the output spike is dominated by
+one weight, and the output channel persists in the residual stream after the layer (this rejects the
+late-layer "echo" spikes that cancel the super activation). Found weights are zeroed in place and the
+pass is repeated until nothing new is found.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import torch
+from torch import nn
+
+from indexer.ablation import Coordinate, zeroed_weights
+from indexer.adapters import ArchitectureAdapter
+from indexer.errors import InvalidInputError
+from indexer.hooks import forward_hooks, hidden_states_of
+from indexer.loading import LoadedModel
+from indexer.types import (
+    DetectionResult,
+    LayerProfile,
+    LayerStats,
+    Provenance,
+    SuperActivation,
+    SuperWeight,
+)
+
+DETECTOR_VERSION = "1.0.0"
+DEFAULT_PROMPT = "Apple Inc. is a worldwide tech company."
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Detection settings; the defaults are the published recipe."""
+
+    prompt: str = DEFAULT_PROMPT
+    max_super_weights: int = 8
+    #: robust z-score (log magnitude, median/MAD across layers) both spikes must reach
+    z_threshold: float = 3.0
+    #: floor on the spread used by the z-score, in natural-log units (log 2: a factor of two)
+    min_spread: float = math.log(2.0)
+    #: the residual after the layer (and after the next one) must keep this share of the output spike
+    persistence: float = 0.5
+    #: the single weight's contribution must be at least this share of the output spike
+    dominance: float = 0.5
+
+    def validate(self) -> None:
+        """Raise `InvalidInputError` for out-of-range settings."""
+        if not self.prompt.strip():
+            raise InvalidInputError("the detection prompt is empty")
+        if not 1 <= self.max_super_weights <= 64:
+            raise InvalidInputError("max_super_weights must be between 1 and 64")
+        if self.z_threshold <= 0 or self.min_spread <= 0:
+            raise InvalidInputError("z_threshold and min_spread must be positive")
+        if not 0 < self.persistence <= 1 or not 0 < self.dominance <= 1:
+            raise InvalidInputError("persistence and dominance must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class _TokenMaxima:
+    """Per-token abs-max over channels of one activation (small CPU tensors)."""
+
+    magnitude: torch.Tensor  # (seq,)
+    channel: torch.Tensor  # (seq,) argmax channel
+    value: torch.Tensor  # (seq,) signed value at that channel
+
+
+@dataclass(frozen=True)
+class _ChannelMaxima:
+    """Per-channel abs-max over tokens of the residual stream (small CPU tensors)."""
+
+    magnitude: torch.Tensor  # (hidden,)
+    token: torch.Tensor  # (hidden,)
+    value: torch.Tensor  # (hidden,) signed
+
+
+@dataclass
+class _PassRecord:
+    inputs: list[_TokenMaxima | None]
+    outputs: list[_TokenMaxima | None]
+    residuals: list[_ChannelMaxima | None]
+
+
+def _token_maxima(activation: torch.Tensor) -> _TokenMaxima:
+    rows = activation[0].detach()  # (seq, channels); the prompt is a batch of one
+    magnitude, channel = rows.abs().float().max(dim=-1)  # (seq,)
+    value = rows.gather(-1, channel.unsqueeze(-1)).squeeze(-1).float()
+    return _TokenMaxima(magnitude.cpu(), channel.cpu(), value.cpu())
+
+
+def _channel_maxima(hidden: torch.Tensor) -> _ChannelMaxima:
+    rows = hidden[0].detach()  # (seq, hidden)
+    magnitude, token = rows.abs().float().max(dim=0)  # (hidden,)
+    value = rows.gather(0, token.unsqueeze(0)).squeeze(0).float()
+    return _ChannelMaxima(magnitude.cpu(), token.cpu(), value.cpu())
+
+
+@contextmanager
+def _recording_hooks(model: nn.Module, adapter: ArchitectureAdapter, record: _PassRecord) -> Iterator[None]:
+    down_names = adapter.down_proj_names(model)
+    residual_names = adapter.residual_names(model)
+
+    def down_hook(index: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            record.inputs[index] = _token_maxima(args[0])  # args[0]: (batch, seq, d_ff)
+            record.outputs[index] = _token_maxima(hidden_states_of(output))  # (batch, seq, hidden)
+
+        return hook
+
+    def residual_hook(index: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+            record.residuals[index] = _channel_maxima(hidden_states_of(output))  # (batch, seq, hidden)
+
+        return hook
+
+    hooks = {name: down_hook(i) for i, name in enumerate(down_names)}
+    for i, name in enumerate(residual_names):
+        if name in hooks:
+            raise InvalidInputError(f"{adapter.model_type}: residual module {name} is the down projection")
+        hooks[name] = residual_hook(i)
+    with forward_hooks(model, hooks):
+        yield
+
+
+def robust_z(magnitudes: list[float], min_spread: float) -> list[float]:
+    """Robust z-scores of log magnitudes: (log x - median) / max(1.4826 MAD, min_spread)."""
+    logs = torch.tensor([math.log(max(m, 1e-30)) for m in magnitudes], dtype=torch.float64)
+    median = logs.median()
+    mad = (logs - median).abs().median()
+    scale = max(1.4826 * float(mad), min_spread)
+    return [float(v) for v in (logs - median) / scale]
+
+
+class Detector:
+    """Runs the iterative detection on one loaded model."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, adapter: ArchitectureAdapter, config: DetectConfig):
+        config.validate()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.adapter = adapter
+        self.config = config
+        self.num_layers = len(adapter.decoder_layers(model))
+        self.forward_passes = 0
+        #: layers seen cancelling the super activation; their spikes are never super weights
+        self.echo_layers: set[int] = set()
+        encoded = tokenizer(config.prompt, return_tensors="pt")
+        self.input_ids: torch.Tensor = encoded["input_ids"]  # (1, seq)
+        bos = getattr(tokenizer, "bos_token_id", None)
+        self.bos_present = bos is not None and int(self.input_ids[0, 0]) == int(bos)
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def forward_pass(self) -> _PassRecord:
+        """One recorded forward pass on the prompt."""
+        record = _PassRecord([None] * self.num_layers, [None] * self.num_layers, [None] * self.num_layers)
+        with _recording_hooks(self.model, self.adapter, record), torch.inference_mode():
+            self.model(input_ids=self.input_ids.to(self._device()), use_cache=False)
+        self.forward_passes += 1
+        if any(r is None for r in (*record.inputs, *record.outputs, *record.residuals)):
+            raise RuntimeError("a hooked module did not run during the forward pass")
+        return record
+
+    def _stats(self, record: _PassRecord) -> tuple[LayerStats, ...]:
+        stats = []
+        for layer in range(self.num_layers):
+            inp, out, res = record.inputs[layer], record.outputs[layer], record.residuals[layer]
+            assert inp is not None and out is not None and res is not None
+            in_token = int(inp.magnitude.argmax())
+            out_token = int(out.magnitude.argmax())
+            res_channel = int(res.magnitude.argmax())
+            stats.append(
+                LayerStats(
+                    layer=layer,
+                    input_max=float(inp.magnitude[in_token]),
+                    input_value=float(inp.value[in_token]),
+                    input_token=in_token,
+                    input_channel=int(inp.channel[in_token]),
+                    output_max=float(out.magnitude[out_token]),
+                    output_value=float(out.value[out_token]),
+                    output_token=out_token,
+                    output_channel=int(out.channel[out_token]),
+                    residual_max=float(res.magnitude[res_channel]),
+                    residual_token=int(res.token[res_channel]),
+                    residual_channel=res_channel,
+                )
+            )
+        return tuple(stats)
+
+    def _is_echo(self, record: _PassRecord, layer: int, row: int, value: float) -> bool:
+        if layer == 0:
+            return False
+        incoming = record.residuals[layer - 1]
+        assert incoming is not None
+        carried = float(incoming.value[row])
+        return carried * value < 0 and abs(carried) >= self.config.persistence * abs(value)
+
+    def _persists(self, record: _PassRecord, layer: int, row: int, value: float) -> bool:
+        if layer + 1 >= self.num_layers:
+            return False  # nothing after the last layer can carry it
+        for later in (layer, layer + 1):
+            residual = record.residuals[later]
+            assert residual is not None
+            carried = float(residual.value[row])
+            if carried * value <= 0 or abs(carried) < self.config.persistence * abs(value):
+                return False
+        return True
+
+    def _candidates(self, record: _PassRecord, stats: tuple[LayerStats, ...], iteration: int,
+                    known: set[Coordinate]) -> list[SuperWeight]:
+        z_in = robust_z([s.input_max for s in stats], self.config.min_spread)
+        z_out = robust_z([s.output_max for s in stats], self.config.min_spread)
+        found = []
+        for layer, stat in enumerate(stats):
+            if z_in[layer] < self.config.z_threshold or z_out[layer] < self.config.z_threshold:
+                continue
+            if layer in self.echo_layers:
+                continue
+            token, row = stat.output_token, stat.output_channel
+            if self._is_echo(record, layer, row, stat.output_value):
+                self.echo_layers.add(layer)
+                continue
+            inputs = record.inputs[layer]
+            assert inputs is not None
+            col = int(inputs.channel[token])
+            input_value = float(inputs.value[token])
+            if (layer, row, col) in known:
+                continue
+            if not self._persists(record, layer, row, stat.output_value):
+                continue
+            weight = self.adapter.down_weight(self.model, layer)
+            stored = weight[self.adapter.storage_index(row, col)]
+            contribution = float(stored.float()) * input_value
+            if contribution * stat.output_value <= 0 or abs(contribution) < self.config.dominance * stat.output_max:
+                continue
+            found.append(self._super_weight(layer, row, col, stored, input_value, stat, iteration))
+        found.sort(key=lambda sw: -abs(sw.output_activation))
+        return found
+
+    def _super_weight(self, layer: int, row: int, col: int, stored: torch.Tensor, input_value: float,
+                      stat: LayerStats, iteration: int) -> SuperWeight:
+        weight = self.adapter.down_weight(self.model, layer)
+        magnitude = stored.abs()
+        rank = int((weight.abs() > magnitude).sum()) + 1
+        name = self.adapter.down_proj_name(self.model, layer)
+        return SuperWeight(
+            layer=layer,
+            row=row,
+            col=col,
+            value=float(stored.item()),
+            dtype=str(weight.dtype).removeprefix("torch."),
+            hf_tensor=f"{name}.weight",
+            gguf_tensor=f"blk.{layer}.ffn_down.weight",
+            gguf_index=(col, row),
+            input_activation=input_value,
+            output_activation=stat.output_value,
+            token=stat.output_token,
+            magnitude_rank=rank,
+            iteration=iteration,
+        )
+
+    def run(self, progress: Callable[[str], None] | None = None) -> tuple[
+        tuple[SuperWeight, ...], SuperActivation | None, tuple[LayerProfile, ...]
+    ]:
+        """Iterate detection and removal; the model's weights are bit-identical afterwards."""
+        say = progress or (lambda _m: None)
+        found: list[SuperWeight] = []
+        profiles: list[LayerProfile] = []
+        first_record: _PassRecord | None = None
+        with ExitStack() as removal:
+            for iteration in range(self.config.max_super_weights + 1):
+                record = self.forward_pass()
+                first_record = first_record or record
+                stats = self._stats(record)
+                profiles.append(LayerProfile(iteration, tuple(sw.coordinates for sw in found), stats))
+                if len(found) >= self.config.max_super_weights:
+                    break
+                new = self._candidates(record, stats, iteration, {sw.coordinates for sw in found})
+                new = new[: self.config.max_super_weights - len(found)]
+                say(f"pass {iteration + 1}: {len(new)} new super weight(s)")
+                if not new:
+                    break
+                found.extend(new)
+                removal.enter_context(zeroed_weights(self.model, self.adapter, [sw.coordinates for sw in new]))
+        assert first_record is not None
+        return tuple(found), self._super_activation(first_record, found), tuple(profiles)
+
+    def _super_activation(self, record: _PassRecord, found: list[SuperWeight]) -> SuperActivation | None:
+        if not found:
+            return None
+        first = min((sw for sw in found if sw.iteration == 0), key=lambda sw: (sw.layer, -abs(sw.output_activation)))
+        magnitudes = []
+        for residual in record.residuals:
+            assert residual is not None
+            magnitudes.append(float(residual.magnitude[first.row]))
+        peak_layer = max(range(len(magnitudes)), key=magnitudes.__getitem__)
+        return SuperActivation(
+            channel=first.row,
+            token=first.token,
+            magnitude_by_layer=tuple(magnitudes),
+            peak_layer=peak_layer,
+            peak_magnitude=magnitudes[peak_layer],
+            first_layer=first.layer,
+        )
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a result."""
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "transformers", "safetensors", "gguf", "numpy", "huggingface_hub"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return versions
+
+
+def detect(loaded: LoadedModel, config: DetectConfig | None = None,
+           progress: Callable[[str], None] | None = None) -> DetectionResult:
+    """Find the super weights of a loaded model; the model is left exactly as it was."""
+    config = config or DetectConfig()
+    started = time.perf_counter()
+    detector = Detector(loaded.model, loaded.tokenizer, loaded.adapter, config)
+    super_weights, activation, profiles = detector.run(progress)
+    model_config = getattr(loaded.model, "config", None)
+    weight = loaded.adapter.down_weight(loaded.model, 0)
+    hidden, intermediate = loaded.adapter.as_out_in(weight).shape
+    provenance = Provenance(
+        model=loaded.model_id,
+        revision=loaded.revision_sha,
+        source_kind=loaded.source.kind,
+        model_type=str(getattr(model_config, "model_type", loaded.adapter.model_type)),
+        num_layers=detector.num_layers,
+        hidden_size=int(hidden),
+        intermediate_size=int(intermediate),
+        parameter_count=loaded.parameter_count,
+        dtype=str(loaded.dtype).removeprefix("torch."),
+        device=str(loaded.device),
+        prompt=config.prompt,
+        prompt_tokens=int(detector.input_ids.shape[1]),
+        bos_present=detector.bos_present,
+        detector_version=DETECTOR_VERSION,
+        library_versions=library_versions(),
+        wall_time_s=time.perf_counter() - started,
+        forward_passes=detector.forward_passes,
+        quantization=loaded.quantization,
+        resolved_from=loaded.source.revision,
+    )
+    return DetectionResult(super_weights, activation, profiles, provenance)

@@ -1,0 +1,328 @@
+"""Load a model from the hub (pinned to a commit sha), a local safetensors folder or a GGUF file.
+
+Safe by construction: only safetensors or GGUF weights are read, never pickle files, and
+`trust_remote_code` is never enabled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+from torch import nn
+
+from indexer.adapters import ArchitectureAdapter, adapter_for
+from indexer.errors import (
+    GatedModelError,
+    HubUnavailableError,
+    InsufficientMemoryError,
+    InvalidInputError,
+    ModelNotFoundError,
+    RemoteCodeRequiredError,
+    UnsafeWeightsError,
+)
+from indexer.types import SourceKind
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+SHA = re.compile(r"^[0-9a-f]{40}$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: files fetched from the hub: configs, tokenizers and safetensors; never pickle weights
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
+#: headroom over the bare weights (activations, allocator slack, buffers)
+MEMORY_HEADROOM = 1.15
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from, as the user named it."""
+
+    kind: SourceKind
+    reference: str  # hub id, or the absolute path of a folder or .gguf file
+    revision: str | None = None  # requested branch, tag or sha (hub only)
+
+    @property
+    def display_name(self) -> str:
+        """The id shown to users and stored in the catalog."""
+        return self.reference if self.kind == "hub" else Path(self.reference).name
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load: dtype and device (`auto` picks bfloat16/GPU or float32/CPU), hub settings, limits."""
+
+    dtype: str = "auto"
+    device: str = "auto"
+    cache_dir: str | None = None
+    offline: bool | None = None  # None: follow HF_HUB_OFFLINE
+    token: str | None = None  # None: follow HF_TOKEN
+    memory_limit_bytes: int | None = None  # refuse to load above this, even if the machine has more
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for detection, with what is known of where it came from."""
+
+    model: nn.Module
+    tokenizer: Any
+    adapter: ArchitectureAdapter
+    source: ModelSource
+    revision_sha: str | None
+    quantization: str | None
+    dtype: torch.dtype
+    device: torch.device
+    parameter_count: int
+    load_time_s: float
+    config: Any = field(repr=False, default=None)
+
+    @property
+    def model_id(self) -> str:
+        """The id shown to users and stored in the catalog."""
+        return self.source.display_name
+
+
+def parse_source(spec: str, revision: str | None = None) -> ModelSource:
+    """Classify `spec` as a GGUF file, a local folder or a hub id."""
+    if not spec or not spec.strip():
+        raise InvalidInputError("empty model name")
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {spec}")
+        return ModelSource("gguf", str(path.resolve()))
+    if path.is_dir():
+        return ModelSource("local", str(path.resolve()), None)
+    if path.exists():
+        raise InvalidInputError(f"{spec} is a file but not a .gguf file; pass a folder, a .gguf file or a hub id")
+    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise ModelNotFoundError(f"no such folder or file: {spec}")
+    if not HUB_ID.match(spec):
+        raise ModelNotFoundError(f"{spec!r} is neither an existing path nor a hub id of the form org/name")
+    return ModelSource("hub", spec, revision)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """`auto` is bfloat16 on a GPU and float32 on the CPU."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise InvalidInputError(f"unknown dtype {name!r}; choose auto, {', '.join(DTYPES)}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is the first GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InvalidInputError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {name!r} asked for, but no CUDA device is available")
+    return device
+
+
+def snapshot_hub_model(source: ModelSource, options: LoadOptions) -> tuple[Path, str]:
+    """Download (or find in the cache) a hub snapshot without pickle files; return (folder, commit sha)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub import errors as hf_errors
+
+    offline = options.offline if options.offline is not None else _env_flag("HF_HUB_OFFLINE")
+    token = options.token or os.environ.get("HF_TOKEN") or None
+    try:
+        folder = snapshot_download(
+            source.reference,
+            revision=source.revision,
+            cache_dir=options.cache_dir,
+            allow_patterns=HUB_ALLOW_PATTERNS,
+            local_files_only=offline,
+            token=token,
+        )
+    except hf_errors.GatedRepoError:
+        raise GatedModelError(
+            f"{source.reference} is gated: accept its licence on the hub and set HF_TOKEN"
+        ) from None
+    except hf_errors.RevisionNotFoundError:
+        raise ModelNotFoundError(f"{source.reference}: revision {source.revision!r} not found") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise ModelNotFoundError(
+            f"{source.reference}: model not found on the hub (or private: set HF_TOKEN)"
+        ) from None
+    except hf_errors.LocalEntryNotFoundError:
+        where = "in the local cache (offline mode)" if offline else "and the hub could not be reached"
+        raise ModelNotFoundError(f"{source.reference}@{source.revision or 'main'} is not {where}") from None
+    except (OSError, hf_errors.HfHubHTTPError) as exc:
+        raise HubUnavailableError(f"{source.reference}: hub request failed: {exc}") from None
+    path = Path(str(folder))
+    sha = path.name
+    if not SHA.match(sha):
+        raise ModelNotFoundError(f"{source.reference}: could not resolve a commit sha (got {sha!r})")
+    return path, sha
+
+
+def check_folder(folder: Path, name: str) -> dict[str, Any]:
+    """Refuse folders without config.json, with only pickle weights, or that need remote code."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ModelNotFoundError(f"{name}: no config.json in the model folder")
+    if not any(folder.glob("*.safetensors")):
+        pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if pickles or _hub_lists_pickles(folder):
+            raise UnsafeWeightsError(
+                f"{name} ships only pickle weights ({', '.join(pickles) or '.bin'}); "
+                "only safetensors or GGUF weights are loaded, since pickle files can run code"
+            )
+        raise ModelNotFoundError(f"{name}: no .safetensors weights in the model folder")
+    config: dict[str, Any] = json.loads(config_path.read_text())
+    _check_no_remote_code(config, name)
+    return config
+
+
+def _hub_lists_pickles(folder: Path) -> bool:
+    # a hub snapshot never contains the pickles we refused to download; the index file names them
+    index = folder / "pytorch_model.bin.index.json"
+    return index.is_file()
+
+
+def _check_no_remote_code(config: dict[str, Any], name: str) -> None:
+    from transformers import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    if model_type not in CONFIG_MAPPING and "auto_map" in config:
+        raise RemoteCodeRequiredError(
+            f"{name} (model_type {model_type!r}) needs trust_remote_code, which is never enabled: "
+            "its code would run on this machine"
+        )
+
+
+def count_parameters(config: Any) -> int:
+    """Exact parameter count from a config, by building the model on the meta device (no memory)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    return sum(p.numel() for p in model.parameters())
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free on `device` (all GPUs together for CUDA when several are visible)."""
+    if device.type == "cuda":
+        if device.index is not None:
+            return int(torch.cuda.mem_get_info(device.index)[0])
+        return sum(int(torch.cuda.mem_get_info(i)[0]) for i in range(torch.cuda.device_count()))
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(parameter_count: int, dtype: torch.dtype, device: torch.device, limit: int | None) -> int:
+    """Refuse when the weights cannot be held; returns the estimated bytes."""
+    need = int(parameter_count * torch.finfo(dtype).bits / 8 * MEMORY_HEADROOM)
+    have = available_memory(device)
+    if limit is not None:
+        have = min(have, limit)
+    if need > have:
+        raise InsufficientMemoryError(
+            f"the weights need about {_gib(need)} on {device.type} ({parameter_count:,} parameters in "
+            f"{str(dtype).removeprefix('torch.')}) but only {_gib(have)} is available"
+        )
+    return need
+
+
+def load_model(spec: str, revision: str | None = None, options: LoadOptions | None = None,
+               progress: ProgressCallback | None = None) -> LoadedModel:
+    """Load `spec` (hub id, folder, or .gguf file) for detection; every refusal is an `IndexerError`."""
+    options = options or LoadOptions()
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    source = parse_source(spec, revision)
+    if source.kind != "hub" and revision is not None:
+        raise InvalidInputError("--revision only applies to hub models")
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    sha: str | None = None
+    quantization: str | None = None
+    if source.kind == "gguf":
+        folder, gguf_name = Path(source.reference).parent, Path(source.reference).name
+        quantization = gguf_file_type(Path(source.reference))
+        config = AutoConfig.from_pretrained(folder, gguf_file=gguf_name)
+        load_args: dict[str, Any] = {"gguf_file": gguf_name}
+    else:
+        if source.kind == "hub":
+            say(f"resolving {source.reference}@{source.revision or 'main'}")
+            folder, sha = snapshot_hub_model(source, options)
+        else:
+            folder = Path(source.reference)
+        check_folder(folder, source.display_name)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        load_args = {"use_safetensors": True}
+    adapter = adapter_for(config.model_type)
+    parameter_count = count_parameters(config)
+    need = check_memory(parameter_count, dtype, device, options.memory_limit_bytes)
+
+    device_map: Any = None
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        if need > int(torch.cuda.mem_get_info(0)[0]):
+            device_map = "auto"  # split across GPUs only when one cannot hold the weights
+    say(f"loading {parameter_count / 1e6:.0f}M parameters as {str(dtype).removeprefix('torch.')}")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=dtype, trust_remote_code=False, device_map=device_map, **load_args
+        )
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **load_args)
+    except (ValueError, OSError) as exc:
+        raise ModelNotFoundError(f"{source.display_name}: could not load: {exc}") from None
+    if device_map is None:
+        model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        source=source,
+        revision_sha=sha,
+        quantization=quantization,
+        dtype=dtype,
+        device=device,
+        parameter_count=parameter_count,
+        load_time_s=time.perf_counter() - started,
+        config=config,
+    )
+
+
+def gguf_file_type(path: Path) -> str:
+    """The GGUF file's quantization type, e.g. `Q4_1` (from `general.file_type`)."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    field_ = reader.fields.get("general.file_type")
+    if field_ is None:
+        types = {t.tensor_type.name for t in reader.tensors}
+        return "+".join(sorted(types))
+    value = int(field_.parts[field_.data[0]][0])
+    try:
+        return gguf.LlamaFileType(value).name.removeprefix("MOSTLY_")
+    except ValueError:
+        return f"file_type_{value}"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"

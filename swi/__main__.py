@@ -1,0 +1,3 @@
+from swi.cli import main
+
+main()
