@@ -53,7 +53,7 @@ class ArchitectureAdapter:
         layers = self.decoder_layers(model)
         for name, module in model.named_modules():
             if module is layers:
-                return name
+                return str(name)
         raise UnsupportedArchitectureError(f"{self.model_type}: decoder layers not found by name")
 
     def down_proj_name(self, model: nn.Module, layer: int) -> str:
@@ -138,11 +138,7 @@ register(
 register(ArchitectureAdapter("phi3", _DECODER, "mlp.down_proj", ("mlp.gate_up_proj",)))
 register(ArchitectureAdapter("phi", _DECODER, "mlp.fc2", ("mlp.fc1",)))
 register(ArchitectureAdapter("starcoder2", _DECODER, "mlp.c_proj", ("mlp.c_fc",)))
-register(
-    ArchitectureAdapter(
-        "gpt2", ("transformer.h",), "mlp.c_proj", ("mlp.c_fc",), layout="in_out"
-    )
-)
+register(ArchitectureAdapter("gpt2", ("transformer.h",), "mlp.c_proj", ("mlp.c_fc",), layout="in_out"))
 register(ArchitectureAdapter("gpt_neox", ("gpt_neox.layers",), "mlp.dense_4h_to_h", ("mlp.dense_h_to_4h",)))
 register(ArchitectureAdapter("falcon", ("transformer.h",), "mlp.dense_4h_to_h", ("mlp.dense_h_to_4h",)))
 register(ArchitectureAdapter("opt", ("model.decoder.layers",), "fc2", ("fc1",)))

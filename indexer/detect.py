@@ -49,7 +49,7 @@ class DetectConfig:
     z_threshold: float = 3.0
     #: floor on the spread used by the z-score, in natural-log units (log 2: a factor of two)
     min_spread: float = math.log(2.0)
-    #: the residual after the layer (and after the next one) must keep this share of the output spike
+    #: after the layer (and the next one) the channel must hold this share of the residual's maximum
     persistence: float = 0.5
     #: the single weight's contribution must be at least this share of the output spike
     dominance: float = 0.5
@@ -92,14 +92,15 @@ class _PassRecord:
 
 
 def _token_maxima(activation: torch.Tensor) -> _TokenMaxima:
-    rows = activation[0].detach()  # (seq, channels); the prompt is a batch of one
+    # (batch, seq, channels), or (batch * seq, channels) where a family flattens (OPT); batch is one
+    rows = activation.detach().reshape(-1, activation.shape[-1])  # (seq, channels)
     magnitude, channel = rows.abs().float().max(dim=-1)  # (seq,)
     value = rows.gather(-1, channel.unsqueeze(-1)).squeeze(-1).float()
     return _TokenMaxima(magnitude.cpu(), channel.cpu(), value.cpu())
 
 
 def _channel_maxima(hidden: torch.Tensor) -> _ChannelMaxima:
-    rows = hidden[0].detach()  # (seq, hidden)
+    rows = hidden.detach().reshape(-1, hidden.shape[-1])  # (seq, hidden); the batch is one prompt
     magnitude, token = rows.abs().float().max(dim=0)  # (hidden,)
     value = rows.gather(0, token.unsqueeze(0)).squeeze(0).float()
     return _ChannelMaxima(magnitude.cpu(), token.cpu(), value.cpu())
@@ -198,27 +199,39 @@ class Detector:
             )
         return tuple(stats)
 
-    def _is_echo(self, record: _PassRecord, layer: int, row: int, value: float) -> bool:
+    def _residual_at(self, record: _PassRecord, layer: int, row: int) -> tuple[float, float]:
+        """(|residual| at channel `row`, max |residual| over channels) after `layer`."""
+        residual = record.residuals[layer]
+        assert residual is not None
+        return float(residual.magnitude[row]), float(residual.magnitude.max())
+
+    def _is_echo(self, record: _PassRecord, layer: int, row: int) -> bool:
+        """The layer shrinks the activation already carried at `row`: it cancels, not creates."""
         if layer == 0:
             return False
-        incoming = record.residuals[layer - 1]
-        assert incoming is not None
-        carried = float(incoming.value[row])
-        return carried * value < 0 and abs(carried) >= self.config.persistence * abs(value)
+        before, _ = self._residual_at(record, layer - 1, row)
+        after, _ = self._residual_at(record, layer, row)
+        return after < before
 
-    def _persists(self, record: _PassRecord, layer: int, row: int, value: float) -> bool:
+    def _persists(self, record: _PassRecord, layer: int, row: int) -> bool:
+        """Channel `row` dominates the residual stream after this layer and the next one."""
         if layer + 1 >= self.num_layers:
             return False  # nothing after the last layer can carry it
         for later in (layer, layer + 1):
-            residual = record.residuals[later]
-            assert residual is not None
-            carried = float(residual.value[row])
-            if carried * value <= 0 or abs(carried) < self.config.persistence * abs(value):
+            carried, peak = self._residual_at(record, later, row)
+            if carried < self.config.persistence * peak:
                 return False
         return True
 
-    def _candidates(self, record: _PassRecord, stats: tuple[LayerStats, ...], iteration: int,
-                    known: set[Coordinate]) -> list[SuperWeight]:
+    def _column_outlier(self, layer: int, row: int, col: int) -> bool:
+        """The weight stands out in its input column (many rows meeting one spike are not super weights)."""
+        column = self.adapter.as_out_in(self.adapter.down_weight(self.model, layer))[:, col].abs().float()
+        z = robust_z([float(v) for v in column], self.config.min_spread)
+        return z[row] >= self.config.z_threshold
+
+    def _candidates(
+        self, record: _PassRecord, stats: tuple[LayerStats, ...], iteration: int, known: set[Coordinate]
+    ) -> list[SuperWeight]:
         z_in = robust_z([s.input_max for s in stats], self.config.min_spread)
         z_out = robust_z([s.output_max for s in stats], self.config.min_spread)
         found = []
@@ -228,7 +241,7 @@ class Detector:
             if layer in self.echo_layers:
                 continue
             token, row = stat.output_token, stat.output_channel
-            if self._is_echo(record, layer, row, stat.output_value):
+            if self._is_echo(record, layer, row):
                 self.echo_layers.add(layer)
                 continue
             inputs = record.inputs[layer]
@@ -237,19 +250,30 @@ class Detector:
             input_value = float(inputs.value[token])
             if (layer, row, col) in known:
                 continue
-            if not self._persists(record, layer, row, stat.output_value):
+            if not self._persists(record, layer, row) or not self._column_outlier(layer, row, col):
                 continue
             weight = self.adapter.down_weight(self.model, layer)
             stored = weight[self.adapter.storage_index(row, col)]
             contribution = float(stored.float()) * input_value
-            if contribution * stat.output_value <= 0 or abs(contribution) < self.config.dominance * stat.output_max:
+            if (
+                contribution * stat.output_value <= 0
+                or abs(contribution) < self.config.dominance * stat.output_max
+            ):
                 continue
             found.append(self._super_weight(layer, row, col, stored, input_value, stat, iteration))
         found.sort(key=lambda sw: -abs(sw.output_activation))
         return found
 
-    def _super_weight(self, layer: int, row: int, col: int, stored: torch.Tensor, input_value: float,
-                      stat: LayerStats, iteration: int) -> SuperWeight:
+    def _super_weight(
+        self,
+        layer: int,
+        row: int,
+        col: int,
+        stored: torch.Tensor,
+        input_value: float,
+        stat: LayerStats,
+        iteration: int,
+    ) -> SuperWeight:
         weight = self.adapter.down_weight(self.model, layer)
         magnitude = stored.abs()
         rank = int((weight.abs() > magnitude).sum()) + 1
@@ -270,9 +294,9 @@ class Detector:
             iteration=iteration,
         )
 
-    def run(self, progress: Callable[[str], None] | None = None) -> tuple[
-        tuple[SuperWeight, ...], SuperActivation | None, tuple[LayerProfile, ...]
-    ]:
+    def run(
+        self, progress: Callable[[str], None] | None = None
+    ) -> tuple[tuple[SuperWeight, ...], SuperActivation | None, tuple[LayerProfile, ...]]:
         """Iterate detection and removal; the model's weights are bit-identical afterwards."""
         say = progress or (lambda _m: None)
         found: list[SuperWeight] = []
@@ -292,14 +316,18 @@ class Detector:
                 if not new:
                     break
                 found.extend(new)
-                removal.enter_context(zeroed_weights(self.model, self.adapter, [sw.coordinates for sw in new]))
+                removal.enter_context(
+                    zeroed_weights(self.model, self.adapter, [sw.coordinates for sw in new])
+                )
         assert first_record is not None
         return tuple(found), self._super_activation(first_record, found), tuple(profiles)
 
     def _super_activation(self, record: _PassRecord, found: list[SuperWeight]) -> SuperActivation | None:
         if not found:
             return None
-        first = min((sw for sw in found if sw.iteration == 0), key=lambda sw: (sw.layer, -abs(sw.output_activation)))
+        first = min(
+            (sw for sw in found if sw.iteration == 0), key=lambda sw: (sw.layer, -abs(sw.output_activation))
+        )
         magnitudes = []
         for residual in record.residuals:
             assert residual is not None
@@ -326,8 +354,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def detect(loaded: LoadedModel, config: DetectConfig | None = None,
-           progress: Callable[[str], None] | None = None) -> DetectionResult:
+def detect(
+    loaded: LoadedModel, config: DetectConfig | None = None, progress: Callable[[str], None] | None = None
+) -> DetectionResult:
     """Find the super weights of a loaded model; the model is left exactly as it was."""
     config = config or DetectConfig()
     started = time.perf_counter()

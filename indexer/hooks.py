@@ -38,8 +38,8 @@ def forward_hooks(
     modules = resolve_modules(model, sorted(set(hooks) | set(pre_hooks)))
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
-        for name, hook in pre_hooks.items():
-            handles.append(modules[name].register_forward_pre_hook(hook))
+        for name, pre_hook in pre_hooks.items():
+            handles.append(modules[name].register_forward_pre_hook(pre_hook))
         for name, hook in hooks.items():
             handles.append(modules[name].register_forward_hook(hook))
         yield

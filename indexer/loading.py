@@ -6,6 +6,7 @@ Safe by construction: only safetensors or GGUF weights are read, never pickle fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -67,6 +68,8 @@ class LoadOptions:
     offline: bool | None = None  # None: follow HF_HUB_OFFLINE
     token: str | None = None  # None: follow HF_TOKEN
     memory_limit_bytes: int | None = None  # refuse to load above this, even if the machine has more
+    #: keep a safetensors copy of a dequantized GGUF file in the model cache (loads in seconds next time)
+    gguf_cache: bool = True
 
 
 @dataclass
@@ -103,7 +106,9 @@ def parse_source(spec: str, revision: str | None = None) -> ModelSource:
     if path.is_dir():
         return ModelSource("local", str(path.resolve()), None)
     if path.exists():
-        raise InvalidInputError(f"{spec} is a file but not a .gguf file; pass a folder, a .gguf file or a hub id")
+        raise InvalidInputError(
+            f"{spec} is a file but not a .gguf file; pass a folder, a .gguf file or a hub id"
+        )
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise ModelNotFoundError(f"no such folder or file: {spec}")
     if not HUB_ID.match(spec):
@@ -136,8 +141,8 @@ def resolve_device(name: str) -> torch.device:
 
 def snapshot_hub_model(source: ModelSource, options: LoadOptions) -> tuple[Path, str]:
     """Download (or find in the cache) a hub snapshot without pickle files; return (folder, commit sha)."""
-    from huggingface_hub import snapshot_download
     from huggingface_hub import errors as hf_errors
+    from huggingface_hub import snapshot_download
 
     offline = options.offline if options.offline is not None else _env_flag("HF_HUB_OFFLINE")
     token = options.token or os.environ.get("HF_TOKEN") or None
@@ -212,7 +217,7 @@ def count_parameters(config: Any) -> int:
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)  # type: ignore[no-untyped-call]
     return sum(p.numel() for p in model.parameters())
 
 
@@ -239,8 +244,12 @@ def check_memory(parameter_count: int, dtype: torch.dtype, device: torch.device,
     return need
 
 
-def load_model(spec: str, revision: str | None = None, options: LoadOptions | None = None,
-               progress: ProgressCallback | None = None) -> LoadedModel:
+def load_model(
+    spec: str,
+    revision: str | None = None,
+    options: LoadOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> LoadedModel:
     """Load `spec` (hub id, folder, or .gguf file) for detection; every refusal is an `IndexerError`."""
     options = options or LoadOptions()
     say = progress or (lambda _msg: None)
@@ -255,11 +264,17 @@ def load_model(spec: str, revision: str | None = None, options: LoadOptions | No
 
     sha: str | None = None
     quantization: str | None = None
+    load_args: dict[str, Any] = {"use_safetensors": True}
     if source.kind == "gguf":
-        folder, gguf_name = Path(source.reference).parent, Path(source.reference).name
         quantization = gguf_file_type(Path(source.reference))
-        config = AutoConfig.from_pretrained(folder, gguf_file=gguf_name)
-        load_args: dict[str, Any] = {"gguf_file": gguf_name}
+        cached = dequantized_cache_folder(Path(source.reference)) if options.gguf_cache else None
+        if cached is not None and (cached / "config.json").is_file():
+            folder = cached
+            config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        else:
+            folder = Path(source.reference).parent
+            load_args = {"gguf_file": Path(source.reference).name}
+            config = AutoConfig.from_pretrained(folder, **load_args)
     else:
         if source.kind == "hub":
             say(f"resolving {source.reference}@{source.revision or 'main'}")
@@ -268,15 +283,14 @@ def load_model(spec: str, revision: str | None = None, options: LoadOptions | No
             folder = Path(source.reference)
         check_folder(folder, source.display_name)
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-        load_args = {"use_safetensors": True}
     adapter = adapter_for(config.model_type)
     parameter_count = count_parameters(config)
     need = check_memory(parameter_count, dtype, device, options.memory_limit_bytes)
 
     device_map: Any = None
-    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
-        if need > int(torch.cuda.mem_get_info(0)[0]):
-            device_map = "auto"  # split across GPUs only when one cannot hold the weights
+    several_gpus = device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1
+    if several_gpus and need > int(torch.cuda.mem_get_info(0)[0]):
+        device_map = "auto"  # split across GPUs only when one cannot hold the weights
     say(f"loading {parameter_count / 1e6:.0f}M parameters as {str(dtype).removeprefix('torch.')}")
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -285,9 +299,12 @@ def load_model(spec: str, revision: str | None = None, options: LoadOptions | No
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **load_args)
     except (ValueError, OSError) as exc:
         raise ModelNotFoundError(f"{source.display_name}: could not load: {exc}") from None
+    if "gguf_file" in load_args and options.gguf_cache:
+        say("caching the dequantized weights as safetensors")
+        save_dequantized(model, tokenizer, dequantized_cache_folder(Path(source.reference)))
     if device_map is None:
-        model.to(device)
-    model.eval()
+        model.to(device)  # type: ignore[arg-type]
+    model.eval()  # type: ignore[no-untyped-call]
     model.requires_grad_(False)
     return LoadedModel(
         model=model,
@@ -302,6 +319,34 @@ def load_model(spec: str, revision: str | None = None, options: LoadOptions | No
         load_time_s=time.perf_counter() - started,
         config=config,
     )
+
+
+def dequantized_cache_folder(gguf_path: Path) -> Path:
+    """Cache folder of a GGUF file's dequantized weights, keyed by the file's sha256."""
+    from indexer.demo_model import model_cache_dir, sha256_of
+
+    return model_cache_dir() / "gguf-dequantized" / f"{gguf_path.stem}-{sha256_of(gguf_path)[:16]}"
+
+
+def save_dequantized(model: nn.Module, tokenizer: Any, folder: Path) -> None:
+    """Write model (safetensors), config and tokenizer atomically into `folder`."""
+    import shutil
+    import tempfile
+
+    import safetensors.torch
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
+    try:
+        config = getattr(model, "config").to_dict()  # noqa: B009 (nn.Module types attributes as tensors)
+        config.pop("quantization_config", None)  # the copy is plain safetensors, not GGUF
+        safetensors.torch.save_model(model, str(staging / "model.safetensors"))
+        tokenizer.save_pretrained(staging)
+        (staging / "config.json").write_text(json.dumps(config, indent=2))  # written last: marks completion
+        with contextlib.suppress(OSError):  # another process finished the same copy first
+            os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def gguf_file_type(path: Path) -> str:

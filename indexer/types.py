@@ -163,8 +163,8 @@ def _coerce(hint: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
         return _coerce(non_none[0], value) if len(non_none) == 1 else value
-    if dataclasses.is_dataclass(hint):
-        return from_jsonable(hint, value)  # type: ignore[type-var]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return from_jsonable(hint, value)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v) for v in value)

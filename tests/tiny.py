@@ -1,0 +1,178 @@
+"""Tiny random models of every supported family, and a way to plant a real super weight in them."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import transformers as tf
+from tokenizers import Tokenizer, models, processors
+from torch import nn
+
+from indexer.adapters import adapter_for
+from indexer.hooks import forward_hooks
+from indexer.loading import LoadedModel, ModelSource
+
+HIDDEN = 64
+INTERMEDIATE = 128
+VOCAB = 128
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
+
+
+def tiny_tokenizer() -> tf.PreTrainedTokenizerFast:
+    """A character-level tokenizer that prepends a BOS token."""
+    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
+    vocab = {token: i for i, token in enumerate(SPECIALS + chars)}
+    assert len(vocab) <= VOCAB
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return tf.PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
+    )
+
+
+_COMMON = {"vocab_size": VOCAB, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+_DECODER = {
+    "hidden_size": HIDDEN,
+    "intermediate_size": INTERMEDIATE,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "head_dim": 16,
+    "max_position_embeddings": 128,
+}
+
+CONFIGS: dict[str, Callable[[int], Any]] = {
+    "llama": lambda n: tf.LlamaConfig(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "mistral": lambda n: tf.MistralConfig(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "qwen2": lambda n: tf.Qwen2Config(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "qwen3": lambda n: tf.Qwen3Config(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "gemma": lambda n: tf.GemmaConfig(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "gemma2": lambda n: tf.Gemma2Config(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "gemma3_text": lambda n: tf.Gemma3TextConfig(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "phi3": lambda n: tf.Phi3Config(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "phi": lambda n: tf.PhiConfig(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "olmo": lambda n: tf.OlmoConfig(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "olmo2": lambda n: tf.Olmo2Config(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "stablelm": lambda n: tf.StableLmConfig(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "starcoder2": lambda n: tf.Starcoder2Config(num_hidden_layers=n, **_DECODER, **_COMMON),
+    "gpt2": lambda n: tf.GPT2Config(
+        n_embd=HIDDEN, n_layer=n, n_head=4, n_inner=INTERMEDIATE, n_positions=128, **_COMMON
+    ),
+    "gpt_neox": lambda n: tf.GPTNeoXConfig(
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=n,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        **_COMMON,
+    ),
+    "falcon": lambda n: tf.FalconConfig(
+        hidden_size=HIDDEN,
+        ffn_hidden_size=INTERMEDIATE,
+        num_hidden_layers=n,
+        num_attention_heads=4,
+        **_COMMON,
+    ),
+    "opt": lambda n: tf.OPTConfig(
+        hidden_size=HIDDEN,
+        ffn_dim=INTERMEDIATE,
+        num_hidden_layers=n,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        word_embed_proj_dim=HIDDEN,
+        **_COMMON,
+    ),
+}
+
+
+def gemma3_multimodal_config(num_layers: int) -> Any:
+    """A tiny Gemma 3 vision-language config (model_type `gemma3`)."""
+    text = {"num_hidden_layers": num_layers, **_DECODER, **_COMMON}
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 28,
+        "patch_size": 14,
+    }
+    return tf.Gemma3Config(text_config=text, vision_config=vision)
+
+
+def tiny_model(model_type: str = "llama", num_layers: int = 6, seed: int = 0) -> LoadedModel:
+    """A random tiny model of `model_type` wrapped as a `LoadedModel`."""
+    torch.manual_seed(seed)
+    if model_type == "gemma3":
+        model: nn.Module = tf.Gemma3ForConditionalGeneration(gemma3_multimodal_config(num_layers))
+    else:
+        model = tf.AutoModelForCausalLM.from_config(CONFIGS[model_type](num_layers))
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(
+        model=model,
+        tokenizer=tiny_tokenizer(),
+        adapter=adapter_for(model.config.model_type),
+        source=ModelSource("local", f"tiny-{model_type}"),
+        revision_sha=None,
+        quantization=None,
+        dtype=torch.float32,
+        device=torch.device("cpu"),
+        parameter_count=sum(p.numel() for p in model.parameters()),
+        load_time_s=0.0,
+        config=model.config,
+    )
+
+
+def _mlp_input(loaded: LoadedModel, layer: int, prompt: str) -> torch.Tensor:
+    """The (seq, hidden) input of layer `layer`'s MLP on `prompt`."""
+    adapter = loaded.adapter
+    name = f"{adapter.layers_path(loaded.model)}.{layer}.{adapter.mlp_inputs[0]}"
+    captured: list[torch.Tensor] = []
+
+    def grab(_module: nn.Module, args: tuple[Any, ...]) -> None:
+        hidden = args[0]
+        captured.append(hidden.detach().reshape(-1, hidden.shape[-1]).clone())  # (seq, hidden)
+
+    ids = loaded.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with forward_hooks(loaded.model, {}, {name: grab}), torch.inference_mode():
+        loaded.model(input_ids=ids, use_cache=False)
+    return captured[0]
+
+
+def plant_super_weight(
+    loaded: LoadedModel,
+    layer: int,
+    row: int,
+    col: int,
+    *,
+    weight: float = 2.0,
+    pre_activation: float = 8.0,
+    token: int = 0,
+    prompt: str = "Apple Inc. is a worldwide tech company.",
+) -> None:
+    """Make `down_proj[row, col]` of `layer` a real super weight on `prompt`.
+
+    The projections feeding the down projection are aimed at the MLP input of `token`, so that
+    intermediate channel `col` spikes there; `weight` at `(row, col)` turns it into a large output.
+    """
+    adapter = loaded.adapter
+    model = loaded.model
+    x = _mlp_input(loaded, layer, prompt)[token]  # (hidden,)
+    direction = x / x.dot(x)
+    prefix = f"{adapter.layers_path(model)}.{layer}"
+    with torch.no_grad():
+        for path in adapter.mlp_inputs:
+            module = model.get_submodule(f"{prefix}.{path}")
+            in_out = adapter.layout == "in_out"  # GPT-2's Conv1D stores [in, out] for every MLP matrix
+            matrix = module.weight.t() if in_out else module.weight  # (out, in)
+            for out_index in range(col, matrix.shape[0], INTERMEDIATE):
+                matrix[out_index] = direction * pre_activation
+                bias = getattr(module, "bias", None)
+                if bias is not None:
+                    bias[out_index] = 0.0
+        down = adapter.down_weight(model, layer)
+        down[adapter.storage_index(row, col)] = weight
