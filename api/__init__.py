@@ -1,0 +1,1 @@
+"""The REST API of the super-weight index (FastAPI, versioned under /v1)."""

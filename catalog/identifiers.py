@@ -11,10 +11,13 @@ from typing import Any
 from catalog.errors import InvalidInputError
 
 _NAME_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
+NAME_PART_PATTERN = rf"^{_NAME_PART}$"
 MODEL_ID_PATTERN = rf"^{_NAME_PART}/{_NAME_PART}$"
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 DIGEST_PATTERN = r"^(?:[0-9a-f]{40}|sha256:[0-9a-f]{64})$"
-REF_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9_])?$"
+_REF = r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9_])?"
+REF_PATTERN = rf"^{_REF}$"
+REVISION_QUERY_PATTERN = rf"^(?:sha256:[0-9a-f]{{64}}|{_REF})$"
 _MODEL_ID_RE = re.compile(MODEL_ID_PATTERN)
 _SHA_RE = re.compile(SHA_PATTERN)
 _DIGEST_RE = re.compile(DIGEST_PATTERN)

@@ -15,21 +15,32 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SWI_", extra="ignore")
 
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder of the embedded SQLite catalog.")
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Folder of the embedded SQLite catalog.")
     database_url: str | None = Field(
-        None,
+        default=None,
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite in data_dir.",
     )
-    broker_url: str | None = Field(None, description="Celery broker URL; None = embedded mode (in-process).")
-    auto_migrate: bool | None = Field(
-        None, description="Apply migrations and the seed when the API starts; None = only for SQLite."
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL; None = embedded mode (in-process)."
     )
-    rate_limit_submissions: int = Field(30, ge=1, description="Submissions allowed per API key per window.")
-    rate_limit_window_s: int = Field(3600, ge=1, description="Length of the rate-limit window in seconds.")
-    page_size_default: int = Field(50, ge=1, le=500)
-    page_size_max: int = Field(200, ge=1, le=1000)
-    job_max_attempts: int = Field(3, ge=1, le=20, description="Attempts before a job ends as failed.")
-    readiness_timeout_s: float = Field(2.0, gt=0, description="Time allowed to reach the database or broker.")
+    auto_migrate: bool | None = Field(
+        default=None, description="Apply migrations and the seed when the API starts; None = only for SQLite."
+    )
+    rate_limit_submissions: int = Field(
+        default=30, ge=1, description="Submissions allowed per API key per window."
+    )
+    rate_limit_window_s: int = Field(
+        default=3600, ge=1, description="Length of the rate-limit window in seconds."
+    )
+    page_size_default: int = Field(default=50, ge=1, le=500)
+    page_size_max: int = Field(default=200, ge=1, le=1000)
+    job_max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts before a job ends as failed.")
+    response_cache_entries: int = Field(
+        default=4096, ge=0, description="Rendered read responses kept in memory per API process (0: none)."
+    )
+    readiness_timeout_s: float = Field(
+        default=2.0, gt=0, description="Time allowed to reach the database or broker."
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL; for the default SQLite file, its folder is created on first use."""

@@ -35,26 +35,24 @@ class ArchitectureAdapter:
     #: path (relative to a decoder layer) whose output is the residual stream; "" = the layer itself
     residual: str = ""
 
-    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
-        """The decoder layers of `model`, resolved by name."""
+    def layers_path(self, model: nn.Module) -> str:
+        """The dotted path of the decoder-layer `ModuleList` in `model` (the first candidate that exists)."""
         for path in self.layers:
             try:
                 found = model.get_submodule(path)
             except AttributeError:
                 continue
             if isinstance(found, nn.ModuleList):
-                return found
+                return path
         raise UnsupportedArchitectureError(
             f"{self.model_type}: none of the layer paths {list(self.layers)} exists in {type(model).__name__}"
         )
 
-    def layers_path(self, model: nn.Module) -> str:
-        """The dotted path of the decoder layers in `model`."""
-        layers = self.decoder_layers(model)
-        for name, module in model.named_modules():
-            if module is layers:
-                return str(name)
-        raise UnsupportedArchitectureError(f"{self.model_type}: decoder layers not found by name")
+    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
+        """The decoder layers of `model`, resolved by name."""
+        layers = model.get_submodule(self.layers_path(model))
+        assert isinstance(layers, nn.ModuleList)
+        return layers
 
     def down_proj_name(self, model: nn.Module, layer: int) -> str:
         """Qualified module name of layer `layer`'s down projection."""

@@ -1,0 +1,178 @@
+"""RFC 9457 problem details: the one exception handler and the documented problem responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from catalog.errors import (
+    CatalogError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitedError,
+    UnavailableError,
+)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+logger = logging.getLogger("swi.api")
+
+
+class AuthenticationError(CatalogError):
+    """No usable API key (401)."""
+
+
+class PermissionDeniedError(CatalogError):
+    """The key lacks the required scope (403)."""
+
+
+class FieldError(BaseModel):
+    """One invalid field of a request."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:swi:problem:not-found",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "model 'org/unknown' is not in the catalog",
+                    "instance": "/v1/models/org/unknown",
+                }
+            ]
+        }
+    )
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = Field(default=None, description="Invalid fields (422 only).")
+    retry_after: int | None = Field(default=None, description="Seconds to wait (429 and 503 only).")
+
+
+_KINDS: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (AuthenticationError, 401, "unauthorized", "Unauthorized"),
+    (PermissionDeniedError, 403, "forbidden", "Forbidden"),
+    (NotFoundError, 404, "not-found", "Not Found"),
+    (ConflictError, 409, "conflict", "Conflict"),
+    (InvalidInputError, 400, "invalid-input", "Bad Request"),
+    (RateLimitedError, 429, "rate-limited", "Too Many Requests"),
+    (UnavailableError, 503, "unavailable", "Service Unavailable"),
+    (OperationalError, 503, "unavailable", "Service Unavailable"),
+)
+
+_HTTP_TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable"}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None,
+    *,
+    slug: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """A problem+json response."""
+    body = Problem(
+        type=f"urn:swi:problem:{slug}" if slug else "about:blank",
+        title=title,
+        status=status,
+        detail=detail,
+        instance=instance,
+        **extensions,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The one handler: every error the API can raise becomes problem+json (unknown ones a logged 500)."""
+    instance = request.url.path
+    if isinstance(exc, RequestValidationError):
+        errors = [
+            FieldError(
+                loc=[str(p) if not isinstance(p, int) else p for p in e.get("loc", ())],
+                msg=str(e.get("msg", "")),
+                type=str(e.get("type", "")),
+            )
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else None
+        detail = f"{'.'.join(map(str, first.loc))}: {first.msg}" if first else "invalid request"
+        return problem(
+            422, "Unprocessable Content", detail, slug="validation", instance=instance, errors=errors
+        )
+    if isinstance(exc, StarletteHTTPException):
+        title = _HTTP_TITLES.get(exc.status_code, "Error")
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        return problem(exc.status_code, title, detail, instance=instance, headers=dict(exc.headers or {}))
+    for kind, status, slug, title in _KINDS:
+        if isinstance(exc, kind):
+            headers: dict[str, str] = {}
+            extensions: dict[str, Any] = {}
+            if isinstance(exc, AuthenticationError):
+                headers["WWW-Authenticate"] = 'Bearer realm="swi"'
+            retry_after = (
+                exc.retry_after_s if isinstance(exc, RateLimitedError) else (5 if status == 503 else None)
+            )
+            if retry_after is not None:
+                headers["Retry-After"] = str(retry_after)
+                extensions["retry_after"] = retry_after
+            detail = "the database is unavailable" if isinstance(exc, OperationalError) else str(exc)
+            if isinstance(exc, OperationalError):
+                logger.warning("database error on %s: %s", instance, exc)
+            return problem(status, title, detail, slug=slug, instance=instance, headers=headers, **extensions)
+    logger.exception("unhandled error on %s", instance, exc_info=exc)
+    return problem(500, "Internal Server Error", "an unexpected error occurred", instance=instance)
+
+
+HANDLED_TYPES: tuple[type[Exception], ...] = (
+    RequestValidationError,
+    StarletteHTTPException,
+    CatalogError,
+    OperationalError,
+    Exception,
+)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the problem responses a route can give."""
+    descriptions = {
+        400: "Bad request (e.g. an invalid cursor).",
+        401: "No valid API key (`Authorization: Bearer <key>`).",
+        403: "The API key lacks the required scope.",
+        404: "Not found.",
+        409: "Conflict (e.g. an Idempotency-Key reused for another request).",
+        422: "Invalid parameters or body.",
+        429: "Rate limit reached; see Retry-After.",
+        503: "A dependency is unavailable; see Retry-After.",
+    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": Problem, "description": descriptions[status]}
+        if status in (429, 503):
+            entry["headers"] = {
+                "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+            }
+        responses[status] = entry
+    return responses

@@ -1,0 +1,370 @@
+"""The /v1 routes: catalog reads (public), submissions (API key with scope `submit`), jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from api import views
+from api.auth import Principal, require_scope
+from api.cache import model_stamp
+from api.etag import conditional_response, json_with_etag
+from api.problems import problem_responses
+from api.schemas import (
+    CONVENTION,
+    BundleOut,
+    CompareOut,
+    JobOut,
+    ModelDetailOut,
+    ModelListOut,
+    RunReportOut,
+    SubmissionIn,
+    SubmissionOut,
+    SuperWeightsOut,
+)
+from api.services import Services, ServicesDep, leave_queued
+from catalog.identifiers import (
+    MODEL_ID_PATTERN,
+    NAME_PART_PATTERN,
+    REVISION_QUERY_PATTERN,
+    canonical_json,
+    validate_model_id,
+)
+from catalog.repositories import (
+    JobRepository,
+    ModelFilter,
+    ModelRepository,
+    ModelSummary,
+    RunRepository,
+)
+from catalog.repositories.models import ModelSort
+
+logger = logging.getLogger("swi.api")
+router = APIRouter(prefix="/v1")
+
+PAGE_SIZE_LIMIT = 500
+Org = Annotated[
+    str, Path(pattern=NAME_PART_PATTERN, max_length=96, description="Organisation.", examples=["huggyllama"])
+]
+Name = Annotated[
+    str, Path(pattern=NAME_PART_PATTERN, max_length=96, description="Model name.", examples=["llama-7b"])
+]
+RevisionQuery = Annotated[
+    str | None,
+    Query(
+        max_length=255,
+        pattern=REVISION_QUERY_PATTERN,
+        description="Commit sha (or the branch/tag it was resolved from); default: the newest indexed one.",
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None, Header(alias="If-None-Match", max_length=1000, description="ETag(s) the client holds.")
+]
+
+ETAG_HEADERS = {
+    "ETag": {"description": "Strong validator of the body.", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "Revalidate with If-None-Match.", "schema": {"type": "string"}},
+}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not Modified: the ETag matches If-None-Match."}
+}
+
+
+def _read(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {200: {"headers": ETAG_HEADERS}, **NOT_MODIFIED, **problem_responses(*statuses, 422)}
+
+
+@router.get(
+    "/models",
+    response_model=ModelListOut,
+    summary="List and search models",
+    responses={
+        200: {
+            "headers": {
+                **ETAG_HEADERS,
+                "Link": {"description": 'The next page: `<url>; rel="next"`.', "schema": {"type": "string"}},
+            }
+        },
+        **NOT_MODIFIED,
+        **problem_responses(400, 422),
+    },
+)
+def list_models(
+    request: Request,
+    services: ServicesDep,
+    architecture: Annotated[
+        str | None, Query(max_length=64, description="`config.model_type`, e.g. llama.")
+    ] = None,
+    family: Annotated[str | None, Query(max_length=64, description="Model family, e.g. OLMo.")] = None,
+    status: Annotated[
+        Literal["reported", "candidate", "confirmed", "inert"] | None,
+        Query(description="Has a super weight with this status."),
+    ] = None,
+    layer: Annotated[
+        int | None, Query(ge=0, le=10_000, description="Has a super weight in this layer.")
+    ] = None,
+    has_super_weights: Annotated[
+        bool | None, Query(description="Has (or has no) super-weight entries.")
+    ] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Text search in the id and family.")] = None,
+    sort: Annotated[ModelSort, Query(description="Order; `-` for descending.")] = "name",
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="`next_cursor` of the previous page.")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_LIMIT, description="Page size.")] = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Models in the catalog, filtered, sorted, one page at a time (cursor pagination)."""
+    size = min(limit or services.settings.page_size_default, services.settings.page_size_max)
+    filters = ModelFilter(
+        architecture=architecture,
+        family=family,
+        status=status,
+        layer=layer,
+        has_super_weights=has_super_weights,
+        q=q,
+    )
+    with services.session() as session:
+        page = ModelRepository(session).search(filters, sort=sort, cursor=cursor, limit=size)
+        body = ModelListOut(items=[views.model_summary(s) for s in page.items], next_cursor=page.next_cursor)
+    headers = {}
+    if page.next_cursor:
+        headers["Link"] = f'<{request.url.include_query_params(cursor=page.next_cursor)}>; rel="next"'
+    return json_with_etag(request, body, headers=headers)
+
+
+@router.get("/models/{org}/{name}", response_model=ModelDetailOut, summary="One model", responses=_read(404))
+def get_model(
+    request: Request, services: ServicesDep, org: Org, name: Name, if_none_match: IfNoneMatch = None
+) -> Response:
+    """The model with its latest revision and its runs."""
+    hub_id = _model_id(org, name)
+    with services.session() as session:
+        stamp = model_stamp(session, hub_id)
+        body = services.cache.get(("model", hub_id), stamp)
+        if body is None:
+            models = ModelRepository(session)
+            model = models.get(hub_id)
+            counts = models.status_counts([model.id]).get(model.id, {})
+            detail = views.model_detail(
+                ModelSummary(model=model, status_counts=dict(counts)),
+                models.latest_revision(model),
+                models.runs(model),
+            )
+            body = detail.model_dump_json().encode()
+            services.cache.put(("model", hub_id), stamp, body)
+    return conditional_response(request, body)
+
+
+@router.get(
+    "/models/{org}/{name}/super-weights",
+    response_model=SuperWeightsOut,
+    summary="A model's super-weight coordinates",
+    responses=_read(404),
+)
+def get_super_weights(
+    request: Request,
+    services: ServicesDep,
+    org: Org,
+    name: Name,
+    revision: RevisionQuery = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Coordinates with status, values, activations and the quality deltas that decided the status."""
+    hub_id = _model_id(org, name)
+    with services.session() as session:
+        stamp = model_stamp(session, hub_id)
+        body = services.cache.get(("super-weights", hub_id, revision), stamp)
+        if body is None:
+            model = ModelRepository(session).get(hub_id)
+            view = views.super_weights(RunRepository(session).coordinates(model, revision))
+            body = view.model_dump_json().encode()
+            services.cache.put(("super-weights", hub_id, revision), stamp, body)
+    return conditional_response(request, body)
+
+
+@router.get(
+    "/models/{org}/{name}/bundle",
+    response_model=BundleOut,
+    summary="Download the coordinate bundle",
+    responses={
+        200: {"headers": {**ETAG_HEADERS, "Content-Disposition": {"schema": {"type": "string"}}}},
+        **NOT_MODIFIED,
+        **problem_responses(404, 422),
+    },
+)
+def get_bundle(
+    request: Request,
+    services: ServicesDep,
+    org: Org,
+    name: Name,
+    format: Annotated[Literal["json"], Query(description="Bundle format.")] = "json",
+    revision: RevisionQuery = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """The schema-versioned JSON manifest of a model's super weights (other formats come with bundles)."""
+    hub_id = _model_id(org, name)
+    with services.session() as session:
+        model = ModelRepository(session).get(hub_id)
+        view = RunRepository(session).coordinates(model, revision)
+        content: dict[str, Any] = {
+            "schema_version": 1,
+            "model": model.hub_id,
+            "revision": view.revision.sha if view.revision else None,
+            "convention": CONVENTION,
+            "super_weights": [views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
+            "super_activation": (
+                activation.model_dump(mode="json")
+                if (activation := views.super_activation(view.super_activation))
+                else None
+            ),
+            "provenance": view.run.provenance if view.run else {},
+        }
+    content["sha256"] = hashlib.sha256(canonical_json(content).encode()).hexdigest()
+    body = BundleOut.model_validate(content).model_dump_json().encode()
+    suffix = f"-{view.revision.sha[:12].replace(':', '-')}" if view.revision else "-reported"
+    filename = f"{org}__{name}{suffix}.swi.json"
+    return conditional_response(
+        request, body, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@router.get(
+    "/runs/{run_id}", response_model=RunReportOut, summary="The full report of a run", responses=_read(404)
+)
+def get_run(
+    request: Request,
+    services: ServicesDep,
+    run_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Profile, super activation, all quality results and provenance of one index run."""
+    with services.session() as session:
+        runs = RunRepository(session)
+        run = runs.get(run_id)
+        view = runs.coordinates_of(run.model, run)
+        body = views.run_report(
+            run, view, runs.quality_results(run), runs.layer_profile(run), runs.job_of(run)
+        )
+    return json_with_etag(request, body)
+
+
+@router.get(
+    "/compare", response_model=CompareOut, summary="Compare two models' coordinates", responses=_read(404)
+)
+def compare(
+    request: Request,
+    services: ServicesDep,
+    a: Annotated[str, Query(max_length=193, pattern=MODEL_ID_PATTERN, examples=["meta-llama/Llama-2-7b-hf"])],
+    b: Annotated[
+        str, Query(max_length=193, pattern=MODEL_ID_PATTERN, examples=["meta-llama/Llama-2-7b-chat-hf"])
+    ],
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Which coordinates two models (e.g. a base and its fine-tune) share, which moved, which vanished."""
+    with services.session() as session:
+        models = ModelRepository(session)
+        model_a, model_b = models.get(validate_model_id(a)), models.get(validate_model_id(b))
+        body = views.comparison(RunRepository(session).compare(model_a, model_b))
+    return json_with_etag(request, body)
+
+
+@router.post(
+    "/submissions",
+    response_model=SubmissionOut,
+    status_code=202,
+    summary="Submit a model for indexing",
+    responses={
+        200: {
+            "model": SubmissionOut,
+            "description": "An identical submission already finished: its job or run.",
+        },
+        202: {
+            "description": "Accepted: the job (new, or the identical one in progress).",
+            "headers": {"Location": {"description": "The job (or run).", "schema": {"type": "string"}}},
+        },
+        **problem_responses(400, 401, 403, 404, 409, 422, 429, 503),
+    },
+)
+def submit(
+    services: ServicesDep,
+    submission: SubmissionIn,
+    principal: Annotated[Principal, Depends(require_scope("submit"))],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Retries with the same key return the same job.",
+        ),
+    ] = None,
+) -> JSONResponse:
+    """Create (or find) the job that indexes `model` at `revision` with `options`; it runs after commit."""
+    resolved = services.resolver(submission.model, submission.revision)
+    with services.session(write=True) as session:
+        outcome = JobRepository(session).submit(
+            model=submission.model,
+            config=submission.options.as_config(),
+            requested_revision=submission.revision,
+            resolved_sha=resolved,
+            requester_id=principal.key_id,
+            idempotency_key=idempotency_key,
+            max_attempts=services.settings.job_max_attempts,
+            rate_limit=(services.settings.rate_limit_submissions, services.settings.rate_limit_window_s),
+        )
+        session.commit()
+        job = outcome.job
+        body = SubmissionOut(
+            created=outcome.created,
+            job=views.job_out(job) if job else None,
+            run_id=outcome.run_id or (job.run_id if job else None),
+            run_url=None,
+        )
+    if body.run_id is not None:
+        body.run_url = views.run_url(body.run_id)
+    if job is not None and outcome.created:
+        _enqueue(services, job.id)
+    finished = job is None or job.status in ("succeeded", "failed", "cancelled")
+    location = views.job_url(job) if job is not None else views.run_url(body.run_id or 0)
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=200 if finished else 202, headers={"Location": location}
+    )
+
+
+def _enqueue(services: Services, job_id: uuid.UUID) -> None:
+    """Hand the committed job to the runner; a failure leaves it queued for the sweeper, never a 500."""
+    try:
+        services.enqueuer(job_id)
+    except Exception:
+        logger.warning("could not enqueue job %s; it stays queued for the sweeper", job_id, exc_info=True)
+        return
+    if services.enqueuer is not leave_queued:
+        try:
+            with services.session() as session:
+                JobRepository(session).mark_enqueued(job_id)
+                session.commit()
+        except Exception:
+            logger.warning("could not record that job %s was enqueued", job_id, exc_info=True)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    summary="A job's status",
+    responses={**problem_responses(404, 422)},
+)
+def get_job(services: ServicesDep, job_id: uuid.UUID) -> JobOut:
+    """Status, phase, progress, attempts and last error of a job (not cached: it changes)."""
+    with services.session() as session:
+        return views.job_out(JobRepository(session).get(job_id))
+
+
+def _model_id(org: str, name: str) -> str:
+    return validate_model_id(f"{org}/{name}")

@@ -1,0 +1,563 @@
+"""Request and response models of the REST API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from catalog.errors import InvalidInputError
+from catalog.identifiers import MODEL_ID_PATTERN, REF_PATTERN, validate_model_id, validate_ref
+
+SHA_EXAMPLE = "8416d3fefb0cb3ff5775a7b13c1692d10ff1aa16"
+TIME_EXAMPLE = "2025-01-15T10:12:03.512000Z"
+CONVENTION = (
+    "model.layers[layer].mlp.down_proj.weight[row, col]; row = hidden (output) channel, "
+    "col = intermediate (input) channel"
+)
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+class Coordinate(BaseModel):
+    """A coordinate `(layer, row, col)` of `model.layers[layer].mlp.down_proj.weight[row, col]`."""
+
+    model_config = _examples({"layer": 2, "row": 3968, "col": 7003})
+
+    layer: int
+    row: int
+    col: int
+
+
+class CorpusOut(BaseModel):
+    """The text a quality number was measured on."""
+
+    name: str
+    sha256: str | None = None
+    tokens: int | None = None
+    window: int | None = None
+
+
+class QualityResultOut(BaseModel):
+    """One validation measurement."""
+
+    model_config = _examples(
+        {
+            "experiment": "prune_super_weight",
+            "parameters": {"budget_tokens": 4096},
+            "metric": "perplexity",
+            "value": 1211.4,
+            "baseline": 5.68,
+            "ratio": 213.3,
+            "corpus": {"name": "wikitext-2-raw/test", "sha256": "f4b4...", "tokens": 4096, "window": 512},
+            "coordinates": {"layer": 2, "row": 3968, "col": 7003},
+        }
+    )
+
+    experiment: str
+    parameters: dict[str, Any]
+    metric: str
+    value: float | None
+    baseline: float | None
+    ratio: float | None = Field(description="value / baseline")
+    corpus: CorpusOut | None
+    coordinates: Coordinate | None = Field(description="The super weight this result decided, if any.")
+
+
+class SuperWeightOut(BaseModel):
+    """A super weight with its status and the evidence for it."""
+
+    model_config = _examples(
+        {
+            "layer": 2,
+            "row": 3968,
+            "col": 7003,
+            "status": "confirmed",
+            "source": "measured",
+            "reproduction": "reproduced",
+            "citation": "Yu et al. 2024, The Super Weight in Large Language Models, arXiv:2411.07191",
+            "citation_source": "paper table",
+            "value": -1.546875,
+            "dtype": "float16",
+            "hf_tensor": "model.layers.2.mlp.down_proj.weight",
+            "gguf_tensor": "blk.2.ffn_down.weight",
+            "gguf_index": [7003, 3968],
+            "input_activation": 56.1,
+            "output_activation": -2540.0,
+            "token": 0,
+            "magnitude_rank": 1,
+            "iteration": 0,
+            "verdict_reason": "perplexity x213 when zeroed",
+            "decided_by": [],
+        }
+    )
+
+    layer: int
+    row: int = Field(description="Hidden (output) channel.")
+    col: int = Field(description="Intermediate (input) channel.")
+    status: Literal["reported", "candidate", "confirmed", "inert"]
+    source: Literal["measured", "reported"]
+    reproduction: Literal["reproduced", "contradicted", "unverified"] | None = Field(
+        description="Relation to a published entry at the same coordinates (null: none published)."
+    )
+    citation: str | None
+    citation_source: str | None
+    value: float | None
+    dtype: str | None
+    hf_tensor: str | None
+    gguf_tensor: str | None
+    gguf_index: list[int] | None = Field(description="GGUF `ne` order: [col, row].")
+    input_activation: float | None
+    output_activation: float | None
+    token: int | None
+    magnitude_rank: int | None
+    iteration: int | None
+    verdict_reason: str | None
+    decided_by: list[QualityResultOut]
+
+
+class SuperActivationOut(BaseModel):
+    """The massive residual-stream activation the super weights create."""
+
+    model_config = _examples(
+        {
+            "channel": 3968,
+            "token": 0,
+            "magnitude_by_layer": [0.9, 12.0, 2533.1],
+            "peak_layer": 2,
+            "peak_magnitude": 2533.1,
+            "first_layer": 2,
+        }
+    )
+
+    channel: int
+    token: int
+    magnitude_by_layer: list[float | None]
+    peak_layer: int
+    peak_magnitude: float | None
+    first_layer: int
+
+
+class RevisionOut(BaseModel):
+    """A pinned revision."""
+
+    model_config = _examples({"sha": SHA_EXAMPLE, "resolved_from": "main", "resolved_at": TIME_EXAMPLE})
+
+    sha: str = Field(description="40-hex commit sha, or sha256:<hex> of a local file.")
+    resolved_from: str | None
+    resolved_at: datetime
+
+
+class RunSummaryOut(BaseModel):
+    """An index run, briefly."""
+
+    model_config = _examples(
+        {
+            "id": 7,
+            "url": "/v1/runs/7",
+            "revision": SHA_EXAMPLE,
+            "status": "succeeded",
+            "config_hash": "9f2c...",
+            "model_verdict": "confirmed",
+            "detector_version": "1.0.0",
+            "created_at": TIME_EXAMPLE,
+            "finished_at": TIME_EXAMPLE,
+        }
+    )
+
+    id: int
+    url: str
+    revision: str
+    status: Literal["succeeded", "failed"]
+    config_hash: str
+    model_verdict: str | None
+    detector_version: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+MODEL_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "id": "huggyllama/llama-7b",
+    "url": "/v1/models/huggyllama/llama-7b",
+    "org": "huggyllama",
+    "name": "llama-7b",
+    "architecture": "llama",
+    "family": "Llama",
+    "parameter_count": 6738415616,
+    "base_model": None,
+    "source_kind": "hub",
+    "super_weight_count": 1,
+    "status_counts": {"reported": 1},
+    "updated_at": TIME_EXAMPLE,
+}
+
+
+class ModelSummaryOut(BaseModel):
+    """A model in a listing."""
+
+    model_config = _examples(MODEL_SUMMARY_EXAMPLE)
+
+    id: str = Field(description="Hub id `org/name`.")
+    url: str
+    org: str
+    name: str
+    architecture: str | None = Field(description="`config.model_type`.")
+    family: str | None
+    parameter_count: int | None
+    base_model: str | None = Field(description="The model this one was derived from, when known.")
+    source_kind: str
+    super_weight_count: int
+    status_counts: dict[str, int]
+    updated_at: datetime
+
+
+class ModelListOut(BaseModel):
+    """A page of models."""
+
+    model_config = _examples({"items": [MODEL_SUMMARY_EXAMPLE], "next_cursor": "eyJzIjoibmFtZSIsInYiOi..."})
+
+    items: list[ModelSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last.")
+
+
+class ModelDetailOut(ModelSummaryOut):
+    """A model with its latest revision and its runs."""
+
+    model_config = _examples({**MODEL_SUMMARY_EXAMPLE, "latest_revision": None, "runs": []})
+
+    latest_revision: RevisionOut | None
+    runs: list[RunSummaryOut]
+
+
+class SuperWeightsOut(BaseModel):
+    """A model's super weights at one revision."""
+
+    model_config = _examples(
+        {
+            "model": "huggyllama/llama-7b",
+            "revision": None,
+            "run_id": None,
+            "super_weights": [SuperWeightOut.model_config["json_schema_extra"]["examples"][0]],  # type: ignore[index]
+            "super_activation": None,
+        }
+    )
+
+    model: str
+    revision: RevisionOut | None = Field(description="Null when only published entries exist.")
+    run_id: int | None
+    super_weights: list[SuperWeightOut]
+    super_activation: SuperActivationOut | None
+
+
+class LayerStatsOut(BaseModel):
+    """Per-layer activation maxima of one iteration."""
+
+    layer: int
+    input_max: float | None
+    input_value: float | None
+    input_token: int
+    input_channel: int
+    output_max: float | None
+    output_value: float | None
+    output_token: int
+    output_channel: int
+    residual_max: float | None
+    residual_token: int
+    residual_channel: int
+
+
+class ProfileIterationOut(BaseModel):
+    """One detection iteration: what was zeroed, and the per-layer maxima."""
+
+    iteration: int
+    removed: list[list[int]]
+    layers: list[LayerStatsOut]
+
+
+class RunReportOut(BaseModel):
+    """The full report of an index run."""
+
+    model_config = _examples(
+        {
+            "id": 7,
+            "model": "org/model",
+            "revision": {"sha": SHA_EXAMPLE, "resolved_from": "main", "resolved_at": TIME_EXAMPLE},
+            "status": "succeeded",
+            "config": {"prompt": "Apple Inc. is"},
+            "config_hash": "9f2c...",
+            "provenance": {"detector_version": "1.0.0"},
+            "timings": {"detect": 3.2},
+            "wall_time_s": 3.2,
+            "error": None,
+            "model_verdict": "confirmed",
+            "detector_version": "1.0.0",
+            "started_at": TIME_EXAMPLE,
+            "finished_at": TIME_EXAMPLE,
+            "created_at": TIME_EXAMPLE,
+            "job_id": None,
+            "super_weights": [],
+            "super_activation": None,
+            "layer_profile": [],
+            "quality_results": [],
+        }
+    )
+
+    id: int
+    model: str
+    revision: RevisionOut
+    status: Literal["succeeded", "failed"]
+    config: dict[str, Any]
+    config_hash: str
+    provenance: dict[str, Any]
+    timings: dict[str, Any]
+    wall_time_s: float | None
+    error: str | None
+    model_verdict: str | None
+    detector_version: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_at: datetime
+    job_id: uuid.UUID | None
+    super_weights: list[SuperWeightOut]
+    super_activation: SuperActivationOut | None
+    layer_profile: list[ProfileIterationOut]
+    quality_results: list[QualityResultOut]
+
+
+class CompareSideOut(BaseModel):
+    """What one side of a comparison is based on."""
+
+    model: str
+    basis: Literal["run", "reported", "none"]
+    run_id: int | None
+    revision: str | None
+
+
+class MovedOut(BaseModel):
+    """A super weight whose counterpart sits elsewhere: same hidden channel (`row`), or same layer and col."""
+
+    a: Coordinate
+    b: Coordinate
+    shared: Literal["row", "layer_col"]
+
+
+class CompareOut(BaseModel):
+    """Coordinates two models share, which moved, which vanished (only in a), which appeared (only in b)."""
+
+    model_config = _examples(
+        {
+            "a": {"model": "meta-llama/Llama-2-7b-hf", "basis": "reported", "run_id": None, "revision": None},
+            "b": {
+                "model": "meta-llama/Llama-2-7b-chat-hf",
+                "basis": "run",
+                "run_id": 3,
+                "revision": SHA_EXAMPLE,
+            },
+            "shared": [{"layer": 1, "row": 2533, "col": 7890}],
+            "moved": [],
+            "vanished": [],
+            "appeared": [],
+        }
+    )
+
+    a: CompareSideOut
+    b: CompareSideOut
+    shared: list[Coordinate]
+    moved: list[MovedOut]
+    vanished: list[Coordinate]
+    appeared: list[Coordinate]
+
+
+class SubmissionOptions(BaseModel):
+    """Detection and validation settings (defaults are the published recipe)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"max_super_weights": 8, "validate": True, "dtype": "auto"}]},
+    )
+
+    prompt: str | None = Field(default=None, min_length=1, max_length=2000, description="Detection prompt.")
+    max_super_weights: int = Field(default=8, ge=1, le=64)
+    z_threshold: float = Field(default=3.0, gt=0, le=100)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    validate_: bool = Field(
+        default=True, alias="validate", description="Validate by pruning each super weight."
+    )
+    quantization_checks: bool = Field(default=True, description="Run the RTN hold-out checks.")
+
+    def as_config(self) -> dict[str, Any]:
+        """The canonical configuration stored on the job (its hash is the run key)."""
+        return self.model_dump(by_alias=True)
+
+
+class SubmissionIn(BaseModel):
+    """A request to index a model."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                    "revision": "main",
+                    "options": {"validate": True},
+                }
+            ]
+        },
+    )
+
+    model: str = Field(
+        min_length=3, max_length=193, pattern=MODEL_ID_PATTERN, description="Hub id `org/name`."
+    )
+    revision: str | None = Field(
+        None, min_length=1, max_length=255, pattern=REF_PATTERN, description="Branch, tag or commit sha."
+    )
+    options: SubmissionOptions = Field(default_factory=lambda: SubmissionOptions.model_validate({}))
+
+    @field_validator("model")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        try:
+            return validate_model_id(value)
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, value: str | None) -> str | None:
+        try:
+            return validate_ref(value) if value is not None else None
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": "0b9f7a51-3a83-4b8e-9c6e-2a4c1c0f5d11",
+    "url": "/v1/jobs/0b9f7a51-3a83-4b8e-9c6e-2a4c1c0f5d11",
+    "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "requested_revision": "main",
+    "resolved_sha": None,
+    "config": {"max_super_weights": 8},
+    "config_hash": "9f2c...",
+    "status": "running",
+    "phase": "detect",
+    "progress": 0.4,
+    "attempts": 1,
+    "max_attempts": 3,
+    "last_error": None,
+    "run_id": None,
+    "run_url": None,
+    "created_at": TIME_EXAMPLE,
+    "updated_at": TIME_EXAMPLE,
+    "started_at": TIME_EXAMPLE,
+    "finished_at": None,
+    "heartbeat_at": TIME_EXAMPLE,
+}
+
+
+class JobOut(BaseModel):
+    """A submission's job: status, phase, progress, attempts and error."""
+
+    model_config = _examples(JOB_EXAMPLE)
+
+    id: uuid.UUID
+    url: str
+    model: str
+    requested_revision: str | None
+    resolved_sha: str | None
+    config: dict[str, Any]
+    config_hash: str
+    status: Literal["queued", "running", "retry", "succeeded", "failed", "cancelled"]
+    phase: str | None
+    progress: float = Field(ge=0, le=1)
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    run_id: int | None
+    run_url: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+class SubmissionOut(BaseModel):
+    """The job a submission created or found (or the existing run when no job produced it)."""
+
+    model_config = _examples({"created": True, "job": JOB_EXAMPLE, "run_id": None, "run_url": None})
+
+    created: bool = Field(description="False when an identical submission's job or run was returned.")
+    job: JobOut | None
+    run_id: int | None
+    run_url: str | None
+
+
+class BundleWeightOut(BaseModel):
+    """One super weight in a bundle."""
+
+    layer: int
+    row: int
+    col: int
+    value: float | None = Field(description="As stored.")
+    value_float32: float | None = Field(description="The stored value rounded to float32.")
+    dtype: str | None
+    hf_tensor: str | None
+    gguf_tensor: str | None
+    gguf_index: list[int] | None
+    status: Literal["reported", "candidate", "confirmed", "inert"]
+    decided_by: list[QualityResultOut]
+
+
+class BundleOut(BaseModel):
+    """The JSON coordinate bundle of a model revision."""
+
+    model_config = _examples(
+        {
+            "schema_version": 1,
+            "model": "huggyllama/llama-7b",
+            "revision": None,
+            "convention": CONVENTION,
+            "super_weights": [],
+            "super_activation": None,
+            "provenance": {},
+            "sha256": "3b1f...",
+        }
+    )
+
+    schema_version: int
+    model: str
+    revision: str | None
+    convention: str
+    super_weights: list[BundleWeightOut]
+    super_activation: SuperActivationOut | None
+    provenance: dict[str, Any]
+    sha256: str = Field(description="SHA-256 of the canonical JSON of every other field.")
+
+
+class HealthOut(BaseModel):
+    """Liveness."""
+
+    model_config = _examples({"status": "ok"})
+
+    status: Literal["ok"]
+
+
+class CheckOut(BaseModel):
+    """One readiness check."""
+
+    ok: bool
+    detail: str | None = None
+
+
+class ReadyOut(BaseModel):
+    """Readiness: the database (and the broker when configured) are reachable."""
+
+    model_config = _examples({"status": "ready", "checks": {"database": {"ok": True, "detail": None}}})
+
+    status: Literal["ready"]
+    checks: dict[str, CheckOut]

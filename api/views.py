@@ -1,0 +1,328 @@
+"""Turn catalog rows and views into response models."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from api.schemas import (
+    BundleWeightOut,
+    CompareOut,
+    CompareSideOut,
+    Coordinate,
+    CorpusOut,
+    JobOut,
+    LayerStatsOut,
+    ModelDetailOut,
+    ModelSummaryOut,
+    MovedOut,
+    ProfileIterationOut,
+    QualityResultOut,
+    RevisionOut,
+    RunReportOut,
+    RunSummaryOut,
+    SuperActivationOut,
+    SuperWeightOut,
+    SuperWeightsOut,
+)
+from catalog.models import (
+    IndexRun,
+    Job,
+    LayerProfile,
+    QualityResult,
+    Revision,
+    SuperActivation,
+    SuperWeight,
+)
+from catalog.repositories import Comparison, CoordinateEntry, CoordinateView, ModelSummary
+
+
+def model_url(hub_id: str) -> str:
+    """The API path of a model."""
+    return f"/v1/models/{hub_id}"
+
+
+def run_url(run_id: int) -> str:
+    """The API path of a run."""
+    return f"/v1/runs/{run_id}"
+
+
+def job_url(job: Job) -> str:
+    """The API path of a job."""
+    return f"/v1/jobs/{job.id}"
+
+
+def model_summary(summary: ModelSummary) -> ModelSummaryOut:
+    """A listing entry."""
+    return ModelSummaryOut(**_model_fields(summary))
+
+
+def _model_fields(summary: ModelSummary) -> dict[str, Any]:
+    model = summary.model
+    return {
+        "id": model.hub_id,
+        "url": model_url(model.hub_id),
+        "org": model.org,
+        "name": model.name,
+        "architecture": model.model_type,
+        "family": model.family,
+        "parameter_count": model.parameter_count,
+        "base_model": model.base_model,
+        "source_kind": model.source_kind,
+        "super_weight_count": summary.super_weight_count,
+        "status_counts": summary.status_counts,
+        "updated_at": model.updated_at,
+    }
+
+
+def revision_out(revision: Revision) -> RevisionOut:
+    """A revision."""
+    return RevisionOut(
+        sha=revision.sha, resolved_from=revision.resolved_from, resolved_at=revision.resolved_at
+    )
+
+
+def run_summary(run: IndexRun) -> RunSummaryOut:
+    """A run, briefly."""
+    return RunSummaryOut(
+        id=run.id,
+        url=run_url(run.id),
+        revision=run.revision.sha,
+        status=run.status,  # type: ignore[arg-type]
+        config_hash=run.config_hash,
+        model_verdict=run.model_verdict,
+        detector_version=run.detector_version,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+    )
+
+
+def model_detail(summary: ModelSummary, latest: Revision | None, runs: list[IndexRun]) -> ModelDetailOut:
+    """A model page."""
+    return ModelDetailOut(
+        **_model_fields(summary),
+        latest_revision=revision_out(latest) if latest else None,
+        runs=[run_summary(r) for r in runs],
+    )
+
+
+def quality_result(result: QualityResult, weight: SuperWeight | None = None) -> QualityResultOut:
+    """A measurement."""
+    coordinates = None
+    if weight is not None:
+        coordinates = Coordinate(layer=weight.layer, row=weight.row, col=weight.col)
+    elif (
+        isinstance(result.parameters.get("coordinates"), list) and len(result.parameters["coordinates"]) == 3
+    ):
+        layer, row, col = result.parameters["coordinates"]
+        coordinates = Coordinate(layer=layer, row=row, col=col)
+    return QualityResultOut(
+        experiment=result.experiment,
+        parameters=result.parameters,
+        metric=result.metric,
+        value=result.value,
+        baseline=result.baseline,
+        ratio=result.ratio,
+        corpus=CorpusOut(**result.corpus) if result.corpus else None,
+        coordinates=coordinates,
+    )
+
+
+def super_weight(entry: CoordinateEntry) -> SuperWeightOut:
+    """One coordinate with its evidence."""
+    weight = entry.weight
+    return SuperWeightOut(
+        layer=weight.layer,
+        row=weight.row,
+        col=weight.col,
+        status=weight.status,  # type: ignore[arg-type]
+        source=entry.source,
+        reproduction=entry.reproduction,
+        citation=entry.citation,
+        citation_source=entry.citation_source,
+        value=weight.value,
+        dtype=weight.dtype,
+        hf_tensor=weight.hf_tensor,
+        gguf_tensor=weight.gguf_tensor,
+        gguf_index=weight.gguf_index,
+        input_activation=weight.input_activation,
+        output_activation=weight.output_activation,
+        token=weight.token,
+        magnitude_rank=weight.magnitude_rank,
+        iteration=weight.iteration,
+        verdict_reason=weight.verdict_reason,
+        decided_by=[quality_result(r, weight) for r in entry.decided_by],
+    )
+
+
+def super_activation(activation: SuperActivation | None) -> SuperActivationOut | None:
+    """The super activation, if any."""
+    if activation is None:
+        return None
+    return SuperActivationOut(
+        channel=activation.channel,
+        token=activation.token,
+        magnitude_by_layer=activation.magnitude_by_layer,
+        peak_layer=activation.peak_layer,
+        peak_magnitude=activation.peak_magnitude,
+        first_layer=activation.first_layer,
+    )
+
+
+def super_weights(view: CoordinateView) -> SuperWeightsOut:
+    """A model's coordinates at one revision."""
+    return SuperWeightsOut(
+        model=view.model.hub_id,
+        revision=revision_out(view.revision) if view.revision else None,
+        run_id=view.run.id if view.run else None,
+        super_weights=[super_weight(e) for e in view.entries],
+        super_activation=super_activation(view.super_activation),
+    )
+
+
+def layer_profile(run: IndexRun, rows: list[LayerProfile]) -> list[ProfileIterationOut]:
+    """Per-iteration profiles."""
+    by_iteration: dict[int, list[LayerStatsOut]] = {}
+    for row in rows:
+        by_iteration.setdefault(row.iteration, []).append(
+            LayerStatsOut(
+                layer=row.layer,
+                input_max=row.input_max,
+                input_value=row.input_value,
+                input_token=row.input_token,
+                input_channel=row.input_channel,
+                output_max=row.output_max,
+                output_value=row.output_value,
+                output_token=row.output_token,
+                output_channel=row.output_channel,
+                residual_max=row.residual_max,
+                residual_token=row.residual_token,
+                residual_channel=row.residual_channel,
+            )
+        )
+    removed = run.profile_removed or []
+    iterations = sorted(set(by_iteration) | set(range(len(removed))))
+    return [
+        ProfileIterationOut(
+            iteration=i,
+            removed=removed[i] if i < len(removed) else [],
+            layers=by_iteration.get(i, []),
+        )
+        for i in iterations
+    ]
+
+
+def run_report(
+    run: IndexRun,
+    view: CoordinateView,
+    results: list[QualityResult],
+    profile: list[LayerProfile],
+    job: Job | None,
+) -> RunReportOut:
+    """The full report of a run."""
+    weights_by_id = {e.weight.id: e.weight for e in view.entries}
+    return RunReportOut(
+        id=run.id,
+        model=run.model.hub_id,
+        revision=revision_out(run.revision),
+        status=run.status,  # type: ignore[arg-type]
+        config=run.config,
+        config_hash=run.config_hash,
+        provenance=run.provenance,
+        timings=run.timings,
+        wall_time_s=run.wall_time_s,
+        error=run.error,
+        model_verdict=run.model_verdict,
+        detector_version=run.detector_version,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        created_at=run.created_at,
+        job_id=job.id if job else None,
+        super_weights=[super_weight(e) for e in view.entries],
+        super_activation=super_activation(view.super_activation),
+        layer_profile=layer_profile(run, profile),
+        quality_results=[
+            quality_result(r, weights_by_id.get(r.super_weight_id) if r.super_weight_id else None)
+            for r in results
+        ],
+    )
+
+
+def _side(view: CoordinateView) -> CompareSideOut:
+    basis = "run" if view.run is not None else ("reported" if view.entries else "none")
+    return CompareSideOut(
+        model=view.model.hub_id,
+        basis=basis,  # type: ignore[arg-type]
+        run_id=view.run.id if view.run else None,
+        revision=view.revision.sha if view.revision else None,
+    )
+
+
+def _coordinate(value: tuple[int, int, int]) -> Coordinate:
+    return Coordinate(layer=value[0], row=value[1], col=value[2])
+
+
+def comparison(result: Comparison) -> CompareOut:
+    """A comparison of two models."""
+    return CompareOut(
+        a=_side(result.a),
+        b=_side(result.b),
+        shared=[_coordinate(c) for c in result.shared],
+        moved=[MovedOut(a=_coordinate(m.a), b=_coordinate(m.b), shared=m.shared) for m in result.moved],
+        vanished=[_coordinate(c) for c in result.vanished],
+        appeared=[_coordinate(c) for c in result.appeared],
+    )
+
+
+def job_out(job: Job) -> JobOut:
+    """A job."""
+    return JobOut(
+        id=job.id,
+        url=job_url(job),
+        model=job.model,
+        requested_revision=job.requested_revision,
+        resolved_sha=job.resolved_sha,
+        config=job.config,
+        config_hash=job.config_hash,
+        status=job.status,  # type: ignore[arg-type]
+        phase=job.phase,
+        progress=job.progress,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        last_error=job.last_error,
+        run_id=job.run_id,
+        run_url=run_url(job.run_id) if job.run_id else None,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        heartbeat_at=job.heartbeat_at,
+    )
+
+
+def float32(value: float | None) -> float | None:
+    """The value rounded to the nearest float32."""
+    if value is None:
+        return None
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:
+        return None
+
+
+def bundle_weight(entry: CoordinateEntry) -> BundleWeightOut:
+    """One bundle entry."""
+    weight = entry.weight
+    return BundleWeightOut(
+        layer=weight.layer,
+        row=weight.row,
+        col=weight.col,
+        value=weight.value,
+        value_float32=float32(weight.value),
+        dtype=weight.dtype,
+        hf_tensor=weight.hf_tensor,
+        gguf_tensor=weight.gguf_tensor,
+        gguf_index=weight.gguf_index,
+        status=weight.status,  # type: ignore[arg-type]
+        decided_by=[quality_result(r, weight) for r in entry.decided_by],
+    )

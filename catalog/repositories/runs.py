@@ -1,0 +1,487 @@
+"""Index runs: recording a detection (and its validation) exactly once, and reading it back."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from catalog.contracts import Detection, Validation
+from catalog.errors import InvalidInputError, NotFoundError
+from catalog.identifiers import config_hash, is_commit_sha, validate_model_id, validate_revision_digest
+from catalog.models import (
+    CatalogModel,
+    IndexRun,
+    Job,
+    JobStatus,
+    LayerProfile,
+    QualityResult,
+    Revision,
+    RunStatus,
+    SuperActivation,
+    SuperWeight,
+    SuperWeightStatus,
+    utcnow,
+)
+from catalog.repositories.models import ModelRepository
+
+Coordinates = tuple[int, int, int]
+Reproduction = Literal["reproduced", "contradicted", "unverified"]
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """The outcome of `record_run`: the run id, and whether this call created it."""
+
+    run_id: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class CoordinateEntry:
+    """One coordinate as users see it: a measured or reported super weight, with the evidence."""
+
+    weight: SuperWeight
+    source: Literal["measured", "reported"]
+    reproduction: Reproduction | None  # relation to a reported entry at the same coordinates, if any
+    citation: str | None
+    citation_source: str | None
+    decided_by: list[QualityResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CoordinateView:
+    """A model's super weights at one revision (or its reported ones when nothing is measured)."""
+
+    model: CatalogModel
+    run: IndexRun | None
+    revision: Revision | None
+    entries: list[CoordinateEntry]
+    super_activation: SuperActivation | None
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A super weight of model a whose counterpart in b sits at other coordinates."""
+
+    a: Coordinates
+    b: Coordinates
+    shared: Literal["row", "layer_col"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Which coordinates two models share, which moved, which vanished and which appeared."""
+
+    a: CoordinateView
+    b: CoordinateView
+    shared: list[Coordinates]
+    moved: list[Moved]
+    vanished: list[Coordinates]
+    appeared: list[Coordinates]
+
+
+def record_run(
+    session: Session,
+    job_id: uuid.UUID | str | None,
+    model_id: str,
+    revision_sha: str,
+    resolved_from: str | None,
+    config: Mapping[str, Any],
+    detection: Mapping[str, Any],
+    validation: Mapping[str, Any] | None = None,
+    **details: Any,
+) -> RecordedRun:
+    """Store one run (see `RunRepository.record_run`); the caller commits."""
+    return RunRepository(session).record_run(
+        job_id=job_id,
+        model_id=model_id,
+        revision_sha=revision_sha,
+        resolved_from=resolved_from,
+        config=config,
+        detection=detection,
+        validation=validation,
+        **details,
+    )
+
+
+class RunRepository:
+    """Write and read index runs."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.models = ModelRepository(session)
+
+    def record_run(
+        self,
+        *,
+        model_id: str,
+        revision_sha: str,
+        config: Mapping[str, Any],
+        detection: Mapping[str, Any],
+        validation: Mapping[str, Any] | None = None,
+        job_id: uuid.UUID | str | None = None,
+        resolved_from: str | None = None,
+        timings: Mapping[str, float] | None = None,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        family: str | None = None,
+        base_model: str | None = None,
+    ) -> RecordedRun:
+        """Store a detection (and its validation) once, keyed by the job and by (model, sha, config hash).
+
+        - `model_id`: the catalog id `org/name` (hub id; local sources use `local/<file or folder name>`).
+        - `revision_sha`: the 40-hex commit sha, or `sha256:<hex>` of a local file's content.
+        - `config`: the job's configuration; its hash (`catalog.identifiers.config_hash`) is the run key.
+        - `detection`: `indexer.types.DetectionResult.to_dict()`; `validation`: see `catalog.contracts`.
+        - `job_id`: the job this run completes; it is marked `succeeded` and linked to the run.
+        A repeated call (same job, or same model + sha + config) returns the existing run and writes nothing
+        else. Everything happens in the caller's transaction: the caller commits.
+        """
+        validate_model_id(model_id)
+        validate_revision_digest(revision_sha)
+        try:
+            parsed = Detection.model_validate(dict(detection))
+            checked = Validation.model_validate(dict(validation)) if validation is not None else None
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid result document: {exc.errors()[0]['msg']}") from exc
+        digest = config_hash(config)
+        job = self._job(job_id) if job_id is not None else None
+        if job is not None and job.run_id is not None:
+            return RecordedRun(run_id=job.run_id, created=False)
+
+        provenance = parsed.provenance
+        model = self.models.get_or_create(
+            model_id, source_kind=str(provenance.get("source_kind") or "hub")[:16]
+        )
+        self._update_model(model, provenance, family=family, base_model=base_model)
+        revision = self._revision(model, revision_sha, resolved_from or provenance.get("resolved_from"))
+
+        existing = self._run_for(revision, digest)
+        if existing is None:
+            try:
+                with self.session.begin_nested():
+                    run = self._insert_run(
+                        model,
+                        revision,
+                        dict(config),
+                        digest,
+                        parsed,
+                        checked,
+                        timings,
+                        started_at,
+                        finished_at,
+                    )
+                created = True
+            except IntegrityError:
+                # A concurrent writer recorded the same (revision, config) first: use its run.
+                existing = self._run_for(revision, digest)
+                if existing is None:
+                    raise
+        if existing is not None:
+            run, created = existing, False
+        if job is not None:
+            now = utcnow()
+            job.run_id = run.id
+            job.status = JobStatus.SUCCEEDED
+            job.phase = "stored"
+            job.progress = 1.0
+            job.resolved_sha = revision_sha
+            job.finished_at = now
+            job.heartbeat_at = now
+        return RecordedRun(run_id=run.id, created=created)
+
+    def _job(self, job_id: uuid.UUID | str) -> Job:
+        try:
+            key = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+        except ValueError as exc:
+            raise InvalidInputError(f"invalid job id {str(job_id)[:60]!r}") from exc
+        job = self.session.get(Job, key, with_for_update=True)
+        if job is None:
+            raise NotFoundError(f"no job with id {key}")
+        return job
+
+    def _update_model(
+        self,
+        model: CatalogModel,
+        provenance: Mapping[str, Any],
+        *,
+        family: str | None,
+        base_model: str | None,
+    ) -> None:
+        if isinstance(provenance.get("model_type"), str):
+            model.model_type = provenance["model_type"][:64]
+        if isinstance(provenance.get("parameter_count"), int) and provenance["parameter_count"] > 0:
+            model.parameter_count = provenance["parameter_count"]
+        if family:
+            model.family = family[:64]
+        if base_model:
+            model.base_model = validate_model_id(base_model)
+        model.updated_at = utcnow()
+
+    def _revision(self, model: CatalogModel, sha: str, resolved_from: Any) -> Revision:
+        found = self.session.scalars(
+            select(Revision).where(Revision.model_id == model.id, Revision.sha == sha)
+        ).one_or_none()
+        if found is not None:
+            return found
+        ref = str(resolved_from)[:255] if resolved_from else None
+        try:
+            with self.session.begin_nested():
+                revision = Revision(model_id=model.id, sha=sha, resolved_from=ref)
+                self.session.add(revision)
+        except IntegrityError:
+            return self.session.scalars(
+                select(Revision).where(Revision.model_id == model.id, Revision.sha == sha)
+            ).one()
+        return revision
+
+    def _run_for(self, revision: Revision, digest: str) -> IndexRun | None:
+        return self.session.scalars(
+            select(IndexRun).where(IndexRun.revision_id == revision.id, IndexRun.config_hash == digest)
+        ).one_or_none()
+
+    def _insert_run(
+        self,
+        model: CatalogModel,
+        revision: Revision,
+        config: dict[str, Any],
+        digest: str,
+        detection: Detection,
+        validation: Validation | None,
+        timings: Mapping[str, float] | None,
+        started_at: datetime | None,
+        finished_at: datetime | None,
+    ) -> IndexRun:
+        provenance = detection.provenance
+        wall_time = provenance.get("wall_time_s")
+        run = IndexRun(
+            model_id=model.id,
+            revision_id=revision.id,
+            status=RunStatus.SUCCEEDED,
+            config=config,
+            config_hash=digest,
+            provenance=dict(provenance),
+            detector_version=str(provenance.get("detector_version") or "")[:32] or None,
+            model_verdict=validation.model_verdict if validation else None,
+            profile_removed=[it.removed for it in detection.layer_profile],
+            timings=dict(timings or {}),
+            wall_time_s=float(wall_time) if isinstance(wall_time, int | float) else None,
+            started_at=started_at,
+            finished_at=finished_at or utcnow(),
+        )
+        self.session.add(run)
+        self.session.flush()
+        verdicts = {(v.layer, v.row, v.col): v for v in (validation.verdicts if validation else [])}
+        weights: dict[Coordinates, SuperWeight] = {}
+        for found in detection.super_weights:
+            coordinates = (found.layer, found.row, found.col)
+            if coordinates in weights:
+                continue
+            verdict = verdicts.get(coordinates)
+            weight = SuperWeight(
+                model_id=model.id,
+                run_id=run.id,
+                status=verdict.verdict if verdict else SuperWeightStatus.CANDIDATE,
+                verdict_reason=verdict.reason if verdict else None,
+                **found.model_dump(),
+            )
+            weights[coordinates] = weight
+            self.session.add(weight)
+        if detection.super_activation is not None:
+            self.session.add(SuperActivation(run_id=run.id, **detection.super_activation.model_dump()))
+        for iteration in detection.layer_profile:
+            for stats in iteration.layers:
+                self.session.add(
+                    LayerProfile(run_id=run.id, iteration=iteration.iteration, **stats.model_dump())
+                )
+        self.session.flush()
+        for measurement in validation.results if validation else []:
+            weight_row = weights.get(measurement.coordinates) if measurement.coordinates else None
+            parameters = dict(measurement.parameters)
+            if measurement.coordinates and weight_row is None:
+                parameters.setdefault("coordinates", list(measurement.coordinates))
+            self.session.add(
+                QualityResult(
+                    run_id=run.id,
+                    super_weight_id=weight_row.id if weight_row else None,
+                    experiment=measurement.experiment,
+                    parameters=parameters,
+                    metric=measurement.metric,
+                    value=measurement.value,
+                    baseline=measurement.baseline,
+                    ratio=measurement.ratio,
+                    corpus=measurement.corpus.model_dump() if measurement.corpus else None,
+                )
+            )
+        self.session.flush()
+        return run
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def get(self, run_id: int) -> IndexRun:
+        """The run, else `NotFoundError`."""
+        run = self.session.get(IndexRun, run_id)
+        if run is None:
+            raise NotFoundError(f"no index run with id {run_id}")
+        return run
+
+    def latest_run(
+        self, model: CatalogModel, revision: str | None = None
+    ) -> tuple[IndexRun | None, Revision | None]:
+        """The newest successful run of the model (at `revision`: a sha, or the ref it was resolved from)."""
+        query = (
+            select(IndexRun, Revision)
+            .join(Revision, IndexRun.revision_id == Revision.id)
+            .where(IndexRun.model_id == model.id, IndexRun.status == RunStatus.SUCCEEDED)
+            .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
+            .limit(1)
+        )
+        if revision is not None:
+            query = query.where(
+                Revision.sha == revision
+                if is_commit_sha(revision) or revision.startswith("sha256:")
+                else Revision.resolved_from == revision
+            )
+        row = self.session.execute(query).first()
+        if row is None:
+            if revision is not None:
+                raise NotFoundError(f"model {model.hub_id!r} has no index run at revision {revision!r}")
+            return None, None
+        return row[0], row[1]
+
+    def weights(self, run: IndexRun) -> list[SuperWeight]:
+        """The run's super weights in coordinate order."""
+        return list(
+            self.session.scalars(
+                select(SuperWeight)
+                .where(SuperWeight.run_id == run.id)
+                .order_by(SuperWeight.layer, SuperWeight.row, SuperWeight.col)
+            )
+        )
+
+    def reported(self, model: CatalogModel) -> list[SuperWeight]:
+        """The model's reported (published) super weights in coordinate order."""
+        return list(
+            self.session.scalars(
+                select(SuperWeight)
+                .where(SuperWeight.model_id == model.id, SuperWeight.run_id.is_(None))
+                .order_by(SuperWeight.layer, SuperWeight.row, SuperWeight.col)
+            )
+        )
+
+    def quality_results(self, run: IndexRun) -> list[QualityResult]:
+        """All measurements of the run."""
+        return list(
+            self.session.scalars(
+                select(QualityResult).where(QualityResult.run_id == run.id).order_by(QualityResult.id)
+            )
+        )
+
+    def super_activation(self, run: IndexRun) -> SuperActivation | None:
+        """The run's super activation, if one was found."""
+        return self.session.scalars(
+            select(SuperActivation).where(SuperActivation.run_id == run.id)
+        ).one_or_none()
+
+    def layer_profile(self, run: IndexRun) -> list[LayerProfile]:
+        """The per-layer profile rows, by iteration then layer."""
+        return list(
+            self.session.scalars(
+                select(LayerProfile)
+                .where(LayerProfile.run_id == run.id)
+                .order_by(LayerProfile.iteration, LayerProfile.layer)
+            )
+        )
+
+    def job_of(self, run: IndexRun) -> Job | None:
+        """The first job that produced the run, if any."""
+        return self.session.scalars(
+            select(Job).where(Job.run_id == run.id).order_by(Job.created_at).limit(1)
+        ).first()
+
+    def coordinates(self, model: CatalogModel, revision: str | None = None) -> CoordinateView:
+        """The model's super weights at `revision` (default: newest indexed), with reported entries merged."""
+        run, _ = self.latest_run(model, revision)
+        return self.coordinates_of(model, run)
+
+    def coordinates_of(self, model: CatalogModel, run: IndexRun | None) -> CoordinateView:
+        """The super weights of exactly this run (None: the reported ones), with reported entries merged."""
+        reported = {w.coordinates: w for w in self.reported(model)}
+        entries: list[CoordinateEntry] = []
+        if run is not None:
+            results_by_weight: dict[int, list[QualityResult]] = defaultdict(list)
+            for result in self.quality_results(run):
+                if result.super_weight_id is not None:
+                    results_by_weight[result.super_weight_id].append(result)
+            for weight in self.weights(run):
+                match = reported.pop(weight.coordinates, None)
+                reproduction: Reproduction | None = None
+                if match is not None:
+                    reproduction = (
+                        "contradicted" if weight.status == SuperWeightStatus.INERT else "reproduced"
+                    )
+                entries.append(
+                    CoordinateEntry(
+                        weight=weight,
+                        source="measured",
+                        reproduction=reproduction,
+                        citation=match.citation if match else None,
+                        citation_source=match.citation_source if match else None,
+                        decided_by=results_by_weight.get(weight.id, []),
+                    )
+                )
+        for weight in reported.values():
+            entries.append(
+                CoordinateEntry(
+                    weight=weight,
+                    source="reported",
+                    reproduction="contradicted" if run is not None else "unverified",
+                    citation=weight.citation,
+                    citation_source=weight.citation_source,
+                )
+            )
+        entries.sort(key=lambda e: e.weight.coordinates)
+        activation = self.super_activation(run) if run is not None else None
+        return CoordinateView(
+            model=model,
+            run=run,
+            revision=run.revision if run is not None else None,
+            entries=entries,
+            super_activation=activation,
+        )
+
+    def compare(self, a: CatalogModel, b: CatalogModel) -> Comparison:
+        """Compare the newest coordinates of two models (e.g. a base model and its fine-tune)."""
+        view_a, view_b = self.coordinates(a), self.coordinates(b)
+        left, right = _effective(view_a), _effective(view_b)
+        shared = sorted(left & right)
+        only_a, only_b = sorted(left - right), sorted(right - left)
+        moved: list[Moved] = []
+        for kind, key in (("row", lambda c: c[1]), ("layer_col", lambda c: (c[0], c[2]))):
+            for coordinates in list(only_a):
+                partner = next((other for other in only_b if key(other) == key(coordinates)), None)
+                if partner is not None:
+                    moved.append(Moved(a=coordinates, b=partner, shared=kind))  # type: ignore[arg-type]
+                    only_a.remove(coordinates)
+                    only_b.remove(partner)
+        return Comparison(a=view_a, b=view_b, shared=shared, moved=moved, vanished=only_a, appeared=only_b)
+
+
+def _effective(view: CoordinateView) -> set[Coordinates]:
+    """Measured coordinates that are not inert; the reported ones when nothing was measured."""
+    if view.run is not None:
+        return {
+            e.weight.coordinates
+            for e in view.entries
+            if e.source == "measured" and e.weight.status != SuperWeightStatus.INERT
+        }
+    return {e.weight.coordinates for e in view.entries}
