@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
-from api import ops, routes
+from api import ops, routes, web
 from api.cache import ResponseCache
 from api.metrics import Metrics, MetricsMiddleware
 from api.problems import HANDLED_TYPES, PROBLEM_MEDIA_TYPE, Problem, problem_handler
@@ -67,6 +67,7 @@ def create_app(
         app.add_exception_handler(exc_type, problem_handler)
     app.include_router(routes.router, tags=["catalog"])
     app.include_router(ops.router)
+    app.include_router(web.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
