@@ -31,7 +31,20 @@ def conditional_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """200 with the body and its ETag, or 304 when the client already has it."""
-    etag = etag_for(body)
+    return conditional_response_with_etag(
+        request, body, etag_for(body), media_type=media_type, headers=headers
+    )
+
+
+def conditional_response_with_etag(
+    request: Request,
+    body: bytes,
+    etag: str,
+    *,
+    media_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """`conditional_response` for a body whose ETag is already known (a cached body)."""
     all_headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, **(headers or {})}
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and _matches(if_none_match, etag):

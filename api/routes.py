@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -12,8 +13,8 @@ from fastapi.responses import JSONResponse
 
 from api import views
 from api.auth import Principal, require_scope
-from api.cache import model_stamp
-from api.etag import conditional_response, json_with_etag
+from api.cache import cached_body, model_stamp
+from api.etag import conditional_response, conditional_response_with_etag, json_with_etag
 from api.problems import problem_responses
 from api.schemas import (
     CONVENTION,
@@ -139,15 +140,15 @@ def list_models(
 
 
 @router.get("/models/{org}/{name}", response_model=ModelDetailOut, summary="One model", responses=_read(404))
-def get_model(
+async def get_model(
     request: Request, services: ServicesDep, org: Org, name: Name, if_none_match: IfNoneMatch = None
 ) -> Response:
     """The model with its latest revision and its runs."""
     hub_id = _model_id(org, name)
-    with services.session() as session:
-        stamp = model_stamp(session, hub_id)
-        body = services.cache.get(("model", hub_id), stamp)
-        if body is None:
+
+    def render() -> tuple[bytes, list[tuple[str, datetime]]]:
+        with services.session() as session:
+            stamp = model_stamp(session, hub_id)
             models = ModelRepository(session)
             model = models.get(hub_id)
             counts = models.status_counts([model.id]).get(model.id, {})
@@ -156,9 +157,10 @@ def get_model(
                 models.latest_revision(model),
                 models.runs(model),
             )
-            body = detail.model_dump_json().encode()
-            services.cache.put(("model", hub_id), stamp, body)
-    return conditional_response(request, body)
+            return detail.model_dump_json().encode(), [(hub_id, stamp)]
+
+    cached = await cached_body(services.cache, services.engine, ("model", hub_id), render)
+    return conditional_response_with_etag(request, cached.body, cached.etag)
 
 
 @router.get(
@@ -167,7 +169,7 @@ def get_model(
     summary="A model's super-weight coordinates",
     responses=_read(404),
 )
-def get_super_weights(
+async def get_super_weights(
     request: Request,
     services: ServicesDep,
     org: Org,
@@ -177,15 +179,17 @@ def get_super_weights(
 ) -> Response:
     """Coordinates with status, values, activations and the quality deltas that decided the status."""
     hub_id = _model_id(org, name)
-    with services.session() as session:
-        stamp = model_stamp(session, hub_id)
-        body = services.cache.get(("super-weights", hub_id, revision), stamp)
-        if body is None:
+
+    def render() -> tuple[bytes, list[tuple[str, datetime]]]:
+        with services.session() as session:
+            stamp = model_stamp(session, hub_id)
             model = ModelRepository(session).get(hub_id)
             view = views.super_weights(RunRepository(session).coordinates(model, revision))
-            body = view.model_dump_json().encode()
-            services.cache.put(("super-weights", hub_id, revision), stamp, body)
-    return conditional_response(request, body)
+            return view.model_dump_json().encode(), [(hub_id, stamp)]
+
+    key = ("super-weights", hub_id, revision)
+    cached = await cached_body(services.cache, services.engine, key, render)
+    return conditional_response_with_etag(request, cached.body, cached.etag)
 
 
 @router.get(
@@ -257,7 +261,7 @@ def get_run(
 @router.get(
     "/compare", response_model=CompareOut, summary="Compare two models' coordinates", responses=_read(404)
 )
-def compare(
+async def compare(
     request: Request,
     services: ServicesDep,
     a: Annotated[str, Query(max_length=193, pattern=MODEL_ID_PATTERN, examples=["meta-llama/Llama-2-7b-hf"])],
@@ -267,11 +271,18 @@ def compare(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Which coordinates two models (e.g. a base and its fine-tune) share, which moved, which vanished."""
-    with services.session() as session:
-        models = ModelRepository(session)
-        model_a, model_b = models.get(validate_model_id(a)), models.get(validate_model_id(b))
-        body = views.comparison(RunRepository(session).compare(model_a, model_b))
-    return json_with_etag(request, body)
+    id_a, id_b = validate_model_id(a), validate_model_id(b)
+
+    def render() -> tuple[bytes, list[tuple[str, datetime]]]:
+        with services.session() as session:
+            stamps = [(id_a, model_stamp(session, id_a)), (id_b, model_stamp(session, id_b))]
+            models = ModelRepository(session)
+            model_a, model_b = models.get(id_a), models.get(id_b)
+            body = views.comparison(RunRepository(session).compare(model_a, model_b))
+            return body.model_dump_json().encode(), stamps
+
+    cached = await cached_body(services.cache, services.engine, ("compare", id_a, id_b), render)
+    return conditional_response_with_etag(request, cached.body, cached.etag)
 
 
 @router.post(

@@ -56,8 +56,8 @@ class Services:
             yield session
 
 
-def get_services(request: Request) -> Services:
-    """The app's services."""
+async def get_services(request: Request) -> Services:
+    """The app's services (async: FastAPI would run a plain function in the thread pool)."""
     services: Services = request.app.state.services
     return services
 
