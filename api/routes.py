@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from datetime import datetime
@@ -17,7 +16,6 @@ from api.cache import cached_body, model_stamp
 from api.etag import conditional_response, conditional_response_with_etag, json_with_etag
 from api.problems import problem_responses
 from api.schemas import (
-    CONVENTION,
     BundleOut,
     CompareOut,
     JobOut,
@@ -29,11 +27,17 @@ from api.schemas import (
     SuperWeightsOut,
 )
 from api.services import Services, ServicesDep, leave_queued
+from catalog.bundle_formats import (
+    DEFAULT_LLAMA_CPP_TYPE,
+    DEFAULT_SCHEME,
+    build_manifest,
+    check_options,
+    render_bundle,
+)
 from catalog.identifiers import (
     MODEL_ID_PATTERN,
     NAME_PART_PATTERN,
     REVISION_QUERY_PATTERN,
-    canonical_json,
     validate_model_id,
 )
 from catalog.repositories import (
@@ -46,6 +50,16 @@ from catalog.repositories import (
 from catalog.repositories.models import ModelSort
 
 logger = logging.getLogger("swi.api")
+BundleFormat = Literal[
+    "json", "safetensors", "llama.cpp", "llm-compressor", "gptqmodel", "autoround", "torchao"
+]
+BUNDLE_MEDIA_TYPES = (
+    "application/octet-stream",
+    "application/zip",
+    "application/yaml",
+    "text/x-shellscript",
+    "text/x-python",
+)
 router = APIRouter(prefix="/v1")
 
 PAGE_SIZE_LIMIT = 500
@@ -197,9 +211,25 @@ async def get_super_weights(
     response_model=BundleOut,
     summary="Download the coordinate bundle",
     responses={
-        200: {"headers": {**ETAG_HEADERS, "Content-Disposition": {"schema": {"type": "string"}}}},
+        200: {
+            "headers": {**ETAG_HEADERS, "Content-Disposition": {"schema": {"type": "string"}}},
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/BundleOut"},
+                            {"type": "object", "description": "format=gptqmodel: a GPTQModel config"},
+                        ]
+                    }
+                },
+                **{
+                    media_type: {"schema": {"type": "string", "format": "binary"}}
+                    for media_type in BUNDLE_MEDIA_TYPES
+                },
+            },
+        },
         **NOT_MODIFIED,
-        **problem_responses(404, 422),
+        **problem_responses(400, 404, 422),
     },
 )
 def get_bundle(
@@ -207,34 +237,39 @@ def get_bundle(
     services: ServicesDep,
     org: Org,
     name: Name,
-    format: Annotated[Literal["json"], Query(description="Bundle format.")] = "json",
+    format: Annotated[BundleFormat, Query(description="Bundle format.")] = "json",
+    tensor_type: Annotated[
+        str, Query(max_length=8, description="llama.cpp: the type super-weight tensors are kept at.")
+    ] = DEFAULT_LLAMA_CPP_TYPE,
+    scheme: Annotated[
+        str, Query(max_length=40, description="llm-compressor: the quantization scheme of the recipe.")
+    ] = DEFAULT_SCHEME,
     revision: RevisionQuery = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    """The schema-versioned JSON manifest of a model's super weights (other formats come with bundles)."""
+    """A model's super-weight coordinates as a JSON manifest, safetensors, or a quantizer's configuration."""
     hub_id = _model_id(org, name)
+    check_options(format, tensor_type=tensor_type, scheme=scheme)
     with services.session() as session:
         model = ModelRepository(session).get(hub_id)
         view = RunRepository(session).coordinates(model, revision)
-        content: dict[str, Any] = {
-            "schema_version": 1,
-            "model": model.hub_id,
-            "revision": view.revision.sha if view.revision else None,
-            "convention": CONVENTION,
-            "super_weights": [views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
-            "super_activation": (
+        manifest = build_manifest(
+            model=model.hub_id,
+            revision=view.revision.sha if view.revision else None,
+            super_weights=[views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
+            super_activation=(
                 activation.model_dump(mode="json")
                 if (activation := views.super_activation(view.super_activation))
                 else None
             ),
-            "provenance": view.run.provenance if view.run else {},
-        }
-    content["sha256"] = hashlib.sha256(canonical_json(content).encode()).hexdigest()
-    body = BundleOut.model_validate(content).model_dump_json().encode()
-    suffix = f"-{view.revision.sha[:12].replace(':', '-')}" if view.revision else "-reported"
-    filename = f"{org}__{name}{suffix}.swi.json"
+            provenance=view.run.provenance if view.run else {},
+        )
+    rendered = render_bundle(manifest, format, tensor_type=tensor_type, scheme=scheme)
     return conditional_response(
-        request, body, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        request,
+        rendered.body,
+        media_type=rendered.content_type,
+        headers={"Content-Disposition": rendered.content_disposition},
     )
 
 

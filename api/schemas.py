@@ -536,6 +536,9 @@ class BundleOut(BaseModel):
     super_weights: list[BundleWeightOut]
     super_activation: SuperActivationOut | None
     provenance: dict[str, Any]
+    notes: dict[str, str] | None = Field(
+        default=None, description="Caveats, e.g. of the coarse tool formats."
+    )
     sha256: str = Field(description="SHA-256 of the canonical JSON of every other field.")
 
 

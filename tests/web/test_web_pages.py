@@ -204,8 +204,9 @@ def _check_bundle(name: str, body: bytes) -> None:
         with zipfile.ZipFile(io.BytesIO(body)) as archive:
             text = b"".join(archive.read(n) for n in archive.namelist())
         assert b"blk.11.ffn_down" in text
-    else:
-        assert marker in body or b"layers.11" in body, (name, body[:300])
+    else:  # tool configs name the module, some as an escaped regular expression
+        unescaped = body.replace(b"\\\\", b"").replace(b"\\", b"")
+        assert marker in unescaped, (name, body[:300])
 
 
 def test_bundle_buttons_download_every_format(web: BrowserPage, base_url: str) -> None:
@@ -218,14 +219,11 @@ def test_bundle_buttons_download_every_format(web: BrowserPage, base_url: str) -
     _check_bundle("json", download.path().read_bytes())
 
     served = _served_bundle_formats(base_url)
-    pending = []
     for link in page.locator("#bundles a.button").all():
         name = link.get_attribute("data-format") or ""
         href = link.get_attribute("href") or ""
         assert parse_qs(urlparse(href).query)["revision"] == [SMOLLM2_REVISION]
-        if name not in served:
-            pending.append(name)
-            continue
+        assert name in served, f"the bundle endpoint does not serve {name}"
         response = page.request.get(base_url + href)
         assert response.status == 200, (name, response.status, response.text()[:300])
         media_type, suffix = BUNDLE_TYPES[name]
@@ -234,8 +232,6 @@ def test_bundle_buttons_download_every_format(web: BrowserPage, base_url: str) -
         assert disposition.startswith("attachment;") and disposition.rstrip('"').endswith(suffix), disposition
         _check_bundle(name, response.body())
     web.assert_clean()
-    if pending:
-        pytest.xfail(f"the bundle endpoint does not serve these formats yet: {', '.join(pending)}")
 
 
 def test_compare_page(web: BrowserPage) -> None:

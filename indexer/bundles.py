@@ -1,0 +1,687 @@
+"""Coordinate bundles on the user's side: build, load and check a manifest, and protect super weights.
+
+A bundle is the schema-1 JSON manifest documented in `docs/bundles.md` (the service renders the same
+manifest in other formats with `catalog.bundle_formats`; the safetensors rendering carries it too).
+
+- `load_bundle(path_or_url)`: a `.json` or `.safetensors` bundle from a file or an http(s) URL; the sha256
+  of its canonical content is checked, and nothing is ever unpickled.
+- `protect_super_weights(model, bundle)`: records the super weights' exact values, optionally clips the
+  other outliers and keeps the super weights out of the quantizer's statistics, lets any quantizer run,
+  then writes the exact originals back: the per-weight hold-out no quantization tool offers.
+- `super_activation_hold_out(model, bundle)`: finds the super activation in each forward pass and holds it
+  out of activation quantization (a `hold_out` for `indexer.quantize.fake_quantized_activations`).
+
+Before touching a model, the bundle is checked against it (commit sha, layer count, tensor shapes and the
+stored values): a bundle of another model is a clear `BundleMismatchError`, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from indexer.adapters import ArchitectureAdapter, adapter_for
+from indexer.errors import IndexerError
+from indexer.loading import LoadedModel
+from indexer.quantize import ClipSpec, LinearTarget, clip_thresholds, linear_targets
+from indexer.types import DetectionResult
+
+SCHEMA_VERSION = 1
+#: the coordinate convention every manifest states (the same text as `catalog.bundle_formats.CONVENTION`)
+CONVENTION = (
+    "model.layers[layer].mlp.down_proj.weight[row, col]; row = hidden (output) channel, "
+    "col = intermediate (input) channel"
+)
+STATUSES = ("reported", "candidate", "confirmed", "inert")
+COARSE_NOTE = (
+    "coarse: this keeps each whole module (down projection) that holds a super weight at higher precision; "
+    "no tool takes single weights. For the exact per-weight hold-out use "
+    "indexer.bundles.protect_super_weights."
+)
+#: bundles are small; anything larger is not a bundle
+MAX_BUNDLE_BYTES = 64 * 2**20
+#: the value a held-out super weight takes while the quantizer runs: it cannot widen any block's range
+STAND_IN = 0.0
+
+ModelLike = LoadedModel | nn.Module
+
+
+class BundleError(IndexerError):
+    """Base class of the bundle errors."""
+
+
+class BundleFormatError(BundleError):
+    """The bundle is malformed, of an unknown schema, or its sha256 does not match its content."""
+
+
+class BundleMismatchError(BundleError):
+    """The bundle belongs to another model (commit sha, layer count, tensor shape or stored value differ)."""
+
+
+class BundleUnavailableError(BundleError):
+    """The bundle could not be read from its path or URL."""
+
+    permanent = False
+
+
+# ---- the manifest ----
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON text (sorted keys, no spaces, UTF-8, no NaN) that the sha256 is taken over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def manifest_sha256(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 hex of the canonical JSON of every field except `sha256` itself."""
+    content = {key: value for key, value in manifest.items() if key != "sha256"}
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+def _float32(value: float) -> float | None:
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:
+        return None
+
+
+def _weight_status(detection_coordinates: tuple[int, int, int], validation: Any) -> str:
+    if validation is None:
+        return "candidate"
+    for verdict in validation.super_weight_verdicts:
+        if (verdict.layer, verdict.row, verdict.col) != detection_coordinates:
+            continue
+        if verdict.verdict == "confirmed" or verdict.member_of_confirmed_set:
+            return "confirmed"
+        return "inert" if verdict.verdict == "inert" else "candidate"
+    return "candidate"
+
+
+def _decided_by(coordinates: tuple[int, int, int], validation: Any) -> list[dict[str, Any]]:
+    """The validation figures that decided a super weight's status: zeroing it alone, and jointly."""
+    if validation is None:
+        return []
+    corpus = validation.corpus
+    keys = ("zero/alone/{}-{}-{}".format(*coordinates), "zero/joint")
+    found = []
+    for figure in validation.figures:
+        if figure.key not in keys:
+            continue
+        found.append(
+            {
+                "experiment": figure.key,
+                "parameters": json.loads(json.dumps(dict(figure.params))),
+                "metric": "perplexity",
+                "value": figure.perplexity,
+                "baseline": validation.baseline_perplexity,
+                "ratio": figure.ratio,
+                "corpus": {
+                    "name": corpus.name,
+                    "sha256": corpus.sha256,
+                    "tokens": corpus.tokens_used,
+                    "window": corpus.window,
+                },
+                "coordinates": dict(zip(("layer", "row", "col"), coordinates, strict=True)),
+            }
+        )
+    return found
+
+
+def manifest_from_detection(detection: DetectionResult, validation: Any = None) -> dict[str, Any]:
+    """A schema-1 manifest of a detection (statuses `candidate`) or, with its validation, measured statuses.
+
+    `validation` is an `indexer.validate.ValidationResult` of the same detection, or None.
+    """
+    provenance = detection.provenance
+    weights = []
+    for sw in detection.super_weights:
+        weights.append(
+            {
+                "layer": sw.layer,
+                "row": sw.row,
+                "col": sw.col,
+                "value": sw.value,
+                "value_float32": _float32(sw.value),
+                "dtype": sw.dtype,
+                "hf_tensor": sw.hf_tensor,
+                "gguf_tensor": sw.gguf_tensor,
+                "gguf_index": list(sw.gguf_index),
+                "status": _weight_status(sw.coordinates, validation),
+                "decided_by": _decided_by(sw.coordinates, validation),
+            }
+        )
+    activation = detection.super_activation
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "model": provenance.model,
+        "revision": provenance.revision,
+        "convention": CONVENTION,
+        "super_weights": weights,
+        "super_activation": (
+            {
+                "channel": activation.channel,
+                "token": activation.token,
+                "magnitude_by_layer": list(activation.magnitude_by_layer),
+                "peak_layer": activation.peak_layer,
+                "peak_magnitude": activation.peak_magnitude,
+                "first_layer": activation.first_layer,
+            }
+            if activation is not None
+            else None
+        ),
+        "provenance": json.loads(json.dumps(detection.to_dict()["provenance"])),
+        "notes": {"tool_formats": COARSE_NOTE},
+    }
+    manifest["sha256"] = manifest_sha256(manifest)
+    return manifest
+
+
+# ---- the parsed bundle ----
+
+
+@dataclass(frozen=True)
+class BundleWeight:
+    """One super weight of a bundle: `down_proj.weight[row, col]` of decoder layer `layer`."""
+
+    layer: int
+    row: int
+    col: int
+    value: float | None  # as stored in the model the bundle was made from
+    dtype: str | None
+    hf_tensor: str
+    gguf_tensor: str
+    gguf_index: tuple[int, int]  # GGUF `ne` order: (col, row)
+    status: str
+
+    @property
+    def coordinates(self) -> tuple[int, int, int]:
+        """The `(layer, row, col)` triple."""
+        return (self.layer, self.row, self.col)
+
+
+@dataclass(frozen=True)
+class BundleActivation:
+    """The super activation of a bundle: a residual-stream channel and the token it was seen at."""
+
+    channel: int
+    token: int
+    first_layer: int
+    peak_layer: int
+    peak_magnitude: float
+    magnitude_by_layer: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A checked coordinate bundle."""
+
+    model: str
+    revision: str | None
+    sha256: str
+    weights: tuple[BundleWeight, ...]
+    super_activation: BundleActivation | None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    manifest: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def check(
+        self,
+        model: ModelLike,
+        *,
+        revision: str | None = None,
+        check_revision: bool = True,
+        check_values: bool = True,
+    ) -> list[ResolvedWeight]:
+        """Match the bundle against `model`; raise `BundleMismatchError` naming every difference."""
+        return resolve(
+            self, model, revision=revision, check_revision=check_revision, check_values=check_values
+        )
+
+
+def parse_manifest(manifest: Any) -> Bundle:
+    """A `Bundle` from a schema-1 manifest dict, after checking its structure and its sha256."""
+    if not isinstance(manifest, Mapping):
+        raise BundleFormatError("a bundle manifest must be a JSON object")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleFormatError(f"unsupported bundle schema_version {version!r}; this reader knows 1")
+    sha = manifest.get("sha256")
+    try:
+        actual = manifest_sha256(manifest)
+    except (TypeError, ValueError) as exc:
+        raise BundleFormatError(f"bundle manifest is not plain JSON: {exc}") from None
+    if sha != actual:
+        raise BundleFormatError(
+            f"bundle sha256 mismatch: it says {str(sha)[:16]}…, its content hashes to {actual[:16]}… "
+            "(the file was edited or damaged)"
+        )
+    try:
+        weights = tuple(_parse_weight(w) for w in manifest["super_weights"])
+        activation = manifest.get("super_activation")
+        return Bundle(
+            model=str(manifest["model"]),
+            revision=manifest["revision"],
+            sha256=actual,
+            weights=weights,
+            super_activation=(
+                BundleActivation(
+                    channel=int(activation["channel"]),
+                    token=int(activation["token"]),
+                    first_layer=int(activation["first_layer"]),
+                    peak_layer=int(activation["peak_layer"]),
+                    peak_magnitude=float(activation["peak_magnitude"]),
+                    magnitude_by_layer=tuple(float(m) for m in activation["magnitude_by_layer"]),
+                )
+                if activation
+                else None
+            ),
+            provenance=dict(manifest.get("provenance") or {}),
+            manifest=dict(manifest),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleFormatError(f"malformed bundle manifest: {type(exc).__name__}: {exc}") from None
+
+
+def _parse_weight(data: Mapping[str, Any]) -> BundleWeight:
+    layer, row, col = (data[key] for key in ("layer", "row", "col"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (layer, row, col)):
+        raise ValueError(f"coordinates must be non-negative integers, got {(layer, row, col)}")
+    value = data.get("value")
+    if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
+        raise ValueError(f"value must be a finite number, got {value!r}")
+    status = data.get("status")
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    index = data.get("gguf_index") or [col, row]
+    hf_tensor = data.get("hf_tensor") or f"model.layers.{layer}.mlp.down_proj.weight"
+    return BundleWeight(
+        layer=layer,
+        row=row,
+        col=col,
+        value=float(value) if value is not None else None,
+        dtype=data.get("dtype"),
+        hf_tensor=str(hf_tensor),
+        gguf_tensor=str(data.get("gguf_tensor") or f"blk.{layer}.ffn_down.weight"),
+        gguf_index=(int(index[0]), int(index[1])),
+        status=str(status),
+    )
+
+
+# ---- loading ----
+
+
+def load_bundle(path_or_url: str | Path, *, timeout_s: float = 30.0) -> Bundle:
+    """Load a `.json` or `.safetensors` bundle from a file or an http(s) URL, checking its sha256."""
+    text = str(path_or_url)
+    scheme = urllib.parse.urlsplit(text).scheme.lower()
+    if scheme in ("http", "https"):
+        data = _download(text, timeout_s)
+    elif scheme and len(scheme) > 1 and not Path(text).exists():
+        raise BundleUnavailableError(
+            f"unsupported bundle URL scheme {scheme!r}: use a file path, http or https"
+        )
+    else:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise BundleUnavailableError(f"bundle file not found: {path}")
+        if path.stat().st_size > MAX_BUNDLE_BYTES:
+            raise BundleFormatError(f"{path} is larger than any bundle ({MAX_BUNDLE_BYTES // 2**20} MiB)")
+        data = path.read_bytes()
+    return parse_bundle_bytes(data, source=text)
+
+
+def _download(url: str, timeout_s: float) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": "application/json, application/octet-stream"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            data: bytes = response.read(MAX_BUNDLE_BYTES + 1)
+    except OSError as exc:
+        raise BundleUnavailableError(f"could not download the bundle from {url}: {exc}") from None
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleFormatError(f"{url} is larger than any bundle ({MAX_BUNDLE_BYTES // 2**20} MiB)")
+    return data
+
+
+def parse_bundle_bytes(data: bytes, source: str = "bundle") -> Bundle:
+    """A `Bundle` from the bytes of a JSON or safetensors bundle (told apart by their first bytes)."""
+    if data.lstrip()[:1] == b"{":
+        try:
+            manifest = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BundleFormatError(f"{source}: not valid JSON: {exc}") from None
+        return parse_manifest(manifest)
+    return parse_manifest(manifest_from_safetensors(data, source))
+
+
+_DECODE = {"F64": ("d", 8), "F32": ("f", 4), "I32": ("i", 4), "F16": ("e", 2)}
+
+
+def _decode_tensor(dtype: str, blob: bytes) -> list[float]:
+    if dtype == "BF16":
+        return [struct.unpack("<f", b"\x00\x00" + blob[i : i + 2])[0] for i in range(0, len(blob), 2)]
+    code, size = _DECODE[dtype]
+    return list(struct.unpack(f"<{len(blob) // size}{code}", blob))
+
+
+def manifest_from_safetensors(data: bytes, source: str = "bundle") -> dict[str, Any]:
+    """The manifest a safetensors bundle carries, checked against the tensors it also carries."""
+    if len(data) < 8:
+        raise BundleFormatError(f"{source}: neither JSON nor safetensors (too short)")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > len(data) - 8:
+        raise BundleFormatError(f"{source}: neither JSON nor safetensors (bad header length)")
+    try:
+        header = json.loads(data[8 : 8 + size])
+        manifest = json.loads(header["__metadata__"]["swi.manifest"])
+    except (ValueError, KeyError, TypeError):
+        raise BundleFormatError(f"{source}: not a super-weight bundle (no swi.manifest metadata)") from None
+    body = data[8 + size :]
+    tensors: dict[str, list[float]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = entry["data_offsets"]
+        if entry["dtype"] not in (*_DECODE, "BF16") or not 0 <= start <= end <= len(body):
+            raise BundleFormatError(f"{source}: tensor {name} is malformed")
+        tensors[name] = _decode_tensor(entry["dtype"], body[start:end])
+    weights = manifest.get("super_weights") if isinstance(manifest, dict) else None
+    for weight in weights or []:
+        tensor = weight.get("hf_tensor") or f"model.layers.{weight['layer']}.mlp.down_proj.weight"
+        found = [
+            (int(r), int(c), i)
+            for i, (r, c) in enumerate(
+                zip(tensors.get(f"{tensor}.rows", []), tensors.get(f"{tensor}.cols", []), strict=True)
+            )
+        ]
+        hits = [i for r, c, i in found if (r, c) == (weight["row"], weight["col"])]
+        if not hits:
+            raise BundleFormatError(
+                f"{source}: {tensor}[{weight['row']}, {weight['col']}] is not in its tensors"
+            )
+        values = tensors.get(f"{tensor}.values")
+        if values is not None and weight.get("value") is not None and values[hits[0]] != weight["value"]:
+            raise BundleFormatError(f"{source}: {tensor}.values disagrees with the manifest")
+    return dict(manifest) if isinstance(manifest, dict) else {}
+
+
+# ---- checking a bundle against a model ----
+
+
+@dataclass(frozen=True)
+class ResolvedWeight:
+    """A bundle weight located in a model: its module name and storage index."""
+
+    weight: BundleWeight
+    module: str  # qualified name of the down projection
+    index: tuple[int, int]  # index into the stored weight (layout-aware)
+
+
+def _parts(model: ModelLike) -> tuple[nn.Module, ArchitectureAdapter, str | None]:
+    if isinstance(model, LoadedModel):
+        return model.model, model.adapter, model.revision_sha
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if not isinstance(model_type, str):
+        raise BundleMismatchError(f"{type(model).__name__} has no `config.model_type`: pass a LoadedModel")
+    commit = getattr(config, "_commit_hash", None)  # set by transformers' from_pretrained
+    return model, adapter_for(model_type), commit if isinstance(commit, str) else None
+
+
+def resolve(
+    bundle: Bundle,
+    model: ModelLike,
+    *,
+    revision: str | None = None,
+    check_revision: bool = True,
+    check_values: bool = True,
+) -> list[ResolvedWeight]:
+    """Locate every bundle weight in `model`, or raise `BundleMismatchError` listing every difference."""
+    module, adapter, model_revision = _parts(model)
+    model_revision = revision or model_revision
+    problems: list[str] = []
+    if bundle.revision and check_revision:
+        if model_revision is None:
+            problems.append(
+                f"the bundle is for revision {bundle.revision} but the model's revision is unknown "
+                "(pass revision=<the commit sha you loaded>, or check_revision=False to skip this check)"
+            )
+        elif model_revision != bundle.revision:
+            problems.append(f"the bundle is for revision {bundle.revision}, the model is {model_revision}")
+    layers = len(adapter.decoder_layers(module))
+    expected_layers = bundle.provenance.get("num_layers")
+    if isinstance(expected_layers, int) and expected_layers != layers:
+        problems.append(f"the bundle's model has {expected_layers} layers, this one {layers}")
+    expected_shape = tuple(bundle.provenance.get(key) for key in ("hidden_size", "intermediate_size"))
+    resolved: list[ResolvedWeight] = []
+    for weight in bundle.weights:
+        where = "super weight ({}, {}, {})".format(*weight.coordinates)
+        if weight.layer >= layers:
+            problems.append(f"{where}: the model has only {layers} layers")
+            continue
+        tensor = adapter.down_weight(module, weight.layer)
+        shape = tuple(int(s) for s in adapter.as_out_in(tensor).shape)  # (hidden, intermediate)
+        if all(isinstance(s, int) for s in expected_shape) and shape != expected_shape:
+            problems.append(
+                f"{where}: {weight.hf_tensor} is {shape[0]}x{shape[1]} here, {expected_shape} in the bundle"
+            )
+            continue
+        if weight.row >= shape[0] or weight.col >= shape[1]:
+            problems.append(f"{where}: outside {weight.hf_tensor} of shape {shape[0]}x{shape[1]}")
+            continue
+        index = adapter.storage_index(weight.row, weight.col)
+        if check_values and weight.value is not None:
+            stored = tensor[index].detach()
+            expected = torch.tensor(weight.value, dtype=torch.float64).to(stored.dtype)
+            if not bool(torch.equal(stored.cpu(), expected)):
+                problems.append(
+                    f"{where}: the model stores {float(stored):.9g}, the bundle {weight.value:.9g} "
+                    "(other weights; check_values=False skips this check)"
+                )
+                continue
+        resolved.append(ResolvedWeight(weight, adapter.down_proj_name(module, weight.layer), index))
+    if problems:
+        raise BundleMismatchError(
+            f"bundle {bundle.model}@{bundle.revision or 'unpinned'} does not match the model: "
+            + "; ".join(problems)
+        )
+    return resolved
+
+
+# ---- protecting super weights from a weight quantizer ----
+
+
+@dataclass(frozen=True)
+class ProtectedWeights:
+    """What `protect_super_weights` recorded: each located weight and its exact original value."""
+
+    weights: tuple[ResolvedWeight, ...]
+    originals: tuple[torch.Tensor, ...]  # 0-d tensors in the stored dtype
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        """The original values as floats."""
+        return tuple(float(v) for v in self.originals)
+
+    @property
+    def hold_out(self) -> dict[str, list[tuple[int, int]]]:
+        """Module name -> `[out, in]` coordinates: the `hold_out` map of `indexer.quantize`'s RTN."""
+        held: dict[str, list[tuple[int, int]]] = {}
+        for resolved in self.weights:
+            held.setdefault(resolved.module, []).append((resolved.weight.row, resolved.weight.col))
+        return held
+
+
+def _stored_weight(model: nn.Module, module_name: str) -> torch.Tensor:
+    weight = model.get_submodule(module_name).weight
+    if not isinstance(weight, torch.Tensor) or type(weight.data) not in (torch.Tensor, nn.Parameter):
+        raise BundleError(
+            f"{module_name}.weight is now a {type(weight).__name__}: the quantizer replaced the weight, so "
+            "the super weight cannot be written back; fake-quantize in place, or use the tool's ignore list"
+        )
+    return weight
+
+
+def clip_outliers_(model: nn.Module, clip: ClipSpec, targets: Sequence[LinearTarget] | None = None) -> int:
+    """Clip every linear weight (not embeddings, not the head) to thresholds computed over its tensor."""
+    chosen = list(targets) if targets is not None else linear_targets(model)
+    with torch.no_grad():
+        for target in chosen:
+            weight = target.weight
+            low, high = clip_thresholds(weight.detach().to(torch.float32), clip)
+            weight.clamp_(low, high)
+    return len(chosen)
+
+
+@contextmanager
+def protect_super_weights(
+    model: ModelLike,
+    bundle: Bundle,
+    *,
+    hold_out: bool = True,
+    clip: ClipSpec | None = None,
+    revision: str | None = None,
+    check_revision: bool = True,
+    check_values: bool = True,
+) -> Iterator[ProtectedWeights]:
+    """Record the super weights, let the block quantize the model, then write the exact originals back.
+
+    `hold_out`: while the block runs, each super weight is `STAND_IN` (0), so it cannot stretch the min/max
+    (or absmax) of its block; with `indexer.quantize`'s RTN this gives exactly its super-weight hold-out.
+    `clip`: first clip the other outliers of every linear weight (the paper's recipe; thresholds are taken
+    without the held-out super weights). The super weights are written back on exit, also after an error.
+    """
+    module, _, _ = _parts(model)
+    resolved = resolve(
+        bundle, model, revision=revision, check_revision=check_revision, check_values=check_values
+    )
+    originals = tuple(_stored_weight(module, r.module)[r.index].detach().clone() for r in resolved)
+    try:
+        with torch.no_grad():
+            if hold_out:
+                for r in resolved:
+                    _stored_weight(module, r.module)[r.index] = STAND_IN
+            if clip is not None:
+                clip_outliers_(module, clip)
+        yield ProtectedWeights(tuple(resolved), originals)
+    finally:
+        with torch.no_grad():
+            for r, original in zip(resolved, originals, strict=True):
+                weight = _stored_weight(module, r.module)
+                weight[r.index] = original.to(device=weight.device, dtype=weight.dtype)
+
+
+# ---- holding the super activation out of activation quantization ----
+
+
+class SuperActivationHoldOut:
+    """Finds the super activation in every forward pass and names the entries to hold out of quantization.
+
+    A forward pre-hook on the down projection that creates it computes, per position, what the bundle's super
+    weights add to the super-activation channel; positions reaching `threshold` x the recorded magnitude are
+    the sites. `positions(target)` answers `indexer.quantize.fake_quantized_activations`'s `hold_out`: those
+    sites, at the super-activation channel (inputs of hidden width, from the creating layer on) and at the
+    super weights' columns (the creating down projection's input).
+    """
+
+    def __init__(self, model: ModelLike, bundle: Bundle, threshold: float = 0.1) -> None:
+        if bundle.super_activation is None:
+            raise BundleError(f"bundle {bundle.model} records no super activation")
+        if not 0 < threshold <= 1:
+            raise BundleError(f"the threshold must be in (0, 1], got {threshold}")
+        self.model, self.adapter, _ = _parts(model)
+        self.activation = bundle.super_activation
+        self.threshold = threshold
+        layer = self.activation.first_layer
+        self.creators = [w for w in bundle.weights if w.layer == layer and w.row == self.activation.channel]
+        if not self.creators:
+            raise BundleError(
+                f"bundle {bundle.model}: no super weight in layer {layer} writes channel "
+                f"{self.activation.channel}"
+            )
+        magnitudes = self.activation.magnitude_by_layer
+        self.reference = magnitudes[layer] if layer < len(magnitudes) else self.activation.peak_magnitude
+        self.down_name = self.adapter.down_proj_name(self.model, layer)
+        self.hidden = int(self.adapter.as_out_in(self.adapter.down_weight(self.model, layer)).shape[0])
+        self.layer_of: dict[int, int] = {}
+        for index, decoder_layer in enumerate(self.adapter.decoder_layers(self.model)):
+            for sub in decoder_layer.modules():
+                self.layer_of[id(sub)] = index
+        self.sites: list[tuple[int, int]] = []  # (batch, token) of the current forward pass
+
+    def _find_sites(self, _module: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0]  # (batch, seq, intermediate) or (seq, intermediate)
+        batched = x if x.dim() == 3 else x.unsqueeze(0)
+        weight = self.adapter.as_out_in(self.adapter.down_weight(self.model, self.activation.first_layer))
+        contribution = torch.zeros(
+            batched.shape[:2], dtype=torch.float32, device=batched.device
+        )  # (batch, seq)
+        for sw in self.creators:
+            contribution += batched[..., sw.col].float() * float(weight[sw.row, sw.col])
+        found = (contribution.abs() >= self.threshold * self.reference).nonzero().tolist()
+        self.sites = [(int(b), int(t)) for b, t in found]
+
+    def positions(self, target: LinearTarget) -> tuple[Sequence[tuple[int, int]], Sequence[int]]:
+        """The `(batch, token)` sites and the channels of `target`'s input to hold out now."""
+        layer = self.layer_of.get(id(target.module))
+        if not self.sites or layer is None or layer < self.activation.first_layer:
+            return (), ()
+        channels: set[int] = set()
+        if target.in_features == self.hidden:
+            channels.add(self.activation.channel)
+        if target.name == self.down_name:
+            channels.update(sw.col for sw in self.creators)
+        return list(self.sites), sorted(channels)
+
+    @contextmanager
+    def active(self) -> Iterator[SuperActivationHoldOut]:
+        """Track the sites while the block runs (the pre-hook runs before any quantizer's, and is removed)."""
+        module = self.model.get_submodule(self.down_name)
+        handle = module.register_forward_pre_hook(self._find_sites, prepend=True)
+        try:
+            yield self
+        finally:
+            handle.remove()
+            self.sites = []
+
+
+@contextmanager
+def super_activation_hold_out(
+    model: ModelLike, bundle: Bundle, threshold: float = 0.1
+) -> Iterator[SuperActivationHoldOut]:
+    """Track the super activation while the block runs; `.positions` is an activation quantizer's hold-out."""
+    with SuperActivationHoldOut(model, bundle, threshold).active() as hold_out:
+        yield hold_out
+
+
+def quantize_holding_out(
+    x: torch.Tensor,
+    positions: Sequence[tuple[int, int]],
+    channels: Sequence[int],
+    quantize: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Apply any activation quantizer to `x` (batch, seq, features) with the given entries held out.
+
+    The held entries are replaced by their token's median before `quantize` runs (so they cannot set its
+    range) and their exact original values are put back in its output.
+    """
+    work = x.clone()
+    for b, t in positions:
+        median = work[b, t].median()
+        for c in channels:
+            work[b, t, c] = median
+    out = quantize(work)
+    for b, t in positions:
+        for c in channels:
+            out[b, t, c] = x[b, t, c]
+    return out

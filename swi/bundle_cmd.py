@@ -1,0 +1,168 @@
+"""`swi bundle`: download-ready coordinate bundles, from the catalog or from a fresh detection."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from swi.console import clear_errors, err_console, fail
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+SOURCES = ("auto", "catalog", "detect")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `bundle` command."""
+    app.command("bundle")(bundle_command)
+
+
+def bundle_command(
+    model: Annotated[str, typer.Argument(help="Hub id (org/name), a local model folder, or a .gguf file.")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="json, safetensors, llama.cpp, llm-compressor, gptqmodel, autoround or torchao.",
+        ),
+    ] = "json",
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Output file ('-' for stdout; default: the download filename)."),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub branch, tag or commit sha.")] = None,
+    source: Annotated[
+        str, typer.Option(help="auto (the catalog when it knows MODEL, else detect), catalog, or detect.")
+    ] = "auto",
+    tensor_type: Annotated[
+        str, typer.Option(help="llama.cpp: the type super-weight tensors are kept at.")
+    ] = "q8_0",
+    scheme: Annotated[
+        str, typer.Option(help="llm-compressor: the quantization scheme of the recipe.")
+    ] = "W4A16",
+    validate: Annotated[
+        bool, typer.Option(help="detect: also validate by pruning, so statuses are confirmed/inert.")
+    ] = False,
+    max_tokens: Annotated[
+        int, typer.Option(help="--validate: token budget of the perplexity passes.")
+    ] = 4096,
+    corpus: Annotated[str, typer.Option(help="--validate: wikitext2, builtin, or a text file.")] = "builtin",
+    device: Annotated[str, typer.Option(help="detect: auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Write MODEL's super-weight bundle in a quantization tool's format."""
+    from catalog.bundle_formats import BundleFormatError, check_options, render_bundle
+    from catalog.errors import CatalogError
+    from indexer.errors import IndexerError
+
+    if source not in SOURCES:
+        fail(f"unknown --source {source!r}; choose from {', '.join(SOURCES)}")
+    with clear_errors(IndexerError, CatalogError, BundleFormatError):
+        check_options(format, tensor_type=tensor_type, scheme=scheme)
+        manifest = None
+        if source in ("auto", "catalog") and _HUB_ID.match(model) and not Path(model).exists():
+            manifest = _from_catalog(model, revision, required=source == "catalog")
+        elif source == "catalog":
+            fail(f"{model!r} is not a hub id: the catalog only knows org/name models")
+        if manifest is None:
+            manifest = _from_detection(model, revision, device, validate, corpus, max_tokens)
+        rendered = render_bundle(manifest, format, tensor_type=tensor_type, scheme=scheme)
+    if output == "-":
+        sys.stdout.buffer.write(rendered.body)
+        sys.stdout.flush()
+        return
+    path = Path(output) if output else Path(rendered.filename)
+    path.write_bytes(rendered.body)
+    count = len(manifest["super_weights"])
+    err_console.print(
+        f"wrote {path} ({rendered.content_type}, {len(rendered.body):,} bytes): {count} super weight(s) of "
+        f"{manifest['model']} at {manifest['revision'] or 'no pinned revision'}"
+    )
+    if format not in ("json", "safetensors"):
+        err_console.print(
+            "[dim]coarse: the whole module of each super weight is kept at higher precision; "
+            "docs/bundles.md shows the exact per-weight hold-out[/]"
+        )
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    from catalog.bootstrap import prepare_database
+    from catalog.db import make_engine, make_session_factory
+    from catalog.settings import Settings
+
+    settings = Settings()
+    if settings.should_auto_migrate:
+        prepare_database(settings)
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _from_catalog(model: str, revision: str | None, *, required: bool) -> dict[str, Any] | None:
+    """The catalog entry's manifest (None when the catalog does not know the model and not `required`)."""
+    from sqlalchemy.exc import OperationalError
+
+    from api import views
+    from catalog.bundle_formats import build_manifest
+    from catalog.errors import NotFoundError
+    from catalog.repositories import ModelRepository, RunRepository
+
+    try:
+        with _session() as session:
+            entry = ModelRepository(session).find(model)
+            if entry is None:
+                if required:
+                    raise NotFoundError(f"the catalog has no model {model!r}")
+                return None
+            view = RunRepository(session).coordinates(entry, revision)
+            activation = views.super_activation(view.super_activation)
+            return build_manifest(
+                model=entry.hub_id,
+                revision=view.revision.sha if view.revision else None,
+                super_weights=[views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
+                super_activation=activation.model_dump(mode="json") if activation else None,
+                provenance=dict(view.run.provenance) if view.run and view.run.provenance else {},
+            )
+    except OperationalError as exc:
+        if required:
+            fail(f"the catalog database cannot be reached: {exc}")
+        err_console.print("[dim]catalog unreachable; detecting instead[/]")
+        return None
+
+
+def _from_detection(
+    model: str, revision: str | None, device: str, validate: bool, corpus: str, max_tokens: int
+) -> dict[str, Any]:
+    """Load MODEL once, detect (and optionally validate), and build the manifest."""
+    from indexer.bundles import manifest_from_detection
+    from indexer.detect import detect
+    from indexer.loading import LoadOptions, load_model
+
+    with err_console.status(f"loading {model}") as status:
+        loaded = load_model(model, revision, LoadOptions(device=device), progress=lambda m: status.update(m))
+        status.update("detecting")
+        detection = detect(loaded, progress=lambda m: status.update(m))
+        validation = None
+        if validate and detection.super_weights:
+            from indexer.corpus import load_corpus
+            from indexer.validate import ValidateConfig
+            from indexer.validate import validate as run_validation
+
+            status.update("validating by pruning")
+            config = ValidateConfig(
+                experiments=("baseline", "joint", "alone", "controls"), max_tokens=max_tokens
+            )
+            validation = run_validation(loaded, detection, load_corpus(corpus), config)
+    return manifest_from_detection(detection, validation)

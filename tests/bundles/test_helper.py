@@ -1,0 +1,242 @@
+"""The Python helper on a tiny planted model: loading, checks, bit-exact restore, the activation hold-out."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from catalog.bundle_formats import manifest_sha256, render_bundle
+from indexer.bundles import (
+    BundleError,
+    BundleFormatError,
+    BundleMismatchError,
+    BundleUnavailableError,
+    load_bundle,
+    parse_manifest,
+    protect_super_weights,
+    quantize_holding_out,
+    super_activation_hold_out,
+)
+from indexer.loading import LoadedModel
+from indexer.quantize import (
+    ClipSpec,
+    Granularity,
+    fake_quantized_activations,
+    linear_targets,
+    rtn_quantize_model_,
+)
+from tests.bundles.conftest import PLANTED, SHA
+from tests.tiny import plant_super_weight, tiny_model
+
+GRANULARITIES = (Granularity(), Granularity(group_size=16), Granularity(block_size=1024))
+
+
+def _weights(loaded: LoadedModel) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in loaded.model.named_parameters()}
+
+
+def _fresh() -> LoadedModel:
+    loaded = tiny_model("llama", num_layers=4)
+    plant_super_weight(loaded, *PLANTED, weight=4.0, pre_activation=16.0)
+    return loaded
+
+
+def _rehashed(manifest: dict[str, Any]) -> dict[str, Any]:
+    manifest["sha256"] = manifest_sha256(manifest)
+    return manifest
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES, ids=lambda g: g.label)
+def test_protection_around_rtn_gives_the_projects_hold_out_exactly(
+    planted: LoadedModel, planted_manifest: dict[str, Any], granularity: Granularity
+) -> None:
+    bundle = parse_manifest(planted_manifest)
+    original = planted.model.get_submodule("model.layers.1.mlp.down_proj").weight[10, 20].clone()
+    with protect_super_weights(planted, bundle) as protected:
+        assert protected.values == (float(original),)
+        rtn_quantize_model_(planted.model, 4, granularity)  # any quantizer; this one knows nothing of bundles
+    after = planted.model.get_submodule("model.layers.1.mlp.down_proj").weight[10, 20]
+    assert torch.equal(after, original), "the super weight is back, bit for bit"
+    reference = _fresh()
+    rtn_quantize_model_(reference.model, 4, granularity, hold_out=protected.hold_out)
+    for name, weight in _weights(reference).items():
+        assert torch.equal(weight, planted.model.get_parameter(name)), name
+
+
+def test_clipping_first_gives_the_projects_clipped_variant_exactly(
+    planted: LoadedModel, planted_manifest: dict[str, Any]
+) -> None:
+    clip = ClipSpec("zscore", 3.0)
+    with protect_super_weights(
+        planted, parse_manifest(planted_manifest), hold_out=False, clip=clip
+    ) as protected:
+        rtn_quantize_model_(planted.model, 3, Granularity(group_size=16))
+    reference = _fresh()
+    rtn_quantize_model_(reference.model, 3, Granularity(group_size=16), restore=protected.hold_out, clip=clip)
+    for name, weight in _weights(reference).items():
+        assert torch.equal(weight, planted.model.get_parameter(name)), name
+
+
+def test_originals_come_back_after_a_failing_quantizer(
+    planted: LoadedModel, planted_manifest: dict[str, Any]
+) -> None:
+    before = _weights(planted)
+    with (
+        pytest.raises(RuntimeError, match="quantizer broke"),
+        protect_super_weights(planted, parse_manifest(planted_manifest)),
+    ):
+        raise RuntimeError("quantizer broke")
+    for name, weight in before.items():
+        assert torch.equal(weight, planted.model.get_parameter(name)), name
+
+
+def test_a_bundle_of_another_revision_is_refused(
+    planted: LoadedModel, planted_manifest: dict[str, Any]
+) -> None:
+    manifest = _rehashed({**planted_manifest, "revision": SHA})
+    bundle = parse_manifest(manifest)
+    with pytest.raises(BundleMismatchError, match="revision is unknown"):
+        bundle.check(planted)
+    with pytest.raises(BundleMismatchError, match=f"the model is {'0' * 40}"):
+        bundle.check(planted, revision="0" * 40)
+    assert len(bundle.check(planted, revision=SHA)) == 1
+    assert len(bundle.check(planted, check_revision=False)) == 1
+
+
+def test_a_bundle_of_another_shape_or_other_weights_is_refused(
+    planted: LoadedModel, planted_manifest: dict[str, Any]
+) -> None:
+    wider = dict(planted_manifest)
+    wider["provenance"] = {**planted_manifest["provenance"], "intermediate_size": 256}
+    with pytest.raises(BundleMismatchError, match=r"64x128 here, \(64, 256\) in the bundle"):
+        parse_manifest(_rehashed(wider)).check(planted)
+    deeper = dict(planted_manifest)
+    deeper["provenance"] = {**planted_manifest["provenance"], "num_layers": 30}
+    with pytest.raises(BundleMismatchError, match="has 30 layers, this one 4"):
+        parse_manifest(_rehashed(deeper)).check(planted)
+    outside = dict(planted_manifest)
+    outside["super_weights"] = [{**planted_manifest["super_weights"][0], "row": 64}]
+    with pytest.raises(BundleMismatchError, match="outside"):
+        parse_manifest(_rehashed(outside)).check(planted)
+    other = tiny_model("llama", num_layers=4, seed=1)  # same shapes, other weights
+    before = _weights(other)
+    with (
+        pytest.raises(BundleMismatchError, match="the model stores"),
+        protect_super_weights(other, parse_manifest(planted_manifest)),
+    ):
+        pass
+    for name, weight in before.items():
+        assert torch.equal(weight, other.model.get_parameter(name)), "a refused bundle changes nothing"
+
+
+def test_a_plain_transformers_module_is_checked_too(
+    planted: LoadedModel, planted_manifest: dict[str, Any]
+) -> None:
+    bundle = parse_manifest(planted_manifest)
+    resolved = bundle.check(planted.model)  # nn.Module: adapter from config.model_type
+    assert [r.module for r in resolved] == ["model.layers.1.mlp.down_proj"]
+    with pytest.raises(BundleMismatchError, match=r"config\.model_type"):
+        bundle.check(torch.nn.Linear(2, 2))
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A local HTTP server over `tmp_path` (the bundle download path, without any network)."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+@pytest.mark.parametrize("name", ["json", "safetensors"])
+def test_load_bundle_from_a_file_and_a_url(
+    planted_manifest: dict[str, Any], served: tuple[Path, str], name: str
+) -> None:
+    folder, url = served
+    rendered = render_bundle(planted_manifest, name)
+    (folder / rendered.filename).write_bytes(rendered.body)
+    from_file = load_bundle(folder / rendered.filename)
+    from_url = load_bundle(f"{url}/{rendered.filename}")
+    assert from_file == from_url == parse_manifest(planted_manifest)
+    assert from_file.weights[0].coordinates == PLANTED
+    with pytest.raises(BundleUnavailableError, match="could not download"):
+        load_bundle(f"{url}/missing.json")
+
+
+def test_load_bundle_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(BundleUnavailableError, match="not found"):
+        load_bundle(tmp_path / "missing.swi.json")
+    with pytest.raises(BundleUnavailableError, match="scheme"):
+        load_bundle("ftp://example.org/bundle.json")
+    (tmp_path / "junk.swi.json").write_text("{not json")
+    with pytest.raises(BundleFormatError, match="not valid JSON"):
+        load_bundle(tmp_path / "junk.swi.json")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 4)
+    with pytest.raises(BundleFormatError, match="neither JSON nor safetensors"):
+        load_bundle(tmp_path / "junk.safetensors")
+    assert issubclass(BundleFormatError, BundleError)
+
+
+def test_super_activation_is_held_out_of_activation_quantization(
+    planted: LoadedModel, planted_manifest: dict[str, Any]
+) -> None:
+    bundle = parse_manifest(planted_manifest)
+    assert bundle.super_activation is not None and bundle.super_activation.channel == PLANTED[1]
+    targets = linear_targets(planted.model)
+    by_name = {t.name: t for t in targets}
+    ids = planted.tokenizer("Apple Inc. is a worldwide tech company.", return_tensors="pt")["input_ids"]
+    seen: dict[str, Any] = {}
+    captured: dict[str, torch.Tensor] = {}
+
+    def capture(name: str) -> Any:
+        def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+            captured[name] = args[0].detach().clone()
+
+        return hook
+
+    watched = ["model.layers.1.mlp.down_proj", "model.layers.2.self_attn.q_proj"]
+    with super_activation_hold_out(planted, bundle) as hold_out:
+
+        def positions(target: Any) -> Any:
+            found = hold_out.positions(target)
+            seen[target.name] = found
+            return found
+
+        handles = [by_name[n].module.register_forward_pre_hook(capture(n)) for n in watched]
+        try:
+            with fake_quantized_activations(planted.model, targets, 8, positions), torch.inference_mode():
+                planted.model(input_ids=ids, use_cache=False)
+        finally:
+            for handle in handles:
+                handle.remove()
+    sites, channels = seen["model.layers.1.mlp.down_proj"]
+    assert (0, 0) in sites and list(channels) == [PLANTED[2]]
+    assert list(seen["model.layers.2.self_attn.q_proj"][1]) == [PLANTED[1]]
+    assert seen["model.layers.0.mlp.down_proj"] == ((), ())
+    assert hold_out.sites == [], "the tracking hook is gone"
+
+
+def test_quantize_holding_out_puts_the_exact_values_back() -> None:
+    x = torch.randn(1, 4, 8)
+    x[0, 0, 3] = 1000.0
+    out = quantize_holding_out(x, [(0, 0)], [3], lambda t: t.round())
+    assert out[0, 0, 3] == 1000.0
+    assert torch.equal(out[0, 1:], x[0, 1:].round())
