@@ -1,0 +1,412 @@
+"""Round-to-nearest (RTN) fake quantization of weights and activations, with super-weight hold-out.
+
+Asymmetric min-max RTN: per block, `scale = (max - min) / (2**bits - 1)` and
+`w' = min + round((w - min) / scale) * scale` (round half to even); a constant block is left as it is.
+Blocks run over the flattened row-major `[out, in]` weight (the paper's block sizes) or, for groups,
+along the input dimension of each output row.
+
+Evaluation never holds a second copy of the model: each linear layer's weight is quantized in place
+just before that layer runs and restored bit-exactly just after (`fake_quantized_weights`), so the extra
+memory is one tensor's original plus one float32 working copy at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from indexer.errors import InvalidInputError
+from indexer.hooks import forward_hooks
+
+ClipMethod = Literal["zscore", "percentile"]
+WeightLayout = Literal["out_in", "in_out"]
+#: the paper's block sizes (elements of the flattened weight), plus groups of 128 along the input dimension
+DEFAULT_GRANULARITIES = ("tensor", "1048576", "262144", "65536", "16384", "g128")
+_GROUP = re.compile(r"^g([1-9][0-9]*)$")
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """Where min and max are taken: the whole tensor, flat blocks of `block_size`, or input-dim groups."""
+
+    block_size: int | None = None  # elements of the flattened row-major [out, in] weight
+    group_size: int | None = None  # consecutive input channels of one output row
+
+    def __post_init__(self) -> None:
+        if self.block_size is not None and self.group_size is not None:
+            raise InvalidInputError("a granularity has a block size or a group size, not both")
+        for size in (self.block_size, self.group_size):
+            if size is not None and size < 1:
+                raise InvalidInputError(f"block and group sizes must be positive, got {size}")
+
+    @property
+    def label(self) -> str:
+        """`tensor`, the block size, or `g<group>`: the inverse of `parse_granularity`."""
+        if self.group_size is not None:
+            return f"g{self.group_size}"
+        return "tensor" if self.block_size is None else str(self.block_size)
+
+
+def parse_granularity(text: str) -> Granularity:
+    """`tensor` (whole tensor), a block size in elements such as `65536`, or `g128` (input-dim groups)."""
+    value = text.strip().lower()
+    if value in ("tensor", "whole"):
+        return Granularity()
+    if value.isdigit() and int(value) > 0:
+        return Granularity(block_size=int(value))
+    match = _GROUP.match(value)
+    if match:
+        return Granularity(group_size=int(match.group(1)))
+    raise InvalidInputError(f"unknown granularity {text!r}: use tensor, a block size like 65536, or g128")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Outlier clipping before quantization: thresholds computed over the whole tensor."""
+
+    method: ClipMethod = "percentile"
+    #: zscore: clip to mean ± threshold * std; percentile: clip to the [100 - t, t] percentiles
+    threshold: float = 99.99
+
+    def __post_init__(self) -> None:
+        if self.method not in ("zscore", "percentile"):
+            raise InvalidInputError(f"unknown clip method {self.method!r}: use zscore or percentile")
+        if self.method == "zscore" and self.threshold <= 0:
+            raise InvalidInputError("the z-score clip threshold must be positive")
+        if self.method == "percentile" and not 50 < self.threshold <= 100:
+            raise InvalidInputError("the percentile clip threshold must be in (50, 100]")
+
+
+def fake_quantize_rows_(rows: torch.Tensor, bits: int) -> None:
+    """Asymmetric min-max RTN of each row of a float 2-D tensor, in place."""
+    levels = float(2**bits - 1)
+    low = rows.amin(dim=1, keepdim=True)  # (n, 1)
+    high = rows.amax(dim=1, keepdim=True)
+    scale = (high - low) / levels
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # constant rows come back unchanged
+    rows.sub_(low).div_(scale).round_().clamp_(0, levels).mul_(scale).add_(low)
+
+
+def _quantize_flat_(flat: torch.Tensor, bits: int, granularity: Granularity, columns: int) -> None:
+    """Quantize a contiguous float32 flattened `[out, in]` weight in place."""
+    total = flat.numel()
+    if granularity.group_size is not None:
+        group = granularity.group_size
+        matrix = flat.view(-1, columns)  # (out, in)
+        full = (columns // group) * group
+        if full == columns:
+            fake_quantize_rows_(matrix.view(-1, group), bits)
+            return
+        for part in (matrix[:, :full], matrix[:, full:]):
+            if part.shape[1] == 0:
+                continue
+            width = group if part.shape[1] >= group else part.shape[1]
+            work = part.reshape(-1, width)  # a copy: the column slice is not contiguous
+            fake_quantize_rows_(work, bits)
+            part.copy_(work.view(part.shape))
+        return
+    block = granularity.block_size or total
+    full = (total // block) * block
+    if full:
+        fake_quantize_rows_(flat[:full].view(-1, block), bits)
+    if full < total:
+        fake_quantize_rows_(flat[full:].view(1, -1), bits)
+
+
+def _block_start(flat_index: int, granularity: Granularity, columns: int, total: int) -> tuple[int, int]:
+    """First flat index and length of the block (or group) that holds `flat_index`."""
+    if granularity.group_size is not None:
+        row, col = divmod(flat_index, columns)
+        group = granularity.group_size
+        start_col = (col // group) * group
+        return row * columns + start_col, min(group, columns - start_col)
+    block = granularity.block_size or total
+    start = (flat_index // block) * block
+    return start, min(block, total - start)
+
+
+def clip_thresholds(values: torch.Tensor, clip: ClipSpec) -> tuple[float, float]:
+    """The (low, high) clip thresholds of a flattened tensor."""
+    flat = values.reshape(-1)
+    if clip.method == "zscore":
+        if flat.numel() < 2:
+            return -math.inf, math.inf
+        std, mean = torch.std_mean(flat)
+        return float(mean) - clip.threshold * float(std), float(mean) + clip.threshold * float(std)
+    count = flat.numel()
+    low_k = max(1, round(count * (100 - clip.threshold) / 100))  # the low_k-th smallest value
+    high_k = min(count, max(1, round(count * clip.threshold / 100)))  # the high_k-th smallest value
+    from_top = count - high_k + 1
+    if max(low_k, from_top) * 50 < count:  # thin tails: a top-k is far cheaper than a full selection
+        low = flat.topk(low_k, largest=False).values[-1]
+        high = flat.topk(from_top).values[-1]
+        return float(low), float(high)
+    return float(flat.kthvalue(low_k).values), float(flat.kthvalue(high_k).values)
+
+
+@torch.no_grad()
+def rtn_quantize_(
+    weight: torch.Tensor,
+    bits: int,
+    granularity: Granularity | None = None,
+    *,
+    layout: WeightLayout = "out_in",
+    hold_out: Sequence[tuple[int, int]] = (),
+    restore: Sequence[tuple[int, int]] = (),
+    clip: ClipSpec | None = None,
+) -> torch.Tensor:
+    """Fake-quantize a weight in place with asymmetric min-max RTN; returns `weight`.
+
+    Coordinates are `(row, col)` in the `[out, in]` convention, whatever the storage layout.
+    `hold_out`: kept out of the min/max and the clip statistics (a value of their own block stands in
+    meanwhile), then written back bit-exactly: the super-weight hold-out recipe.
+    `restore`: quantized (and clipped) like the rest, then written back bit-exactly.
+    `clip`: clip outliers to thresholds computed over the whole tensor before quantizing.
+    """
+    if not 1 <= bits <= 16:
+        raise InvalidInputError(f"RTN bits must be between 1 and 16, got {bits}")
+    if weight.dim() != 2:
+        raise InvalidInputError(f"RTN expects a 2-D weight, got shape {tuple(weight.shape)}")
+    granularity = granularity or Granularity()
+    matrix = weight if layout == "out_in" else weight.t()  # (out, in) view
+    rows, columns = matrix.shape
+    held = [(int(r), int(c)) for r, c in dict.fromkeys(hold_out)]
+    kept = [(int(r), int(c)) for r, c in dict.fromkeys([*hold_out, *restore])]
+    for r, c in kept:
+        if not (0 <= r < rows and 0 <= c < columns):
+            raise InvalidInputError(f"coordinate ({r}, {c}) is outside the weight's {rows}x{columns}")
+    originals = [matrix[r, c].clone() for r, c in kept]
+    in_place = matrix.dtype == torch.float32 and matrix.is_contiguous()
+    # the float32 working copy is the weight itself when possible: one tensor's worth of memory saved
+    work = matrix if in_place else matrix.to(torch.float32, copy=True).contiguous()
+    flat = work.view(-1)
+    held_flat = {r * columns + c for r, c in held}
+    if held_flat:
+        # a held-out value is replaced by another value of its own block: it then cannot move min or max
+        for index in held_flat:
+            start, length = _block_start(index, granularity, columns, flat.numel())
+            stand_in = next((i for i in range(start, start + length) if i not in held_flat), None)
+            flat[index] = flat[stand_in] if stand_in is not None else flat[index]
+    if clip is not None:
+        low, high = clip_thresholds(flat, clip)
+        flat.clamp_(low, high)
+    _quantize_flat_(flat, bits, granularity, columns)
+    if not in_place:
+        matrix.copy_(work)
+    for (r, c), original in zip(kept, originals, strict=True):
+        matrix[r, c] = original
+    return weight
+
+
+@dataclass(frozen=True)
+class LinearTarget:
+    """One quantized linear layer: its module name, weight layout and input width."""
+
+    name: str
+    module: nn.Module
+    layout: WeightLayout
+    in_features: int
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The module's weight as stored."""
+        weight = self.module.weight
+        assert isinstance(weight, torch.Tensor)
+        return weight
+
+
+def linear_targets(model: nn.Module) -> list[LinearTarget]:
+    """Every linear layer except the input embeddings and the output head (tied or not), by type."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        conv1d: tuple[type[nn.Module], ...] = ()
+    else:
+        conv1d = (Conv1D,)
+    excluded: set[int] = set()
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        module = getattr(model, getter)() if hasattr(model, getter) else None
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor):
+            excluded.add(id(weight))
+    targets = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor) or id(weight) in excluded:
+            continue
+        if isinstance(module, nn.Linear):
+            targets.append(LinearTarget(name, module, "out_in", int(weight.shape[1])))
+        elif conv1d and isinstance(module, conv1d):
+            targets.append(LinearTarget(name, module, "in_out", int(weight.shape[0])))
+    return targets
+
+
+@dataclass
+class QuantMemory:
+    """Extra memory the in-place quantization held at its peak (bytes), against the weights it touched."""
+
+    weight_bytes: int = 0
+    peak_extra_bytes: int = 0
+    tensors: int = 0
+
+    @property
+    def peak_ratio(self) -> float:
+        """(weights + peak extra) / weights."""
+        return 1.0 + self.peak_extra_bytes / self.weight_bytes if self.weight_bytes else 1.0
+
+
+WeightQuantizer = Callable[[LinearTarget, torch.Tensor], None]
+
+
+@contextmanager
+def fake_quantized_weights(
+    model: nn.Module, targets: Sequence[LinearTarget], quantize: WeightQuantizer
+) -> Iterator[QuantMemory]:
+    """While the block runs, every target weight is quantized in place right before its module runs and
+    restored bit-exactly right after, so only one original is ever held. `quantize(target, weight)` edits
+    `weight` in place."""
+    memory = QuantMemory(
+        weight_bytes=sum(t.weight.numel() * t.weight.element_size() for t in targets), tensors=len(targets)
+    )
+    saved: dict[str, torch.Tensor] = {}
+
+    def pre_hook_for(target: LinearTarget) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def pre_hook(_module: nn.Module, _args: tuple[Any, ...]) -> None:
+            weight = target.weight
+            with torch.no_grad():
+                saved[target.name] = weight.detach().clone()
+                quantize(target, weight)
+            working = 0 if weight.dtype == torch.float32 else weight.numel() * 4
+            extra = sum(t.numel() * t.element_size() for t in saved.values()) + working
+            memory.peak_extra_bytes = max(memory.peak_extra_bytes, extra)
+
+        return pre_hook
+
+    def hook_for(target: LinearTarget) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        def hook(_module: nn.Module, _args: tuple[Any, ...], _output: Any) -> None:
+            with torch.no_grad():
+                target.weight.copy_(saved.pop(target.name))
+
+        return hook
+
+    try:
+        with forward_hooks(
+            model, {t.name: hook_for(t) for t in targets}, {t.name: pre_hook_for(t) for t in targets}
+        ):
+            yield memory
+    finally:
+        # a failed forward pass leaves quantized weights behind: put them back
+        with torch.no_grad():
+            by_name = {t.name: t for t in targets}
+            for name, original in saved.items():
+                by_name[name].weight.copy_(original)
+            saved.clear()
+
+
+def rtn_weight_quantizer(
+    bits: int,
+    granularity: Granularity,
+    *,
+    hold_out: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    restore: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    clip: ClipSpec | None = None,
+) -> WeightQuantizer:
+    """A `WeightQuantizer` for RTN; `hold_out`/`restore` map module names to `[out, in]` coordinates."""
+    held = dict(hold_out or {})
+    restored = dict(restore or {})
+
+    def quantize(target: LinearTarget, weight: torch.Tensor) -> None:
+        rtn_quantize_(
+            weight,
+            bits,
+            granularity,
+            layout=target.layout,
+            hold_out=held.get(target.name, ()),
+            restore=restored.get(target.name, ()),
+            clip=clip,
+        )
+
+    return quantize
+
+
+@torch.no_grad()
+def rtn_quantize_model_(
+    model: nn.Module,
+    bits: int,
+    granularity: Granularity | None = None,
+    *,
+    hold_out: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    restore: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    clip: ClipSpec | None = None,
+) -> int:
+    """Quantize every linear layer (not embeddings, not the head) in place, permanently; returns the count.
+
+    Gives the same weights the validation's RTN checks evaluate (they quantize and restore per pass).
+    """
+    quantize = rtn_weight_quantizer(
+        bits, granularity or Granularity(), hold_out=hold_out, restore=restore, clip=clip
+    )
+    targets = linear_targets(model)
+    for target in targets:
+        quantize(target, target.weight)
+    return len(targets)
+
+
+# ---- activations (W8A8) ----
+
+#: the positions of one batch to hold out of a linear's input: ((batch, token), ...) and channels
+HoldOutPositions = Callable[[LinearTarget], tuple[Sequence[tuple[int, int]], Sequence[int]]]
+
+
+def fake_quantize_activation(
+    x: torch.Tensor, bits: int, positions: Sequence[tuple[int, int]] = (), channels: Sequence[int] = ()
+) -> torch.Tensor:
+    """Per-tensor asymmetric RTN of an activation `(batch, seq, features)`, returned as a new tensor.
+
+    The entries at `positions` x `channels` are replaced by the median of their token's features before the
+    min/max is taken, and their exact original values are put back afterwards (the super-activation recipe).
+    """
+    work = x.to(torch.float32, copy=True)
+    held: list[tuple[int, int, int, torch.Tensor]] = []
+    for b, t in positions:
+        row = work[b, t]  # (features,)
+        median = row.median()
+        for c in channels:
+            held.append((b, t, c, x[b, t, c].clone()))
+            row[c] = median
+    fake_quantize_rows_(work.view(1, -1), bits)
+    out = work.to(x.dtype)
+    for b, t, c, original in held:
+        out[b, t, c] = original
+    return out
+
+
+@contextmanager
+def fake_quantized_activations(
+    model: nn.Module, targets: Sequence[LinearTarget], bits: int, hold_out: HoldOutPositions | None = None
+) -> Iterator[None]:
+    """Quantize the input of every target linear layer per tensor (optionally holding entries out)."""
+
+    def pre_hook_for(target: LinearTarget) -> Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...]]:
+        def pre_hook(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            if not args or not isinstance(args[0], torch.Tensor):
+                raise RuntimeError(f"{target.name}: expected the input as the first positional argument")
+            positions, channels = hold_out(target) if hold_out is not None else ((), ())
+            x = args[0]
+            if x.dim() == 2:  # (tokens, features): no batch dimension
+                quantized = fake_quantize_activation(x.unsqueeze(0), bits, positions, channels).squeeze(0)
+            else:
+                quantized = fake_quantize_activation(x, bits, positions, channels)
+            return (quantized, *args[1:])
+
+        return pre_hook
+
+    with forward_hooks(model, {}, {t.name: pre_hook_for(t) for t in targets}):
+        yield

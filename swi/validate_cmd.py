@@ -1,0 +1,276 @@
+"""`swi validate`: detect, then measure what each super weight is worth (pruning and quantization checks)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from swi.console import clear_errors, console, err_console
+
+if TYPE_CHECKING:
+    from indexer.validate import ProgressEvent, ValidationResult
+
+#: default token budget when --max-tokens is not given: CPUs are slow, GPUs are not
+CPU_DEFAULT_TOKENS = 4096
+GPU_DEFAULT_TOKENS = 65536
+VERDICT_STYLE = {"confirmed": "bold green", "inert": "bold yellow", "not_measured": "dim"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `validate` command."""
+    app.command("validate")(validate_command)
+
+
+def _numbers(text: str | None, kind: type[int] | type[float], option: str) -> tuple[Any, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{option}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def validate_command(
+    model: Annotated[str, typer.Argument(help="Hub id (org/name), a local model folder, or a .gguf file.")],
+    revision: Annotated[str | None, typer.Option(help="Hub branch, tag or commit sha.")] = None,
+    corpus: Annotated[
+        str, typer.Option(help="wikitext2 (needs `datasets`), builtin, or a text file.")
+    ] = "builtin",
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Token budget (default {CPU_DEFAULT_TOKENS} on a CPU, {GPU_DEFAULT_TOKENS} on a GPU)."
+        ),
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option(help="Window length (default 2048 or the model's context).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass (default: auto).")] = None,
+    experiments: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: all, baseline, joint, alone, restore_sa, controls, stopwords, scaling, "
+            "rtn, w8a8."
+        ),
+    ] = "all",
+    confirm_factor: Annotated[
+        float, typer.Option(help="Joint zeroing must raise perplexity this much.")
+    ] = 5.0,
+    scale_factors: Annotated[str | None, typer.Option(help="Scaling factors, e.g. 0,0.5,1.5,2,3.")] = None,
+    rtn_bits: Annotated[str | None, typer.Option(help="RTN bit widths, e.g. 4,3.")] = None,
+    granularities: Annotated[
+        str | None,
+        typer.Option(help="RTN blocks: tensor, element counts (65536) or gN groups, e.g. tensor,65536,g128."),
+    ] = None,
+    clip_method: Annotated[
+        str, typer.Option(help="Clipped RTN variant: percentile or zscore.")
+    ] = "percentile",
+    clip_threshold: Annotated[float, typer.Option(help="Upper percentile, or z-score (e.g. 6).")] = 99.99,
+    seed: Annotated[int, typer.Option(help="Seed of the random control.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, float16, bfloat16.")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (detection and validation).")
+    ] = False,
+) -> None:
+    """Detect the super weights of MODEL, then measure them: pruning experiments and quantization checks."""
+    from indexer.corpus import load_corpus
+    from indexer.detect import detect
+    from indexer.errors import IndexerError
+    from indexer.loading import LoadOptions, load_model
+    from indexer.validate import ValidateConfig, parse_experiments, validate
+
+    with clear_errors(IndexerError):
+        defaults = ValidateConfig()
+        config = ValidateConfig(
+            experiments=parse_experiments(experiments),
+            window=window,
+            max_tokens=max_tokens,
+            batch_size=batch_size,
+            confirm_factor=confirm_factor,
+            scale_factors=_numbers(scale_factors, float, "--scale-factors") or defaults.scale_factors,
+            rtn_bits=_numbers(rtn_bits, int, "--rtn-bits") or defaults.rtn_bits,
+            rtn_granularities=_names(granularities) or defaults.rtn_granularities,
+            clip_method=clip_method,
+            clip_threshold=clip_threshold,
+            seed=seed,
+        )
+        config.check()
+        text = load_corpus(corpus)  # before the (slow) model load: a bad corpus fails at once
+        with err_console.status(f"loading {model}") as status:
+            loaded = load_model(
+                model, revision, LoadOptions(dtype=dtype, device=device), progress=lambda m: status.update(m)
+            )
+            err_console.print(f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s[/]")
+            status.update("detecting")
+            detection = detect(loaded, progress=lambda m: status.update(m))
+        if config.max_tokens is None:
+            budget = GPU_DEFAULT_TOKENS if loaded.device.type == "cuda" else CPU_DEFAULT_TOKENS
+            config = dataclasses.replace(config, max_tokens=budget)
+        with _progress_bars() as on_progress:
+            result = validate(loaded, detection, text, config, progress=on_progress)
+    if as_json:
+        print(
+            json.dumps(
+                {"detection": detection.to_dict(), "validation": result.to_dict()}, indent=2, allow_nan=False
+            )
+        )
+        return
+    show_validation(result)
+
+
+@contextmanager
+def _progress_bars() -> Iterator[Any]:
+    """One progress bar per phase, on stderr."""
+    columns = (
+        TextColumn("{task.fields[phase]:<13}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.description}"),
+    )
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def on_progress(event: ProgressEvent) -> None:
+            if event.phase not in tasks:
+                tasks[event.phase] = progress.add_task(event.label, total=event.total, phase=event.phase)
+            progress.update(
+                tasks[event.phase], completed=event.completed, total=event.total, description=event.label
+            )
+
+        yield on_progress
+
+
+def _ppl(value: float | None) -> str:
+    return "overflow" if value is None else f"{value:,.2f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}x"
+
+
+def show_validation(result: ValidationResult) -> None:
+    """Render a validation result: verdicts first, then the pruning, stopword and quantization tables."""
+    c = result.corpus
+    where = f"@{result.revision[:12]}" if result.revision else ""
+    console.print(f"[bold]{result.model}[/]{where} on {result.device}/{result.dtype}")
+    console.print(
+        f"corpus [bold]{c.name}[/] (sha256 {c.sha256[:12]}, {c.tokens_used:,} tokens in "
+        f"{c.windows} window(s) of {c.window}); "
+        f"baseline perplexity [bold]{result.baseline_perplexity:,.3f}[/]"
+    )
+    verdict = result.verdict
+    style = VERDICT_STYLE[verdict.verdict]
+    console.print(f"verdict: [{style}]{verdict.verdict}[/] - {verdict.reason}")
+    if result.super_weight_verdicts:
+        table = Table(title="super weights", title_justify="left")
+        for column in ("layer", "row", "col", "value", "alone", "verdict", "why"):
+            table.add_column(column, justify="left" if column in ("verdict", "why") else "right")
+        values = dict(zip(result.super_weights, result.super_weight_values, strict=True))
+        for v in result.super_weight_verdicts:
+            table.add_row(
+                str(v.layer),
+                str(v.row),
+                str(v.col),
+                f"{values[(v.layer, v.row, v.col)]:.4g}",
+                _ratio(v.alone_ratio),
+                f"[{VERDICT_STYLE[v.verdict]}]{v.verdict}[/]",
+                v.reason,
+            )
+        console.print(table)
+    _show_pruning(result)
+    _show_stopwords(result)
+    _show_quantization(result)
+    t = result.timing
+    cache = (
+        f"; prefix cache at layer(s) {', '.join(map(str, t.prefix_layers))} "
+        f"({t.prefix_cache_bytes / 2**20:.1f} MiB) saved about {t.prefix_saved_s:.1f}s"
+        if t.prefix_layers
+        else ""
+    )
+    console.print(
+        f"[dim]{t.full_passes} full and {t.cached_passes} cached passes, {t.reused_figures} reused, "
+        f"in {t.total_s:.1f}s{cache}[/]"
+    )
+
+
+def _show_pruning(result: ValidationResult) -> None:
+    figures = [f for f in result.figures if f.experiment not in ("rtn", "w8a8")]
+    if len(figures) <= 1:
+        return
+    table = Table(title="pruning experiments", title_justify="left")
+    for column in ("experiment", "perplexity", "ratio", "note"):
+        table.add_column(column, justify="left" if column in ("experiment", "note") else "right")
+    for f in figures:
+        note = (
+            f"same pass as {f.reused_from}"
+            if f.reused_from
+            else (f"from cached layer {f.prefix_layer}" if f.prefix_layer is not None else "")
+        )
+        table.add_row(f.label, _ppl(f.perplexity), _ratio(f.ratio), f"[dim]{note}[/]")
+    console.print(table)
+    if result.super_activation is not None:
+        sa = result.super_activation
+        console.print(
+            f"super activation in the corpus: layer {sa.layer}, channel {sa.channel}: {sa.positions} "
+            f"site(s) in {sa.windows_with}/{sa.windows} windows ({sa.at_first_token} at the first "
+            f"token), max |value| {sa.max_magnitude:.4g}"
+        )
+
+
+def _show_stopwords(result: ValidationResult) -> None:
+    shift = result.stopwords
+    if shift is None:
+        return
+    console.print(
+        f"stopword probability mass: {shift.mass_before:.4f} -> {shift.mass_after:.4f} after zeroing "
+        f"({len(shift.token_ids)} tokens of {len(shift.stopwords)} stopwords)"
+    )
+    gains = ", ".join(f"{s.token!r} {s.before:.4f}->{s.after:.4f}" for s in shift.gains[:5])
+    losses = ", ".join(f"{s.token!r} {s.before:.4f}->{s.after:.4f}" for s in shift.losses[:5])
+    console.print(f"  gain most: {gains}")
+    console.print(f"  lose most: {losses}")
+
+
+def _show_quantization(result: ValidationResult) -> None:
+    rtn = [f for f in result.figures if f.experiment == "rtn"]
+    if rtn:
+        variants = list(dict.fromkeys(str(f.params["variant"]) for f in rtn))
+        table = Table(title="weight RTN (perplexity, ratio to baseline)", title_justify="left")
+        table.add_column("bits", justify="right")
+        table.add_column("blocks", justify="right")
+        for variant in variants:
+            table.add_column(variant, justify="right")
+        rows: dict[tuple[int, str], dict[str, str]] = {}
+        for f in rtn:
+            row = rows.setdefault((int(f.params["bits"]), str(f.params["granularity"])), {})
+            row[str(f.params["variant"])] = f"{_ppl(f.perplexity)} ({_ratio(f.ratio)})"
+        for (bits, granularity), cells in rows.items():
+            table.add_row(str(bits), granularity, *(cells.get(v, "-") for v in variants))
+        console.print(table)
+    w8a8 = [f for f in result.figures if f.experiment == "w8a8"]
+    if w8a8:
+        console.print(
+            "W8A8: "
+            + "; ".join(f"{f.params['variant']} {_ppl(f.perplexity)} ({_ratio(f.ratio)})" for f in w8a8)
+        )
+    q = result.quantization
+    if q is not None:
+        console.print(
+            f"[dim]{q.layers} linear layers, {q.parameters:,} weights quantized in place one at a time; "
+            f"peak memory {q.peak_memory_ratio:.3f}x the weights[/]"
+        )

@@ -1,0 +1,82 @@
+"""Perplexity: the value itself, batching, and the prefix cache that must change nothing but the time."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from indexer.ablation import zeroed_weights
+from indexer.corpus import builtin_corpus, token_windows
+from indexer.errors import InvalidInputError
+from indexer.perplexity import PerplexityEvaluator, auto_batch_size, default_window
+from tests.tiny import tiny_model
+
+
+def _windows(loaded, window: int = 64, tokens: int = 256):  # type: ignore[no-untyped-def]
+    return token_windows(builtin_corpus(), loaded.tokenizer, window, tokens)
+
+
+def test_perplexity_is_exp_of_the_mean_next_token_loss() -> None:
+    loaded = tiny_model("llama", num_layers=2)
+    windows = _windows(loaded)
+    result = PerplexityEvaluator(loaded, windows, batch_size=3).run()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for row in windows.input_ids:
+            logits = loaded.model(input_ids=row.view(1, -1), use_cache=False).logits[0, :-1]
+            total += float(F.cross_entropy(logits, row[1:], reduction="sum"))
+            count += row.numel() - 1
+    assert result.predicted_tokens == count == 4 * 63
+    assert result.perplexity == pytest.approx(math.exp(total / count), rel=1e-5)
+    assert result.prefix_layer is None
+
+
+def test_batch_size_does_not_change_the_figure() -> None:
+    loaded = tiny_model("llama", num_layers=2)
+    windows = _windows(loaded)
+    one = PerplexityEvaluator(loaded, windows, batch_size=1).run()
+    four = PerplexityEvaluator(loaded, windows, batch_size=4).run()
+    assert one.perplexity == pytest.approx(four.perplexity, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "model_type", ["llama", "gpt2", "opt", "phi3", "gpt_neox", "falcon", "gemma2", "qwen3"]
+)
+def test_prefix_cache_reproduces_the_full_pass_exactly(model_type: str) -> None:
+    loaded = tiny_model(model_type, num_layers=4)
+    evaluator = PerplexityEvaluator(loaded, _windows(loaded), batch_size=2)
+    evaluator.want_prefix([2, 0])
+    baseline = evaluator.run()
+    assert evaluator.cached_layers == (2,)
+    assert evaluator.run(start_layer=3).mean_nll == baseline.mean_nll  # a later start reuses layer 2
+    with zeroed_weights(loaded.model, loaded.adapter, [(2, 5, 7), (3, 1, 2)]):
+        cached = evaluator.run(start_layer=2)
+        full = evaluator.run(start_layer=0)
+    assert cached.prefix_layer == 2 and full.prefix_layer is None
+    assert cached.mean_nll == full.mean_nll != baseline.mean_nll
+    assert (evaluator.full_passes, evaluator.cached_passes) == (2, 2)
+    for index, layer in enumerate(loaded.adapter.decoder_layers(loaded.model)):
+        assert "forward" not in layer.__dict__, f"stub left on layer {index}"
+    for name, module in loaded.model.named_modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks, f"hook left on {name}"
+
+
+def test_prefix_cache_respects_its_memory_budget() -> None:
+    loaded = tiny_model("llama", num_layers=3)
+    evaluator = PerplexityEvaluator(loaded, _windows(loaded), prefix_cache_memory=1024)
+    evaluator.want_prefix([1])
+    evaluator.run()
+    assert evaluator.cached_layers == ()
+    assert evaluator.run(start_layer=1).prefix_layer is None
+
+
+def test_defaults() -> None:
+    loaded = tiny_model("llama", num_layers=1)
+    assert default_window(loaded.model) == 128  # the tiny model's context is shorter than 2048
+    assert auto_batch_size(windows=10, window=2048, vocab=50_000, memory=1 << 30) == 1
+    assert auto_batch_size(windows=3, window=128, vocab=100) == 3
+    with pytest.raises(InvalidInputError):
+        PerplexityEvaluator(loaded, _windows(loaded), batch_size=0)

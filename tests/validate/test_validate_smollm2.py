@@ -1,0 +1,74 @@
+"""The validation suite on the real SmolLM2-135M (GGUF Q4_1) with a small WikiText-2 budget."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from indexer.corpus import file_corpus
+from indexer.detect import detect
+from indexer.loading import LoadedModel
+from indexer.validate import ValidateConfig, ValidationResult, validate
+
+pytestmark = pytest.mark.slow
+
+SUPER_WEIGHT = (11, 507, 1229)
+CONFIG = ValidateConfig(
+    window=512, max_tokens=1024, scale_factors=(0.0, 2.0), rtn_bits=(4,), rtn_granularities=("g128",)
+)
+
+
+def test_smollm2_super_weight_is_confirmed(smollm2: LoadedModel, wikitext_path: Path) -> None:
+    detection = detect(smollm2)
+    assert [sw.coordinates for sw in detection.super_weights] == [SUPER_WEIGHT]
+    before = {name: p.detach().clone() for name, p in smollm2.model.named_parameters()}
+
+    result = validate(smollm2, detection, file_corpus(wikitext_path), CONFIG)
+
+    for name, p in smollm2.model.named_parameters():
+        assert torch.equal(p, before[name]), f"{name} changed"
+    del before
+    assert result.corpus.name == "wiki.test.raw" and result.corpus.tokens_used == 1024
+    assert 10 < result.baseline_perplexity < 60  # 512-token windows of WikiText-2 on a 135M model
+    keys = {f.key for f in result.figures}
+    assert keys == {
+        "baseline",
+        "zero/joint",
+        "zero/alone/11-507-1229",
+        "zero/joint+sa",
+        "control/largest",
+        "control/random",
+        "scale/0",
+        "scale/2",
+        "rtn/4bit/g128/plain",
+        "rtn/4bit/g128/clipped",
+        "rtn/4bit/g128/holdout",
+        "w8a8/naive",
+        "w8a8/holdout",
+    }
+    for figure in result.figures:
+        assert figure.perplexity is not None and math.isfinite(figure.perplexity), figure.key
+        assert figure.ratio == pytest.approx(figure.perplexity / result.baseline_perplexity, rel=1e-12)
+
+    joint = result.figure("zero/joint")
+    assert joint.ratio is not None and joint.ratio >= 5
+    assert joint.prefix_layer == 11  # the pass started from the cached input of layer 11
+    for key in ("control/largest", "control/random"):
+        ratio = result.figure(key).ratio
+        assert ratio is not None and ratio < 1.5, key  # the controls raise perplexity far less
+    restored = result.figure("zero/joint+sa").ratio
+    assert restored is not None and restored < 2  # putting the super activation back repairs the model
+    assert result.verdict.verdict == "confirmed"
+    assert [(v.layer, v.row, v.col, v.verdict) for v in result.super_weight_verdicts] == [
+        (*SUPER_WEIGHT, "confirmed")
+    ]
+
+    sites = result.super_activation
+    assert sites is not None and sites.channel == 507 and sites.at_first_token == 2
+    assert result.stopwords is not None and result.stopwords.mass_before > 0.1
+    assert result.quantization is not None and result.quantization.peak_memory_ratio <= 1.3
+    assert ValidationResult.from_dict(json.loads(result.to_json())) == result
