@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.demo_model import fetch_demo_model  # noqa: E402
-from indexer.detect import DetectConfig, Detector, detect  # noqa: E402
-from indexer.loading import LoadOptions, load_model  # noqa: E402
+from indexer.demo_model import fetch_demo_model
+from indexer.detect import DetectConfig, Detector, detect
+from indexer.loading import LoadOptions, load_model
 
 
 class PeakRss:
@@ -113,12 +113,17 @@ def main() -> None:
             f"{peak_ratio:.3f} (detection itself adds {(rss.peak - rss_after_load) / weight_bytes:.3f})"
         )
 
-    print(f"model: {loaded.model_id} ({loaded.parameter_count / 1e6:.0f}M params, {loaded.dtype}, {loaded.device})")
+    print(
+        f"model: {loaded.model_id} ({loaded.parameter_count / 1e6:.0f}M params, "
+        f"{loaded.dtype}, {loaded.device})"
+    )
     print(f"load time: {load_s:.2f} s")
     print(f"super weights: {[sw.coordinates for sw in result.super_weights]}")
     print(f"one plain forward pass (median of {len(forward_times)}): {forward_s * 1000:.1f} ms")
     print(f"detection (median of {len(detect_times)}): {detect_s * 1000:.1f} ms, {passes} forward passes")
-    print(f"ratio detection / (passes x plain forward): {detect_s / (passes * forward_s):.3f}  (target <= 1.5)")
+    print(
+        f"ratio detection / (passes x plain forward): {detect_s / (passes * forward_s):.3f}  (target <= 1.5)"
+    )
     print(f"{memory_line}  (target <= 1.2)")
 
 

@@ -67,6 +67,7 @@ class LoadOptions:
     cache_dir: str | None = None
     offline: bool | None = None  # None: follow HF_HUB_OFFLINE
     token: str | None = None  # None: follow HF_TOKEN
+    endpoint: str | None = None  # a hub mirror; None: follow HF_ENDPOINT
     memory_limit_bytes: int | None = None  # refuse to load above this, even if the machine has more
     #: keep a safetensors copy of a dequantized GGUF file in the model cache (loads in seconds next time)
     gguf_cache: bool = True
@@ -154,6 +155,7 @@ def snapshot_hub_model(source: ModelSource, options: LoadOptions) -> tuple[Path,
             allow_patterns=HUB_ALLOW_PATTERNS,
             local_files_only=offline,
             token=token,
+            endpoint=options.endpoint,
         )
     except hf_errors.GatedRepoError:
         raise GatedModelError(
@@ -166,8 +168,10 @@ def snapshot_hub_model(source: ModelSource, options: LoadOptions) -> tuple[Path,
             f"{source.reference}: model not found on the hub (or private: set HF_TOKEN)"
         ) from None
     except hf_errors.LocalEntryNotFoundError:
-        where = "in the local cache (offline mode)" if offline else "and the hub could not be reached"
-        raise ModelNotFoundError(f"{source.reference}@{source.revision or 'main'} is not {where}") from None
+        wanted = f"{source.reference}@{source.revision or 'main'}"
+        if offline:
+            raise ModelNotFoundError(f"{wanted} is not in the local cache (offline mode)") from None
+        raise HubUnavailableError(f"{wanted}: the hub could not be reached and it is not cached") from None
     except (OSError, hf_errors.HfHubHTTPError) as exc:
         raise HubUnavailableError(f"{source.reference}: hub request failed: {exc}") from None
     path = Path(str(folder))

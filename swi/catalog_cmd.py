@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
                 prepare_database(settings)
         err_console.print(f"catalog: {_redacted(_database_url(settings))}; API on http://{host}:{port}/docs")
         uvicorn.run(
-            "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+            "swi.index_cmd:create_api", factory=True, host=host, port=port, workers=workers, log_level="info"
         )
 
     app.add_typer(catalog_app, name="catalog")

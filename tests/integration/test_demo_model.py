@@ -11,7 +11,9 @@ from indexer.demo_model import SHA256, fetch_demo_model, sha256_of
 from indexer.loading import LoadedModel, dequantized_cache_folder
 
 
-def test_fetch_is_a_no_op_when_the_file_is_there(demo_model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_is_a_no_op_when_the_file_is_there(
+    demo_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_download(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("fetch_demo_model downloaded although the file was present")
 

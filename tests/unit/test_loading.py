@@ -10,6 +10,7 @@ import torch
 
 from indexer.detect import detect
 from indexer.errors import (
+    HubUnavailableError,
     InsufficientMemoryError,
     InvalidInputError,
     ModelNotFoundError,
@@ -105,6 +106,13 @@ def test_hub_unknown_model_or_revision_is_refused(hub_cache: Path) -> None:
         load_model("acme/missing", options=options)
     with pytest.raises(ModelNotFoundError, match="nope"):
         load_model("acme/tiny", revision="nope", options=options)
+
+
+def test_unreachable_hub_is_a_transient_error(tmp_path: Path) -> None:
+    options = LoadOptions(device="cpu", cache_dir=str(tmp_path), offline=False, endpoint="http://127.0.0.1:9")
+    with pytest.raises(HubUnavailableError, match="could not be reached") as info:
+        load_model("acme/tiny", options=options)
+    assert info.value.permanent is False
 
 
 def test_pickle_only_weights_are_refused(tmp_path: Path, tiny_folder: Path) -> None:

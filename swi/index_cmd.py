@@ -1,0 +1,443 @@
+"""`swi index`, `swi worker`, `swi jobs`: submit models to the indexing pipeline, run it, watch it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from swi.console import clear_errors, console, err_console, fail
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from catalog.models import Job
+    from workers.pipeline import JobProgress, PipelineContext
+    from workers.settings import WorkerSettings
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+POLL_INTERVAL_S = 0.5
+QUEUE_NAMES = ("gpu", "default")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `index`, `worker` and `jobs` commands."""
+    app.command("index")(index_command)
+    app.command("worker")(worker_command)
+    app.command("jobs")(jobs_command)
+
+
+def create_api() -> FastAPI:
+    """The API with submissions wired to the pipeline (`uvicorn --factory swi.index_cmd:create_api`).
+
+    With a broker, committed jobs go to Celery; without one (embedded default) they run in a thread of the
+    API process. The API accepts only hub ids, so no request can make a worker read a local path.
+    """
+    from api.app import create_app
+    from workers.enqueue import make_enqueuer
+    from workers.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    return create_app(settings, enqueuer=make_enqueuer(settings))
+
+
+def _errors() -> AbstractContextManager[None]:
+    from sqlalchemy.exc import OperationalError
+
+    from catalog.errors import CatalogError
+
+    return clear_errors(CatalogError, OperationalError)
+
+
+def _settings(**overrides: Any) -> WorkerSettings:
+    from catalog.bootstrap import prepare_database
+    from workers.settings import WorkerSettings
+
+    settings = WorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    if settings.should_auto_migrate:
+        prepare_database(settings)
+    return settings
+
+
+def _context(settings: WorkerSettings) -> PipelineContext:
+    from workers.runtime import pipeline_context
+
+    return pipeline_context(settings)
+
+
+def index_command(
+    model: Annotated[str, typer.Argument(help="Hub id (org/name), a local model folder, or a .gguf file.")],
+    revision: Annotated[str | None, typer.Option(help="Hub branch, tag or commit sha.")] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(help="Validation token budget (default 4096 on a CPU, 65536 on a GPU).", min=2),
+    ] = None,
+    window: Annotated[int | None, typer.Option(help="Validation window length.", min=2)] = None,
+    corpus: Annotated[str | None, typer.Option(help="builtin (default), wikitext2, or a text file.")] = None,
+    experiments: Annotated[
+        str | None, typer.Option(help="Comma-separated validation experiments (default: all).")
+    ] = None,
+    skip_validation: Annotated[
+        bool, typer.Option("--skip-validation", help="Detect only: no pruning, no quantization checks.")
+    ] = False,
+    skip_quantization: Annotated[
+        bool, typer.Option("--skip-quantization", help="No RTN / W8A8 quantization checks.")
+    ] = False,
+    prompt: Annotated[str | None, typer.Option(help="Detection prompt (default: the paper's).")] = None,
+    max_super_weights: Annotated[int, typer.Option(help="Stop after this many.", min=1, max=64)] = 8,
+    dtype: Annotated[str, typer.Option(help="auto, float32, float16, bfloat16.")] = "auto",
+    device: Annotated[
+        str | None,
+        typer.Option(help="Embedded default only: auto, cpu, cuda, cuda:N (workers choose their own)."),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalog entry as JSON.")] = False,
+) -> None:
+    """Submit MODEL to the indexing pipeline, follow it with a progress bar, then print its catalog entry.
+
+    On the embedded default (no SWI_BROKER_URL) the job runs in this process; with a broker, a `swi worker`
+    runs it. The same model, revision and settings are indexed once: a repeat prints the existing entry.
+    """
+    from catalog.identifiers import config_hash, is_commit_sha
+    from catalog.repositories import JobRepository
+    from catalog.repositories.pipeline import PipelineRepository
+    from workers.jobconfig import JobConfig, run_config_of
+    from workers.sources import content_digest, local_model_id, local_path_of
+
+    with _errors():
+        settings = _settings(device=device)
+        path = local_path_of(model)
+        if path is not None:
+            if revision is not None:
+                fail("--revision only applies to hub models")
+            if not settings.local_models_allowed:
+                fail(
+                    "local paths are indexed on the embedded default only; with a broker, set "
+                    "SWI_ALLOW_LOCAL_MODELS=true on workers (where the path must exist) or submit a hub id"
+                )
+            model_id = local_model_id(path)
+            with err_console.status(f"hashing {path.name}"):
+                sha: str | None = content_digest(path)
+        else:
+            model_id, sha = model, (revision if revision is not None and is_commit_sha(revision) else None)
+        try:
+            job_config = JobConfig.model_validate(
+                {
+                    "prompt": prompt,
+                    "max_super_weights": max_super_weights,
+                    "dtype": dtype,
+                    "validate": not skip_validation,
+                    "quantization_checks": not (skip_validation or skip_quantization),
+                    "max_tokens": max_tokens,
+                    "window": window,
+                    "corpus": corpus,
+                    "experiments": _names(experiments),
+                    "source_path": str(path) if path is not None else None,
+                }
+            ).as_config()
+        except ValueError as exc:
+            fail(f"invalid option: {exc}")
+        context = _context(settings)
+        job_id: uuid.UUID | None = None
+        created = False
+        with context.write() as session:
+            existing = (
+                PipelineRepository(session).find_run(model_id, sha, config_hash(run_config_of(job_config)))
+                if sha is not None
+                else None
+            )
+            if existing is None:
+                outcome = JobRepository(session).submit(
+                    model=model_id,
+                    config=job_config,
+                    requested_revision=revision,
+                    resolved_sha=sha,
+                    max_attempts=settings.job_max_attempts,
+                )
+                existing = outcome.run_id if outcome.job is None else None
+                job_id, created = (
+                    (outcome.job.id, outcome.created) if outcome.job is not None else (None, False)
+                )
+            session.commit()
+        if existing is not None or job_id is None:
+            err_console.print(f"[dim]{model_id} is already indexed with these settings[/]")
+            _print_entry(context, existing, as_json)
+            return
+        err_console.print(
+            f"job {job_id} {'submitted' if created else '(identical to one already queued)'}: {model_id}"
+        )
+        if settings.embedded:
+            job = _run_here(context, job_id)
+        else:
+            if created:
+                _send(context, job_id)
+            if not wait:
+                print(job_id)
+                return
+            job = _follow(context, job_id)
+    if job.status != "succeeded":
+        fail(
+            f"job {job.id} {job.status} after {job.attempts} attempt(s): {job.last_error or 'no error'}",
+            1,
+        )
+    _print_entry(context, job.run_id, as_json)
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _send(context: PipelineContext, job_id: uuid.UUID) -> None:
+    from catalog.repositories import JobRepository
+    from workers.enqueue import celery_enqueuer
+
+    try:
+        celery_enqueuer(context.settings)(job_id)
+    except Exception as exc:
+        err_console.print(
+            f"[yellow]the broker did not take the job ({type(exc).__name__}); it waits in the catalog and a "
+            "worker's sweeper sends it when the broker is back[/]"
+        )
+        return
+    with context.write() as session:
+        JobRepository(session).mark_enqueued(job_id)
+        session.commit()
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, float, str | None], None]]:
+    columns = (
+        TextColumn("{task.fields[phase]:<13}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[message]}"),
+    )
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task("job", total=100.0, phase="queued", message="")
+
+        def update(phase: str, fraction: float, message: str | None) -> None:
+            fields: dict[str, Any] = {"phase": phase}
+            if message is not None:
+                fields["message"] = message[:80]
+            progress.update(task, completed=round(100.0 * fraction, 1), **fields)
+
+        yield update
+
+
+def _run_here(context: PipelineContext, job_id: uuid.UUID) -> Job:
+    """The embedded default: run the job in this process (or follow it if another process runs it)."""
+    from workers.embedded import run_to_completion
+    from workers.sweeper import sweep
+
+    sweep(context, None)  # a job an earlier, crashed process left `running` becomes claimable again
+    with _progress_bar() as update:
+
+        def listener(event: JobProgress) -> None:
+            update(event.phase, event.progress, event.message)
+
+        context.listeners.append(listener)
+        try:
+            outcome = run_to_completion(job_id, context)
+        except KeyboardInterrupt:
+            _cancel(context, job_id)
+            raise
+        finally:
+            context.listeners.remove(listener)
+    if outcome.status in ("skipped", "lost"):
+        return _follow(context, job_id)
+    return _job(context, job_id)
+
+
+def _cancel(context: PipelineContext, job_id: uuid.UUID) -> None:
+    """Ctrl-C on the embedded default cancels the job (nothing else would ever finish it)."""
+    from catalog.repositories import JobRepository
+
+    with context.write() as session:
+        JobRepository(session).cancel(job_id)
+        session.commit()
+    err_console.print(f"job {job_id} cancelled")
+
+
+def _job(context: PipelineContext, job_id: uuid.UUID) -> Job:
+    from catalog.repositories import JobRepository
+
+    with context.sessions() as session:
+        return JobRepository(session).get(job_id)
+
+
+def _follow(context: PipelineContext, job_id: uuid.UUID) -> Job:
+    """Poll the job row until it ends, showing its phase and progress."""
+    with _progress_bar() as update:
+        while True:
+            job = _job(context, job_id)
+            message = f"attempt {job.attempts}/{job.max_attempts}" if job.attempts else "waiting for a worker"
+            if job.status == "retry" and job.last_error:
+                message = f"retrying: {job.last_error}"
+            update(job.phase or job.status, job.progress, message)
+            if job.status in TERMINAL:
+                return job
+            time.sleep(POLL_INTERVAL_S)
+
+
+def _print_entry(context: PipelineContext, run_id: int | None, as_json: bool) -> None:
+    """Print the catalog entry of a run: model, revision, verdict, super weights with their status."""
+    from catalog.repositories import RunRepository
+
+    if run_id is None:
+        fail("the job finished without a run", 1)
+    with context.sessions() as session:
+        runs = RunRepository(session)
+        run = runs.get(run_id)
+        weights = runs.weights(run)
+        model, sha = run.model.hub_id, run.revision.sha
+        rows: list[dict[str, Any]] = [
+            {
+                "layer": w.layer,
+                "row": w.row,
+                "col": w.col,
+                "value": w.value,
+                "status": w.status,
+                "reason": w.verdict_reason,
+            }
+            for w in weights
+        ]
+        entry: dict[str, Any] = {
+            "model": model,
+            "revision": sha,
+            "run_id": run.id,
+            "model_verdict": run.model_verdict,
+            "super_weights": rows,
+            "timings": run.timings,
+            "url": f"/v1/models/{model}",
+        }
+    if as_json:
+        print(json.dumps(entry, indent=2))
+        return
+    console.print(
+        f"[bold]{model}[/]@{sha[:19]} run {run_id}: verdict [bold]{run.model_verdict or 'not measured'}[/]"
+    )
+    table = Table(
+        title="super weights (model.layers[L].mlp.down_proj.weight\\[row, col])", title_justify="left"
+    )
+    for column in ("layer", "row", "col", "value", "status", "why"):
+        table.add_column(column, justify="right" if column in ("layer", "row", "col", "value") else "left")
+    for w in rows:
+        value = "-" if w["value"] is None else f"{w['value']:.4g}"
+        table.add_row(str(w["layer"]), str(w["row"]), str(w["col"]), value, w["status"], w["reason"] or "")
+    console.print(table)
+    console.print(f"[dim]in the catalog: `swi serve`, then GET {entry['url']}[/]")
+
+
+def worker_command(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated: gpu (model work), default (light tasks).")
+    ] = "gpu,default",
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once (one per GPU is usual).", min=1)] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    loglevel: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    hostname: Annotated[str | None, typer.Option(help="Worker name (default swi@<host>).")] = None,
+) -> None:
+    """Start a Celery worker on the configured broker (SWI_BROKER_URL) and catalog (SWI_DATABASE_URL)."""
+    from workers.settings import WorkerSettings, get_settings
+
+    names = [name.strip() for name in queues.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(QUEUE_NAMES))
+    if unknown or not names:
+        fail(f"unknown queue(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(QUEUE_NAMES)}")
+    os.environ["SWI_DEVICE"] = device  # forked job processes read it from the environment
+    get_settings.cache_clear()
+    settings = WorkerSettings()
+    if settings.embedded:
+        fail(
+            "no broker configured: set SWI_BROKER_URL (e.g. redis://localhost:6379/0); "
+            "without one, `swi index` runs jobs in-process"
+        )
+    if device != "auto" and not device.startswith(("cpu", "cuda")):
+        fail(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
+    resolved = [settings.gpu_queue if name == "gpu" else settings.default_queue for name in names]
+    from workers.app import app
+
+    argv = [
+        "worker",
+        f"--queues={','.join(resolved)}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel.upper()}",
+        f"--hostname={hostname or 'swi@%h'}",
+    ]
+    app.worker_main(argv)
+
+
+def jobs_command(
+    job_id: Annotated[str | None, typer.Argument(help="Show this job only.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="queued, running, retry, succeeded, failed or cancelled.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many (newest first).", min=1, max=1000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List jobs with their status, phase, progress, attempts and last error."""
+    from catalog.models import JobStatus
+    from catalog.repositories import JobRepository
+
+    if status is not None and status not in {s.value for s in JobStatus}:
+        fail(f"unknown status {status!r}; choose from {', '.join(s.value for s in JobStatus)}")
+    with _errors():
+        settings = _settings()
+        with _context(settings).sessions() as session:
+            jobs = (
+                [JobRepository(session).get(job_id)]
+                if job_id
+                else JobRepository(session).recent(status, limit)
+            )
+            rows = [_job_row(job) for job in jobs]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        err_console.print("no jobs" + (f" with status {status}" if status else ""))
+        return
+    table = Table(title_justify="left")
+    for column in ("job", "model", "status", "phase", "progress", "attempts", "run", "updated", "last error"):
+        table.add_column(column, overflow="fold" if column == "last error" else "ellipsis")
+    for row in rows:
+        table.add_row(
+            row["id"][:8],
+            row["model"],
+            row["status"],
+            row["phase"] or "",
+            f"{100 * row['progress']:.0f}%",
+            f"{row['attempts']}/{row['max_attempts']}",
+            str(row["run_id"] or ""),
+            row["updated_at"][:19],
+            (row["last_error"] or "")[:200],
+        )
+    console.print(table)
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "model": job.model,
+        "requested_revision": job.requested_revision,
+        "resolved_sha": job.resolved_sha,
+        "status": job.status,
+        "phase": job.phase,
+        "progress": job.progress,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "run_id": job.run_id,
+        "last_error": job.last_error,
+        "created_at": job.created_at.isoformat(),
+        "updated_at": job.updated_at.isoformat(),
+    }

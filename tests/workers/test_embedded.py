@@ -1,0 +1,123 @@
+"""The embedded default (SQLite, no broker): `swi index` runs the same pipeline in-process; the API runs
+submissions in a thread; `swi jobs` lists them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from api.app import create_app
+from catalog import migrate
+from catalog.db import make_engine, make_session_factory
+from catalog.repositories import ApiKeyRepository, JobRepository
+from swi.cli import app
+from tests.workers.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA
+from workers.embedded import run_to_completion
+from workers.enqueue import make_enqueuer
+from workers.runtime import pipeline_context
+from workers.settings import WorkerSettings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The embedded catalog of this test (SQLite file), and no broker."""
+    monkeypatch.setenv("SWI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SWI_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SWI_BROKER_URL", raising=False)
+    return tmp_path / "data"
+
+
+def test_swi_index_runs_a_local_model_in_process_once(data_dir: Path, tiny_folder: Path) -> None:
+    result = runner.invoke(app, ["index", str(tiny_folder), "--skip-validation", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "local/tiny-llama@sha256:" in result.output
+    row = next(line for line in result.output.splitlines() if "candidate" in line)
+    assert row.split("│")[1:4] == ["     1 ", "  10 ", "  20 "], row
+
+    again = runner.invoke(app, ["index", str(tiny_folder), "--skip-validation", "--json"])
+    assert again.exit_code == 0, again.output
+    assert "already indexed" in again.output
+    assert '"layer": 1' in again.output and '"col": 20' in again.output
+
+    jobs = runner.invoke(app, ["jobs", "--json"])
+    assert jobs.exit_code == 0 and jobs.output.count('"status": "succeeded"') == 1, jobs.output
+    assert runner.invoke(app, ["jobs", "--status", "succeeded"]).exit_code == 0
+    bad = runner.invoke(app, ["jobs", "--status", "done"])
+    assert bad.exit_code == 2 and "unknown status" in bad.output
+
+
+def test_swi_index_reports_a_permanent_failure(data_dir: Path, hub_env: Path) -> None:
+    result = runner.invoke(app, ["index", "acme/missing", "--skip-validation"])
+    assert result.exit_code == 1
+    assert "failed after 1 attempt(s): resolve: acme/missing@main is not" in " ".join(result.output.split())
+
+
+def test_swi_index_refuses_paths_when_workers_would_run_them(
+    data_dir: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWI_BROKER_URL", "redis://127.0.0.1:9/0")
+    result = runner.invoke(app, ["index", str(tiny_folder)])
+    assert result.exit_code == 2 and "SWI_ALLOW_LOCAL_MODELS" in result.output
+    assert runner.invoke(app, ["index", "not a model"]).exit_code == 2
+
+
+def test_swi_worker_needs_a_broker(data_dir: Path) -> None:
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 2 and "SWI_BROKER_URL" in result.output
+    assert runner.invoke(app, ["worker", "--queues", "cpu"]).exit_code == 2
+
+
+def test_a_transient_failure_is_retried_in_process(tmp_path: Path, hub_env: Path) -> None:
+    url = f"sqlite+pysqlite:///{tmp_path / 'catalog.db'}"
+    migrate.upgrade(url)
+    settings = WorkerSettings(
+        database_url=url,
+        testing_transient_failures=1,
+        retry_backoff_s=0.01,
+        device="cpu",
+        hub_cache_dir=str(hub_env),
+    )
+    context = pipeline_context(settings)
+    with context.write() as session:
+        outcome = JobRepository(session).submit(model=TINY_REPO, config=DETECT_ONLY)
+        session.commit()
+    assert outcome.job is not None
+    waits: list[float] = []
+    result = run_to_completion(outcome.job.id, context, sleep=waits.append)
+    assert result.status == "succeeded" and len(waits) == 1
+    with context.sessions() as session:
+        job = JobRepository(session).get(outcome.job.id)
+        assert (job.attempts, job.resolved_sha) == (2, TINY_SHA)
+        assert job.last_error is not None and "injected" in job.last_error
+
+
+def test_the_embedded_api_runs_submissions_in_a_thread(tmp_path: Path, hub_env: Path) -> None:
+    url = f"sqlite+pysqlite:///{tmp_path / 'catalog.db'}"
+    migrate.upgrade(url)
+    settings = WorkerSettings(database_url=url, device="cpu", auto_migrate=False, hub_cache_dir=str(hub_env))
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        _, key = ApiKeyRepository(session).create("embedded", ["submit"])
+        session.commit()
+    engine.dispose()
+    with TestClient(create_app(settings, enqueuer=make_enqueuer(settings))) as client:
+        response = client.post(
+            "/v1/submissions",
+            json={"model": TINY_REPO, "options": DETECT_ONLY},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 202, response.text
+        location = response.headers["Location"]
+        deadline = time.monotonic() + 120
+        while (job := client.get(location).json())["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        assert job["status"] == "succeeded" and job["run_id"] is not None, job
+        weights = client.get(f"/v1/models/{TINY_REPO}/super-weights").json()
+        assert [1, 10, 20] in [[w["layer"], w["row"], w["col"]] for w in weights["super_weights"]], weights
