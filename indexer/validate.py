@@ -44,6 +44,7 @@ from indexer.loading import LoadedModel
 from indexer.perplexity import BatchObserver, PassResult, PerplexityEvaluator, default_window
 from indexer.quantize import (
     DEFAULT_GRANULARITIES,
+    ClipCache,
     ClipSpec,
     Granularity,
     LinearTarget,
@@ -520,6 +521,8 @@ class _Suite:
         self.baseline: PassResult | None = None
         self.quant_memory: QuantMemory | None = None
         self.targets = linear_targets(self.model)
+        # the clipped RTN variants share each tensor's thresholds: the weights are the originals every time
+        self.clip_cache: ClipCache = {}
         self.layer_of_module = self._layer_index()
         self.hidden_size = int(self.adapter.as_out_in(self.adapter.down_weight(self.model, 0)).shape[0])
         # super-activation recordings: (layer, row) -> per batch (batch, window) down_proj output at row
@@ -757,7 +760,9 @@ class _Suite:
                     if variant == "plain":
                         quantizer = rtn_weight_quantizer(bits, granularity)
                     elif variant == "clipped":
-                        quantizer = rtn_weight_quantizer(bits, granularity, restore=hold_out, clip=clip)
+                        quantizer = rtn_weight_quantizer(
+                            bits, granularity, restore=hold_out, clip=clip, clip_cache=self.clip_cache
+                        )
                     else:
                         quantizer = rtn_weight_quantizer(bits, granularity, hold_out=hold_out)
                     label = f"RTN {bits}-bit {_granularity_text(granularity)}, {variant}"
