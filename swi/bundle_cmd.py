@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from swi.catalog_cmd import catalog_session
 from swi.console import clear_errors, err_console, fail
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    pass
 
 SOURCES = ("auto", "catalog", "detect")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -93,23 +92,6 @@ def bundle_command(
         )
 
 
-@contextmanager
-def _session() -> Iterator[Session]:
-    from catalog.bootstrap import prepare_database
-    from catalog.db import make_engine, make_session_factory
-    from catalog.settings import Settings
-
-    settings = Settings()
-    if settings.should_auto_migrate:
-        prepare_database(settings)
-    engine = make_engine(settings.resolved_database_url())
-    try:
-        with make_session_factory(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
 def _from_catalog(model: str, revision: str | None, *, required: bool) -> dict[str, Any] | None:
     """The catalog entry's manifest (None when the catalog does not know the model and not `required`)."""
     from sqlalchemy.exc import OperationalError
@@ -120,7 +102,7 @@ def _from_catalog(model: str, revision: str | None, *, required: bool) -> dict[s
     from catalog.repositories import ModelRepository, RunRepository
 
     try:
-        with _session() as session:
+        with catalog_session() as session:
             entry = ModelRepository(session).find(model)
             if entry is None:
                 if required:

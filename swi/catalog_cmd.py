@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         """Create an API key and print it once (only its hash is stored)."""
         from catalog.repositories import ApiKeyRepository
 
-        with _errors(), _session() as session:
+        with _errors(), catalog_session() as session:
             key, secret = ApiKeyRepository(session).create(owner, scope or ["submit"])
             session.commit()
             err_console.print(f"key {key.id} for {key.owner} with scopes {', '.join(key.scopes)}")
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         """List API keys (ids, owners, scopes; never the secrets)."""
         from catalog.repositories import ApiKeyRepository
 
-        with _errors(), _session() as session:
+        with _errors(), catalog_session() as session:
             for key in ApiKeyRepository(session).all():
                 state = "revoked" if key.revoked_at else "active"
                 used = key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never"
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         """Revoke an API key."""
         from catalog.repositories import ApiKeyRepository
 
-        with _errors(), _session() as session:
+        with _errors(), catalog_session() as session:
             key = ApiKeyRepository(session).revoke(key_id)
             session.commit()
             console.print(f"key {key.id} of {key.owner} revoked")
@@ -133,7 +133,7 @@ def _errors() -> AbstractContextManager[None]:
 
 
 @contextmanager
-def _session() -> Iterator[Session]:
+def catalog_session() -> Iterator[Session]:
     """A session on the configured catalog (the embedded default is migrated and seeded first)."""
     from catalog.bootstrap import prepare_database
     from catalog.db import make_engine, make_session_factory
