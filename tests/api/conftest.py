@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
@@ -22,6 +18,7 @@ from catalog.repositories import ApiKeyRepository
 from catalog.seed import load_seed
 from catalog.settings import Settings
 from catalog.testing import temporary_postgres_database, truncate_all
+from tests.live_server import served
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -95,21 +92,8 @@ def make_key(settings: Settings) -> Callable[..., str]:
 @pytest.fixture
 def live_url(app: FastAPI) -> Iterator[str]:
     """The app served by uvicorn in a thread on a free loopback port (real HTTP)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with served(app, start_timeout_s=10) as url:
+        yield url
 
 
 @pytest.fixture

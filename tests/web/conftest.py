@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, sync_playwright
 
 from api.app import create_app
@@ -25,6 +21,7 @@ from catalog.repositories import ApiKeyRepository, record_run
 from catalog.seed import load_seed
 from catalog.settings import Settings
 from catalog.testing import temporary_postgres_database
+from tests.live_server import served
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -223,22 +220,8 @@ def session_factory(web_catalog: WebCatalog) -> Iterator[Callable[[], Any]]:
 def base_url(web_catalog: WebCatalog, enqueued: Enqueued) -> Iterator[str]:
     """The real app served by uvicorn in a thread on a free loopback port."""
     settings = Settings(database_url=web_catalog.url, auto_migrate=False)
-    app = create_app(settings, enqueuer=enqueued)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with served(create_app(settings, enqueuer=enqueued), start_timeout_s=20) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

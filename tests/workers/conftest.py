@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
-import uvicorn
 from sqlalchemy.orm import Session
 
 from api.app import create_app
@@ -27,6 +25,7 @@ from catalog.db import make_engine, make_session_factory
 from catalog.models import Job
 from catalog.repositories import ApiKeyRepository
 from catalog.testing import temporary_postgres_database, truncate_all
+from tests.live_server import served
 from tests.unit.test_loading import build_hub_cache, save_tiny
 from workers.enqueue import Enqueuer
 from workers.settings import WorkerSettings
@@ -264,29 +263,14 @@ class Api:
 @pytest.fixture
 def serve_api(services: Services) -> Iterator[Callable[[Enqueuer], Api]]:
     """Serve `create_app(settings, enqueuer=...)` with uvicorn in a thread; stopped after the test."""
-    servers: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
+    with ExitStack() as servers:
 
-    def serve(enqueuer: Enqueuer) -> Api:
-        with services.sessions() as session:
-            _, key = ApiKeyRepository(session).create("pipeline-tests", ["submit"])
-            session.commit()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(services.settings, enqueuer=enqueuer), log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        servers.append((server, thread, sock))
-        return Api(f"http://127.0.0.1:{sock.getsockname()[1]}", key)
+        def serve(enqueuer: Enqueuer) -> Api:
+            with services.sessions() as session:
+                _, key = ApiKeyRepository(session).create("pipeline-tests", ["submit"])
+                session.commit()
+            app = create_app(services.settings, enqueuer=enqueuer)
+            url = servers.enter_context(served(app, start_timeout_s=15, lifespan="auto"))
+            return Api(url, key)
 
-    yield serve
-    for server, thread, sock in servers:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        yield serve

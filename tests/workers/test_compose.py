@@ -135,11 +135,17 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def _resolved(env: dict[str, str]) -> dict[str, Any]:
-    """The file as `docker-compose config` resolves it (anchors merged, variables interpolated)."""
+def _docker_compose() -> str:
+    """Debian's docker-compose (it parses a file without an engine); missing it fails, never skips."""
     binary = shutil.which("docker-compose")
     if binary is None:
-        pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
+        pytest.fail("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    return binary
+
+
+def _resolved(env: dict[str, str]) -> dict[str, Any]:
+    """The file as `docker-compose config` resolves it (anchors merged, variables interpolated)."""
+    binary = _docker_compose()
     result = subprocess.run(
         [binary, "--file", str(COMPOSE_FILE), "config"],
         capture_output=True,
@@ -169,9 +175,7 @@ def test_compose_config_parses_and_has_what_the_deployment_needs() -> None:
 
 
 def test_compose_refuses_to_start_without_a_database_password() -> None:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    binary = _docker_compose()
     env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
     result = subprocess.run(
         [binary, "--file", str(COMPOSE_FILE), "config"], capture_output=True, text=True, env=env, check=False
