@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from indexer.quantize import (
     rtn_quantize_model_,
 )
 from tests.bundles.conftest import PLANTED, SHA
+from tests.live_server import serving_folder
 from tests.tiny import plant_super_weight, tiny_model
 
 GRANULARITIES = (Granularity(), Granularity(group_size=16), Granularity(block_size=1024))
@@ -148,22 +147,8 @@ def test_a_plain_transformers_module_is_checked_too(
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A local HTTP server over `tmp_path` (the bundle download path, without any network)."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(tmp_path), **kwargs)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        thread.join()
+    with serving_folder(tmp_path) as url:
+        yield tmp_path, url
 
 
 @pytest.mark.parametrize("name", ["json", "safetensors"])

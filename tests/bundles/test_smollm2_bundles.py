@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from indexer.perplexity import PerplexityEvaluator
 from indexer.quantize import Granularity, linear_targets, rtn_quantize_model_
 from indexer.types import DetectionResult
 from indexer.validate import ValidateConfig, evaluation_windows, validate
+from tests.live_server import serving_folder
 
 pytestmark = pytest.mark.slow
 
@@ -102,22 +101,8 @@ def test_downloaded_bundle_reproduces_the_validation_hold_out_figure_exactly(
     result = validate(smollm2, detection, corpus, CONFIG)
     rendered = render_bundle(manifest, "json")
     (tmp_path / rendered.filename).write_bytes(rendered.body)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(tmp_path), **kwargs)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        bundle = load_bundle(f"http://127.0.0.1:{server.server_address[1]}/{rendered.filename}")
-    finally:
-        server.shutdown()
-        thread.join()
+    with serving_folder(tmp_path) as url:
+        bundle = load_bundle(f"{url}/{rendered.filename}")
 
     windows = evaluation_windows(smollm2, corpus, CONFIG)
     assert windows.identity == result.corpus, "same corpus, same budget"
