@@ -16,7 +16,8 @@ plus `rtn` (weight round-to-nearest, plain / clipped + restored / held out + res
 positions where the super activation shows, the entries at its channel in every hidden-size linear input
 and at the super weights' columns in their down projection's input, from the super activation's layer on).
 
-Weights are edited in place and restored bit-exactly after every figure; variants that start at a
+Super weights are edited in place and restored bit-exactly after every figure, quantized variants run each
+linear layer on a quantized copy of its weight (one at a time); variants that start at a
 super weight's layer reuse the baseline's hidden states at that layer's input (the prefix cache).
 """
 
@@ -49,6 +50,7 @@ from indexer.quantize import (
     Granularity,
     LinearTarget,
     QuantMemory,
+    block_partition,
     fake_quantized_activations,
     fake_quantized_weights,
     linear_targets,
@@ -749,14 +751,19 @@ class _Suite:
         steps = []
         hold_out = self._hold_out_map()
         clip = self.config.clip
+        # granularities that split every weight the same way give the same weights: measure them once
+        first_of_partition: dict[tuple[Any, ...], str] = {}
         for bits in self.config.rtn_bits:
             for text in self.config.rtn_granularities:
                 granularity = parse_granularity(text)
+                partition = block_partition(granularity, self.targets)
                 for variant in self.config.rtn_variants:
                     key = f"rtn/{bits}bit/{granularity.label}/{variant}"
-                    reuse = None
+                    first = first_of_partition.setdefault((bits, variant, partition), key)
+                    reuse: str | None = None if first == key else first
                     if variant == "holdout" and not hold_out and "plain" in self.config.rtn_variants:
-                        reuse = f"rtn/{bits}bit/{granularity.label}/plain"
+                        plain = f"rtn/{bits}bit/{granularity.label}/plain"
+                        reuse = first_of_partition.get((bits, "plain", partition), plain)
                     if variant == "plain":
                         quantizer = rtn_weight_quantizer(bits, granularity)
                     elif variant == "clipped":

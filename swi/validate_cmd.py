@@ -271,6 +271,6 @@ def _show_quantization(result: ValidationResult) -> None:
     q = result.quantization
     if q is not None:
         console.print(
-            f"[dim]{q.layers} linear layers, {q.parameters:,} weights quantized in place one at a time; "
+            f"[dim]{q.layers} linear layers, {q.parameters:,} weights quantized one layer at a time; "
             f"peak memory {q.peak_memory_ratio:.3f}x the weights[/]"
         )

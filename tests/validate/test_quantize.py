@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -11,8 +13,10 @@ from indexer.hooks import forward_hooks
 from indexer.quantize import (
     ClipSpec,
     Granularity,
+    block_partition,
     clip_thresholds,
     fake_quantize_activation,
+    fake_quantize_rows_,
     fake_quantized_activations,
     fake_quantized_weights,
     linear_targets,
@@ -200,6 +204,7 @@ def test_weights_are_quantized_during_the_pass_and_restored_bit_exactly() -> Non
     loaded = tiny_model("llama", num_layers=2)
     model = loaded.model
     before = _snapshot(model)
+    storage = {n: p.data_ptr() for n, p in model.named_parameters()}
     targets = linear_targets(model)
     name = targets[3].name
     seen: list[torch.Tensor] = []
@@ -217,6 +222,8 @@ def test_weights_are_quantized_during_the_pass_and_restored_bit_exactly() -> Non
     ):
         model(input_ids=ids, use_cache=False)
     _assert_bit_identical(model, before)
+    # the very tensors come back, not copies of them
+    assert {n: p.data_ptr() for n, p in model.named_parameters()} == storage
     _assert_no_hooks(model)
     expected = before[f"{name}.weight"].clone()
     rtn_quantize_(expected, 3, Granularity(group_size=16))
@@ -271,3 +278,55 @@ def test_activation_quantization_hooks_are_removed() -> None:
             quantized = loaded.model(input_ids=ids, use_cache=False).logits
     assert not torch.equal(plain, quantized)
     _assert_no_hooks(loaded.model)
+
+
+def test_block_partitions_tell_which_granularities_quantize_alike() -> None:
+    loaded = tiny_model("llama", num_layers=1)
+    targets = linear_targets(loaded.model)  # weights of 64x64, 128x64 and 64x128 ([out, in])
+    tensor = block_partition(Granularity(), targets)
+    assert block_partition(Granularity(block_size=8192), targets) == tensor
+    assert block_partition(Granularity(block_size=1 << 20), targets) == tensor
+    assert block_partition(Granularity(block_size=4096), targets) != tensor
+    # groups that divide every row are flat blocks of their size; a row-wide group is the row
+    assert block_partition(Granularity(group_size=32), targets) == block_partition(
+        Granularity(block_size=32), targets
+    )
+    assert block_partition(Granularity(group_size=48), targets) != block_partition(
+        Granularity(block_size=48), targets
+    )
+    assert block_partition(Granularity(group_size=128), targets) == tuple(
+        ("flat", t.in_features) for t in targets
+    )
+    # and equal partitions really give bit-identical weights
+    weight = torch.randn(64, 128)
+    by_group, by_block = weight.clone(), weight.clone()
+    rtn_quantize_(by_group, 3, Granularity(group_size=32))
+    rtn_quantize_(by_block, 3, Granularity(block_size=32))
+    assert torch.equal(by_group, by_block)
+
+
+def test_a_shared_input_is_quantized_once_with_the_same_result() -> None:
+    loaded = tiny_model("llama", num_layers=2)
+    targets = linear_targets(loaded.model)
+    ids = torch.arange(4, 40).view(1, -1)
+    calls: list[str] = []
+
+    def separately(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]:
+        def pre_hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            calls.append(name)
+            return (fake_quantize_activation(args[0], 8), *args[1:])
+
+        return pre_hook
+
+    with torch.inference_mode():
+        with forward_hooks(loaded.model, {}, {t.name: separately(t.name) for t in targets}):
+            reference = loaded.model(input_ids=ids, use_cache=False).logits
+        with fake_quantized_activations(loaded.model, targets, 8):
+            shared = loaded.model(input_ids=ids, use_cache=False).logits
+    assert len(calls) == len(targets)
+    assert torch.equal(reference, shared)
+    # the out-of-place path gives the bits of the in-place one
+    x = torch.randn(2, 7, 16)
+    rows = x.clone().view(1, -1)
+    fake_quantize_rows_(rows, 8)
+    assert torch.equal(fake_quantize_activation(x, 8), rows.view(x.shape))

@@ -79,6 +79,12 @@ def test_full_suite_leaves_the_model_bit_identical(planted: tuple[LoadedModel, D
     assert result.figure("scale/0").reused_from == "zero/joint"
     assert result.figure("scale/1").reused_from == "baseline"
     assert result.figure("scale/1").ratio == 1.0
+    # blocks of 16,384 hold every tiny weight whole: the same weights as per tensor, measured once
+    for bits in (4, 3):
+        for variant in ("plain", "clipped", "holdout"):
+            figure = result.figure(f"rtn/{bits}bit/16384/{variant}")
+            assert figure.reused_from == f"rtn/{bits}bit/tensor/{variant}"
+    assert result.figure("rtn/4bit/g32/plain").reused_from is None
     # pruning variants start at the super weight's layer from the cached prefix
     assert result.figure("zero/joint").prefix_layer == 1
     assert result.figure("rtn/4bit/g32/plain").prefix_layer is None
@@ -97,6 +103,23 @@ def test_full_suite_leaves_the_model_bit_identical(planted: tuple[LoadedModel, D
     assert all(e.completed == e.total for e in finals.values())
 
     assert ValidationResult.from_dict(json.loads(result.to_json())) == result
+
+
+def test_a_shared_rtn_pass_gives_what_measuring_it_alone_gives(
+    planted: tuple[LoadedModel, DetectionResult],
+) -> None:
+    loaded, detection = planted
+    corpus = bos_corpus(4)
+    common = {"max_tokens": 512, "experiments": ("baseline", "rtn"), "rtn_bits": (3,)}
+    shared = validate(
+        loaded, detection, corpus, ValidateConfig(**common, rtn_granularities=("tensor", "16384"))
+    )
+    alone = validate(loaded, detection, corpus, ValidateConfig(**common, rtn_granularities=("16384",)))
+    for variant in ("plain", "clipped", "holdout"):
+        key = f"rtn/3bit/16384/{variant}"
+        assert shared.figure(key).reused_from == f"rtn/3bit/tensor/{variant}"
+        assert alone.figure(key).reused_from is None
+        assert shared.figure(key).perplexity == alone.figure(key).perplexity
 
 
 def test_restore_hook_writes_exactly_the_recorded_value(planted: tuple[LoadedModel, DetectionResult]) -> None:
