@@ -46,7 +46,7 @@ def create_app(
         enqueuer=enqueuer or leave_queued,
         resolver=resolver or resolve_sha_only,
         metrics=metrics,
-        cache=ResponseCache(settings.response_cache_entries),
+        cache=ResponseCache(settings.response_cache_entries, ttl_s=settings.response_cache_ttl_s),
     )
 
     @asynccontextmanager

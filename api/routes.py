@@ -1,4 +1,4 @@
-"""The /v1 routes: catalog reads (public), submissions (API key with scope `submit`), jobs."""
+"""The /v1 routes: catalog reads (public); submissions and cancellations (a key with scope `submit`); jobs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from api import views
 from api.auth import Principal, require_scope
 from api.cache import cached_body, model_stamp
 from api.etag import conditional_response, conditional_response_with_etag, json_with_etag
-from api.problems import problem_responses
+from api.problems import PermissionDeniedError, problem_responses
 from api.schemas import (
     BundleOut,
     CompareOut,
@@ -34,6 +34,7 @@ from catalog.bundle_formats import (
     check_options,
     render_bundle,
 )
+from catalog.errors import ConflictError
 from catalog.identifiers import (
     MODEL_ID_PATTERN,
     NAME_PART_PATTERN,
@@ -410,6 +411,33 @@ def get_job(services: ServicesDep, job_id: uuid.UUID) -> JobOut:
     """Status, phase, progress, attempts and last error of a job (not cached: it changes)."""
     with services.session() as session:
         return views.job_out(JobRepository(session).get(job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a job",
+    responses={**problem_responses(401, 403, 404, 409, 422)},
+)
+def cancel_job(
+    services: ServicesDep,
+    job_id: uuid.UUID,
+    principal: Annotated[Principal, Depends(require_scope("submit"))],
+) -> JobOut:
+    """Cancel a job that has not finished (the submitting key, or an admin key); cancelling twice is a no-op.
+
+    A queued job is never started; a running one stops at its worker's next progress update.
+    """
+    with services.session(write=True) as session:
+        jobs = JobRepository(session)
+        job = jobs.get(job_id)
+        if job.requester_id != principal.key_id and "admin" not in principal.scopes:
+            raise PermissionDeniedError("only the key that submitted a job, or an admin key, can cancel it")
+        if job.status in ("succeeded", "failed"):
+            raise ConflictError(f"job {job_id} has already {job.status}; there is nothing to cancel")
+        job = jobs.cancel(job_id)
+        session.commit()
+        return views.job_out(job)
 
 
 def _model_id(org: str, name: str) -> str:

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     response_cache_entries: int = Field(
         default=4096, ge=0, description="Rendered read responses kept in memory per API process (0: none)."
     )
+    response_cache_ttl_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="Longest time another process's catalog write can go unseen by this process's cache.",
+    )
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, description="Time allowed to reach the database or broker."
     )

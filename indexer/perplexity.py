@@ -29,6 +29,8 @@ DEFAULT_WINDOW = 2048
 #: memory allowed for one batch's logits and their float32 log-softmax
 DEFAULT_LOGITS_MEMORY = 1 << 30
 DEFAULT_PREFIX_CACHE_MEMORY = 1 << 30
+#: a target no token has: the cross-entropy skips it
+IGNORED = -100
 
 #: called once per batch with (batch index, logits (batch, seq - 1, vocab), targets (batch, seq - 1))
 BatchObserver = Callable[[int, torch.Tensor, torch.Tensor], None]
@@ -143,18 +145,25 @@ class PerplexityEvaluator:
             for index, batch in enumerate(self.batches):
                 self.current_batch = index
                 ids = batch.to(self.device)  # (batch, window)
-                logits = self.model(input_ids=ids, use_cache=False).logits[:, :-1]  # (batch, window-1, vocab)
-                targets = ids[:, 1:]  # (batch, window-1)
+                logits = self.model(input_ids=ids, use_cache=False).logits  # (batch, window, vocab)
+                # the last position predicts nothing: it is ignored, not sliced off, since slicing a batch
+                # of logits copies them all (hundreds of MB)
+                shifted = torch.full_like(ids, IGNORED)  # (batch, window)
+                shifted[:, :-1] = ids[:, 1:]
                 nll += (
                     F.cross_entropy(
-                        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum"
+                        logits.reshape(-1, logits.shape[-1]).float(),
+                        shifted.reshape(-1),
+                        ignore_index=IGNORED,
+                        reduction="sum",
                     )
                     .double()
                     .cpu()
                 )
+                targets = ids[:, 1:]  # (batch, window-1)
                 predicted += targets.numel()
                 if observer is not None:
-                    observer(index, logits, targets)
+                    observer(index, logits[:, :-1], targets)
         if capture:
             self._keep(recorded)
         if prefix is None:

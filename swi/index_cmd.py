@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 POLL_INTERVAL_S = 0.5
+#: how often a process following an embedded job looks for a stale heartbeat
+SWEEP_INTERVAL_S = 5.0
 QUEUE_NAMES = ("gpu", "default")
 
 
@@ -240,23 +242,28 @@ def _run_here(context: PipelineContext, job_id: uuid.UUID) -> Job:
     from workers.embedded import run_to_completion
     from workers.sweeper import sweep
 
-    sweep(context, None)  # a job an earlier, crashed process left `running` becomes claimable again
-    with _progress_bar() as update:
+    while True:
+        sweep(context, None)  # a job an earlier, crashed process left `running` becomes claimable again
+        with _progress_bar() as update:
 
-        def listener(event: JobProgress) -> None:
-            update(event.phase, event.progress, event.message)
+            def listener(event: JobProgress) -> None:
+                update(event.phase, event.progress, event.message)
 
-        context.listeners.append(listener)
-        try:
-            outcome = run_to_completion(job_id, context)
-        except KeyboardInterrupt:
-            _cancel(context, job_id)
-            raise
-        finally:
-            context.listeners.remove(listener)
-    if outcome.status in ("skipped", "lost"):
-        return _follow(context, job_id)
-    return _job(context, job_id)
+            context.listeners.append(listener)
+            try:
+                outcome = run_to_completion(job_id, context)
+            except KeyboardInterrupt:
+                _cancel(context, job_id)
+                raise
+            finally:
+                context.listeners.remove(listener)
+        if outcome.status not in ("skipped", "lost"):
+            return _job(context, job_id)
+        # another process runs it; should that process die, its heartbeat goes stale, a sweep hands the job
+        # back and this process takes it over (on the embedded default no worker would ever do it)
+        job = _follow(context, job_id, take_over=True)
+        if job.status in TERMINAL:
+            return job
 
 
 def _cancel(context: PipelineContext, job_id: uuid.UUID) -> None:
@@ -276,16 +283,29 @@ def _job(context: PipelineContext, job_id: uuid.UUID) -> Job:
         return JobRepository(session).get(job_id)
 
 
-def _follow(context: PipelineContext, job_id: uuid.UUID) -> Job:
-    """Poll the job row until it ends, showing its phase and progress."""
+def _follow(context: PipelineContext, job_id: uuid.UUID, take_over: bool = False) -> Job:
+    """Poll the job row until it ends, showing its phase and progress.
+
+    `take_over`: also sweep now and then, and return as soon as the job is claimable again (its process died).
+    """
+    from workers.sweeper import sweep
+
+    stale_after_s = context.settings.stale_after_s
+    sweep_every_s = min(SWEEP_INTERVAL_S, stale_after_s / 4)
+    last_sweep = time.monotonic()
     with _progress_bar() as update:
         while True:
+            if take_over and time.monotonic() - last_sweep >= sweep_every_s:
+                sweep(context, None)
+                last_sweep = time.monotonic()
             job = _job(context, job_id)
             message = f"attempt {job.attempts}/{job.max_attempts}" if job.attempts else "waiting for a worker"
+            if take_over and job.status == "running":
+                message = f"run by another process (taken over if its heartbeat stops {stale_after_s:.0f}s)"
             if job.status == "retry" and job.last_error:
                 message = f"retrying: {job.last_error}"
             update(job.phase or job.status, job.progress, message)
-            if job.status in TERMINAL:
+            if job.status in TERMINAL or (take_over and job.status in ("queued", "retry")):
                 return job
             time.sleep(POLL_INTERVAL_S)
 
@@ -385,21 +405,34 @@ def jobs_command(
     ] = None,
     limit: Annotated[int, typer.Option(help="How many (newest first).", min=1, max=1000)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cancel: Annotated[
+        bool,
+        typer.Option(
+            "--cancel",
+            help="Cancel the job given: a queued one never starts, a running one stops at its next progress "
+            "update.",
+        ),
+    ] = False,
 ) -> None:
-    """List jobs with their status, phase, progress, attempts and last error."""
+    """List jobs with their status, phase, progress, attempts and last error (or cancel one)."""
     from catalog.models import JobStatus
     from catalog.repositories import JobRepository
 
     if status is not None and status not in {s.value for s in JobStatus}:
         fail(f"unknown status {status!r}; choose from {', '.join(s.value for s in JobStatus)}")
+    if cancel and not job_id:
+        fail("--cancel needs the id of the job to cancel")
     with _errors():
         settings = _settings()
         with _context(settings).sessions() as session:
-            jobs = (
-                [JobRepository(session).get(job_id)]
-                if job_id
-                else JobRepository(session).recent(status, limit)
-            )
+            repository = JobRepository(session)
+            if cancel and job_id:
+                job = repository.get(job_id)
+                if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+                    fail(f"job {job_id} has already {job.status}; there is nothing to cancel")
+                repository.cancel(job_id)
+                session.commit()
+            jobs = [repository.get(job_id)] if job_id else repository.recent(status, limit)
             rows = [_job_row(job) for job in jobs]
     if as_json:
         print(json.dumps(rows, indent=2))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
 
+from api.app import create_app
 from api.cache import ResponseCache
 from api.etag import etag_for
 from catalog.db import make_engine
@@ -83,3 +85,10 @@ def test_missing_models_are_problems_not_cached(http: httpx.Client, app: FastAPI
         assert missing.status_code == 404
         assert missing.headers["content-type"].startswith("application/problem+json")
     assert len(cache) == 0
+
+
+def test_the_ttl_is_a_setting(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWI_RESPONSE_CACHE_TTL_S", "7.5")
+    configured = Settings(database_url=settings.database_url, auto_migrate=False)
+    assert configured.response_cache_ttl_s == 7.5
+    assert create_app(configured).state.services.cache.ttl_s == 7.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from catalog.db import make_engine, make_session_factory
-from catalog.repositories import record_run
+from catalog.repositories import JobRepository, record_run
 from catalog.settings import Settings
 from catalog.testing import sample_detection, sample_validation
 
@@ -150,6 +151,39 @@ def test_enqueue_failure_still_answers_202(
     assert response.status_code == 202
     job = http.get(response.headers["location"]).json()
     assert job["status"] == "queued"
+
+
+def test_cancel_a_job(http: httpx.Client, settings: Settings, make_key: Callable[..., str]) -> None:
+    owner = {"Authorization": f"Bearer {make_key('submit')}"}
+    other = {"Authorization": f"Bearer {make_key('submit', owner='someone-else')}"}
+    admin = {"Authorization": f"Bearer {make_key('admin', owner='ops')}"}
+    job_id = http.post("/v1/submissions", json={"model": "org/to-cancel"}, headers=owner).json()["job"]["id"]
+    url = f"/v1/jobs/{job_id}/cancel"
+    assert_problem(http.post(url), 401)
+    assert_problem(http.post(url, headers=other), 403)
+    assert_problem(http.post(f"/v1/jobs/{uuid.uuid4()}/cancel", headers=owner), 404)
+    assert_problem(http.post("/v1/jobs/not-a-job/cancel", headers=owner), 422)
+    cancelled = http.post(url, headers=owner)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["finished_at"] is not None
+    assert http.post(url, headers=owner).json()["status"] == "cancelled"  # twice: nothing changes
+    assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+
+    # a cancelled job no longer stands for its submission: the same one makes a new job
+    again = http.post("/v1/submissions", json={"model": "org/to-cancel"}, headers=owner)
+    assert again.status_code == 202 and again.json()["job"]["id"] != job_id
+    # an admin key may cancel anyone's job; a finished job cannot be cancelled
+    assert http.post(f"/v1/jobs/{again.json()['job']['id']}/cancel", headers=admin).status_code == 200
+    third = http.post("/v1/submissions", json={"model": "org/to-cancel"}, headers=owner).json()["job"]["id"]
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with make_session_factory(engine)() as session:
+            JobRepository(session).fail(third, "it broke")
+            session.commit()
+    finally:
+        engine.dispose()
+    body = assert_problem(http.post(f"/v1/jobs/{third}/cancel", headers=owner), 409)
+    assert "already failed" in body["detail"]
 
 
 def test_concurrent_identical_submissions_give_one_job(

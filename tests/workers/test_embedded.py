@@ -4,7 +4,9 @@ submissions in a thread; `swi jobs` lists them."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 from api.app import create_app
 from catalog import migrate
 from catalog.db import make_engine, make_session_factory
+from catalog.models import utcnow
 from catalog.repositories import ApiKeyRepository, JobRepository
 from swi.cli import app
 from tests.workers.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA
@@ -50,6 +53,68 @@ def test_swi_index_runs_a_local_model_in_process_once(data_dir: Path, tiny_folde
     assert runner.invoke(app, ["jobs", "--status", "succeeded"]).exit_code == 0
     bad = runner.invoke(app, ["jobs", "--status", "done"])
     assert bad.exit_code == 2 and "unknown status" in bad.output
+    assert runner.invoke(app, ["jobs", "--cancel"]).exit_code == 2
+    finished = jobs.output.split('"id": "')[1].split('"')[0]
+    refused = runner.invoke(app, ["jobs", finished, "--cancel"])
+    assert refused.exit_code != 0 and "already succeeded" in refused.output
+
+
+def test_swi_jobs_cancels_a_queued_job(data_dir: Path) -> None:
+    url = f"sqlite+pysqlite:///{data_dir / 'catalog.db'}"
+    data_dir.mkdir(parents=True)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            job = JobRepository(session).submit(model="org/waiting", config={}, resolved_sha=None).job
+            assert job is not None
+            session.commit()
+            job_id = str(job.id)
+    finally:
+        engine.dispose()
+    result = runner.invoke(app, ["jobs", job_id, "--cancel", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"status": "cancelled"' in result.output
+    again = runner.invoke(app, ["jobs", job_id, "--cancel", "--json"])
+    assert again.exit_code == 0 and '"status": "cancelled"' in again.output
+
+
+def test_swi_index_takes_over_a_job_whose_process_died(
+    data_dir: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.embedded
+
+    real_run = workers.embedded.run_to_completion
+    outcomes: list[str] = []
+
+    def claim_then_die(job_id: object, context: Any) -> None:
+        with context.write() as session:
+            job = JobRepository(session).claim(str(job_id))
+            assert job is not None
+            # killed mid-job: the row stays `running`, its heartbeat fresh for a few more seconds
+            job.heartbeat_at = utcnow() + timedelta(seconds=2)
+            session.commit()
+        raise SystemExit(137)
+
+    def recorded(job_id: object, context: Any) -> Any:
+        outcome = real_run(job_id, context)
+        outcomes.append(outcome.status)
+        return outcome
+
+    arguments = ["index", str(tiny_folder), "--skip-validation", "--device", "cpu"]
+    monkeypatch.setattr(workers.embedded, "run_to_completion", claim_then_die)
+    assert runner.invoke(app, arguments).exit_code == 137
+    monkeypatch.setattr(workers.embedded, "run_to_completion", recorded)
+    monkeypatch.setenv("SWI_STALE_AFTER_S", "1")
+    started = time.monotonic()
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "identical to one already queued" in result.output
+    # the job was first seen running elsewhere, then taken over once its heartbeat went stale
+    assert outcomes == ["skipped", "succeeded"]
+    assert time.monotonic() - started < 60
+    jobs = runner.invoke(app, ["jobs", "--json"])
+    assert jobs.output.count('"status": "succeeded"') == 1 and '"attempts": 2' in jobs.output, jobs.output
 
 
 def test_swi_index_reports_a_permanent_failure(data_dir: Path, hub_env: Path) -> None:
