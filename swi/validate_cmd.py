@@ -256,11 +256,22 @@ def _show_quantization(result: ValidationResult) -> None:
         for variant in variants:
             table.add_column(variant, justify="right")
         rows: dict[tuple[int, str], dict[str, str]] = {}
+        # blocks that split every weight as another granularity does give its very weights: say which
+        same_as: dict[tuple[int, str], set[str | None]] = {}
         for f in rtn:
-            row = rows.setdefault((int(f.params["bits"]), str(f.params["granularity"])), {})
+            key = (int(f.params["bits"]), str(f.params["granularity"]))
+            row = rows.setdefault(key, {})
             row[str(f.params["variant"])] = f"{_ppl(f.perplexity)} ({_ratio(f.ratio)})"
+            source = None
+            if f.reused_from and f.reused_from.startswith("rtn/"):
+                source = f.reused_from.split("/")[2]
+            same_as.setdefault(key, set()).add(source if source != key[1] else None)
         for (bits, granularity), cells in rows.items():
-            table.add_row(str(bits), granularity, *(cells.get(v, "-") for v in variants))
+            sources = same_as[(bits, granularity)]
+            label = granularity
+            if len(sources) == 1 and None not in sources:
+                label = f"{granularity} (= {next(iter(sources))})"
+            table.add_row(str(bits), label, *(cells.get(v, "-") for v in variants))
         console.print(table)
     w8a8 = [f for f in result.figures if f.experiment == "w8a8"]
     if w8a8:

@@ -128,3 +128,16 @@ def test_budget_below_one_window(model_dir: Path, corpus_file: Path) -> None:
         ],
     )
     _assert_one_error_line(result, "smaller than one 128-token window")
+
+
+def test_report_names_blocks_that_quantize_like_another(model_dir: Path, corpus_file: Path) -> None:
+    quick = [*QUICK]
+    quick[quick.index("g32")] = "tensor,16384,g32"
+    result = runner.invoke(
+        app,
+        ["validate", str(model_dir), "--corpus", str(corpus_file), "--experiments", "rtn", *quick],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "16384 (= tensor)" in result.stdout  # every tiny weight fits one block of 16,384
+    assert "g32 (=" not in result.stdout and "tensor (=" not in result.stdout
