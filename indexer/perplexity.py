@@ -31,8 +31,13 @@ DEFAULT_LOGITS_MEMORY = 1 << 30
 DEFAULT_PREFIX_CACHE_MEMORY = 1 << 30
 #: a target no token has: the cross-entropy skips it
 IGNORED = -100
+#: tokens per forward pass (whole windows) when the logits are computed in chunks
+DEFAULT_BATCH_TOKENS = 8192
+#: tokens of the head's check against the model's own logits
+HEAD_CHECK_TOKENS = 16
 
-#: called once per batch with (batch index, logits (batch, seq - 1, vocab), targets (batch, seq - 1))
+#: called with (batch index, logits (n, positions, vocab), targets (n, positions)) for every predicted
+#: position of every batch, once or in several chunks
 BatchObserver = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
@@ -75,6 +80,13 @@ def vocab_size(model: nn.Module) -> int:
     return int(getattr(getattr(config, "text_config", None) or config, "vocab_size", 0) or 0)
 
 
+def final_logit_softcap(model: nn.Module) -> float | None:
+    """The soft cap the model puts on its logits after the head (Gemma 2 and 3), if any."""
+    config = getattr(model, "config", None)
+    value = getattr(getattr(config, "text_config", None) or config, "final_logit_softcapping", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
 def auto_batch_size(windows: int, window: int, vocab: int, memory: int = DEFAULT_LOGITS_MEMORY) -> int:
     """Windows per batch so that a batch's logits, their float copy and log-softmax fit in `memory`."""
     per_window = max(1, window * max(vocab, 1) * 4 * 3)
@@ -92,6 +104,8 @@ class PerplexityEvaluator:
         *,
         prefix_cache: bool = True,
         prefix_cache_memory: int = DEFAULT_PREFIX_CACHE_MEMORY,
+        chunked_logits: bool = True,
+        logits_memory: int = DEFAULT_LOGITS_MEMORY,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise InvalidInputError(f"batch size must be at least 1, got {batch_size}")
@@ -99,8 +113,25 @@ class PerplexityEvaluator:
         self.adapter = loaded.adapter
         self.device = loaded.device
         self.windows = windows
-        count, window = windows.input_ids.shape
-        self.batch_size = batch_size or auto_batch_size(int(count), int(window), vocab_size(self.model))
+        count, window = (int(n) for n in windows.input_ids.shape)
+        vocab = vocab_size(self.model)
+        getter = getattr(self.model, "get_output_embeddings", None)
+        head = getter() if callable(getter) else None
+        self._head: nn.Module | None = head if isinstance(head, nn.Module) else None
+        # the head as the model calls it (a bound method, or a device-placement wrapper around it)
+        self._head_forward: Callable[..., Any] | None = self._head.forward if self._head is not None else None
+        self._softcap = final_logit_softcap(self.model)
+        #: positions whose logits (with their float copy and log-softmax) fit the logits memory at once
+        self.chunk_tokens = max(1, logits_memory // max(1, vocab * 12))
+        #: whether the loss is computed from the head's input in chunks, never holding a batch's logits
+        self.chunked_logits = chunked_logits and self._head is not None and self._head_reproduces_logits()
+        if batch_size is None:
+            batch_size = (
+                max(1, min(count, DEFAULT_BATCH_TOKENS // window))
+                if self.chunked_logits
+                else auto_batch_size(count, window, vocab, logits_memory)
+            )
+        self.batch_size = batch_size
         self.batches = list(torch.split(windows.input_ids, self.batch_size))  # each (batch, window)
         self.layers_path = self.adapter.layers_path(self.model)
         self.num_layers = len(self.adapter.decoder_layers(self.model))
@@ -145,6 +176,12 @@ class PerplexityEvaluator:
             for index, batch in enumerate(self.batches):
                 self.current_batch = index
                 ids = batch.to(self.device)  # (batch, window)
+                if self.chunked_logits:
+                    with self._capturing_head_input() as captured:
+                        self.model(input_ids=ids, use_cache=False)
+                    nll += self._chunked_nll(index, captured[-1], ids, observer)
+                    predicted += ids[:, 1:].numel()
+                    continue
                 logits = self.model(input_ids=ids, use_cache=False).logits  # (batch, window, vocab)
                 # the last position predicts nothing: it is ignored, not sliced off, since slicing a batch
                 # of logits copies them all (hundreds of MB)
@@ -178,6 +215,75 @@ class PerplexityEvaluator:
             seconds=time.perf_counter() - started,
             prefix_layer=prefix,
         )
+
+    def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's logits for hidden states at the head's input: the head, then any soft cap."""
+        assert self._head_forward is not None
+        logits: torch.Tensor = self._head_forward(hidden)
+        if self._softcap is not None:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    @contextmanager
+    def _capturing_head_input(self) -> Iterator[list[torch.Tensor]]:
+        """While the block runs, the head records its input and returns no logits (an empty last dim)."""
+        assert self._head is not None
+        head = self._head
+        captured: list[torch.Tensor] = []
+        missing = object()
+        previous = head.__dict__.get("forward", missing)
+
+        def stub(hidden: torch.Tensor, *_args: Any, **_kwargs: Any) -> torch.Tensor:
+            captured.append(hidden)  # (batch, window, hidden)
+            return hidden.new_empty((*hidden.shape[:-1], 0))
+
+        # an instance attribute shadows the class's forward; nn.Module.__call__ looks it up
+        head.forward = stub
+        try:
+            yield captured
+        finally:
+            if previous is missing:
+                del head.forward
+            else:
+                head.forward = previous
+
+    def _chunked_nll(
+        self, index: int, hidden: torch.Tensor, ids: torch.Tensor, observer: BatchObserver | None
+    ) -> torch.Tensor:
+        """Summed next-token loss of one batch from the head's input, `chunk_tokens` positions at a time."""
+        shifted = torch.full_like(ids, IGNORED)  # (batch, window)
+        shifted[:, :-1] = ids[:, 1:]
+        rows = hidden.reshape(-1, hidden.shape[-1])  # (batch * window, hidden)
+        targets = shifted.reshape(-1)  # (batch * window,)
+        total = torch.zeros((), dtype=torch.float64)
+        for start in range(0, rows.shape[0], self.chunk_tokens):
+            logits = self._head_logits(rows[start : start + self.chunk_tokens]).float()  # (chunk, vocab)
+            chunk_targets = targets[start : start + self.chunk_tokens]
+            loss = F.cross_entropy(logits, chunk_targets, ignore_index=IGNORED, reduction="sum")
+            total += loss.double().cpu()
+            if observer is not None:
+                predicted = chunk_targets != IGNORED
+                observer(index, logits[predicted].unsqueeze(0), chunk_targets[predicted].unsqueeze(0))
+        return total
+
+    def _head_reproduces_logits(self) -> bool:
+        """Whether the head's input, through the head (and soft cap), gives the model's own logits.
+
+        Checked on a few tokens, once: a model that does more to its logits than we know of keeps the
+        plain path (whole logits per batch) rather than giving wrong figures.
+        """
+        ids = self.windows.input_ids[:1, :HEAD_CHECK_TOKENS].to(self.device)  # (1, tokens)
+        with torch.inference_mode():
+            expected = self.model(input_ids=ids, use_cache=False).logits.float()  # (1, tokens, vocab)
+            with self._capturing_head_input() as captured:
+                self.model(input_ids=ids, use_cache=False)
+            if len(captured) != 1:
+                return False
+            got = self._head_logits(captured[0]).float()
+        if got.shape != expected.shape:
+            return False
+        scale = float(expected.abs().max()) or 1.0
+        return float((got - expected).abs().max()) <= 1e-2 * scale
 
     def _usable_prefix(self, start_layer: int) -> int | None:
         usable = [layer for layer in self._cache if layer <= start_layer]

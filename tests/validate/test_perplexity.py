@@ -80,3 +80,50 @@ def test_defaults() -> None:
     assert auto_batch_size(windows=3, window=128, vocab=100) == 3
     with pytest.raises(InvalidInputError):
         PerplexityEvaluator(loaded, _windows(loaded), batch_size=0)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "opt", "phi", "falcon", "gemma2", "gemma3_text"])
+def test_logits_in_chunks_give_the_figure_of_whole_logits(model_type: str) -> None:
+    loaded = tiny_model(model_type, num_layers=2)
+    windows = _windows(loaded)
+    whole = PerplexityEvaluator(loaded, windows, batch_size=2, chunked_logits=False)
+    # a logits budget of 40 positions splits every batch into chunks that straddle windows
+    vocab = loaded.model.get_output_embeddings().weight.shape[0]
+    chunked = PerplexityEvaluator(loaded, windows, batch_size=2, logits_memory=40 * vocab * 12)
+    assert not whole.chunked_logits and chunked.chunked_logits and chunked.chunk_tokens == 40
+    seen: list[tuple[int, int]] = []
+
+    def observe(index: int, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        assert logits.shape[:2] == targets.shape and logits.shape[-1] == vocab
+        seen.append((index, targets.numel()))
+
+    expected = whole.run()
+    got = chunked.run(observer=observe)
+    assert got.predicted_tokens == expected.predicted_tokens
+    assert got.mean_nll == pytest.approx(expected.mean_nll, rel=1e-6)
+    assert sum(n for _, n in seen) == expected.predicted_tokens and {i for i, _ in seen} == {0, 1}
+    assert "forward" not in loaded.model.get_output_embeddings().__dict__
+
+
+def test_a_model_that_changes_its_logits_unknowingly_keeps_whole_logits() -> None:
+    loaded = tiny_model("llama", num_layers=2)
+    windows = _windows(loaded)
+    expected = PerplexityEvaluator(loaded, windows, chunked_logits=False).run()
+
+    def scaled(_module: torch.nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor:
+        return output * 4.0  # as a model that scales logits after its head would
+
+    from indexer.hooks import forward_hooks
+
+    with forward_hooks(loaded.model, {"lm_head": scaled}):
+        evaluator = PerplexityEvaluator(loaded, windows)
+        assert not evaluator.chunked_logits
+        unchanged = PerplexityEvaluator(loaded, windows, chunked_logits=False).run()
+        assert evaluator.run().mean_nll == unchanged.mean_nll != expected.mean_nll
+
+
+def test_chunked_logits_batch_whole_windows_by_tokens() -> None:
+    loaded = tiny_model("llama", num_layers=1)
+    windows = _windows(loaded, window=64, tokens=1024)
+    assert PerplexityEvaluator(loaded, windows).batch_size == 16  # every window: 1,024 <= 8,192 tokens
+    assert PerplexityEvaluator(loaded, windows, chunked_logits=False, logits_memory=1).batch_size == 1

@@ -133,7 +133,9 @@ def test_restore_hook_writes_exactly_the_recorded_value(planted: tuple[LoadedMod
     config = ValidateConfig(experiments=("restore_sa",), max_tokens=512, batch_size=4)
     with forward_hooks(loaded.model, {f"model.layers.{layer}.mlp": grab}):
         result = validate(loaded, detection, bos_corpus(4), config)
-    baseline, restored = outputs  # one batch each: the baseline pass, then the +SA pass
+    # first the evaluator's check of its head on a few tokens, then one batch each: baseline, +SA pass
+    *checks, baseline, restored = outputs
+    assert [tuple(c.shape) for c in checks] == [(1, 16)] * 2 and baseline.shape == restored.shape == (4, 128)
     sites = result.super_activation
     assert sites is not None and sites.positions >= 4
     mask = baseline.abs() >= sites.threshold
