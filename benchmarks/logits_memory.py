@@ -28,9 +28,8 @@ def child(mode: str, window: int, windows: int, vocab: int) -> None:
     import torch
     import transformers as tf
 
-    from indexer.adapters import adapter_for
     from indexer.corpus import CorpusIdentity, TokenWindows
-    from indexer.loading import LoadedModel, ModelSource
+    from indexer.loading import wrap_model
     from indexer.perplexity import PerplexityEvaluator
 
     torch.manual_seed(0)
@@ -43,20 +42,7 @@ def child(mode: str, window: int, windows: int, vocab: int) -> None:
         num_key_value_heads=4,
         max_position_embeddings=window,
     )
-    model = tf.LlamaForCausalLM(config).eval().requires_grad_(False)
-    loaded = LoadedModel(
-        model=model,
-        tokenizer=None,
-        adapter=adapter_for("llama"),
-        source=ModelSource("local", "random-large-vocab"),
-        revision_sha=None,
-        quantization=None,
-        dtype=torch.float32,
-        device=torch.device("cpu"),
-        parameter_count=sum(p.numel() for p in model.parameters()),
-        load_time_s=0.0,
-        config=config,
-    )
+    loaded = wrap_model(tf.LlamaForCausalLM(config), name="random-large-vocab")
     ids = torch.randint(0, vocab, (windows, window), generator=torch.Generator().manual_seed(1))
     identity = CorpusIdentity("random", "0" * 64, 0, ids.numel(), window, windows, f"random/{vocab}")
     evaluator = PerplexityEvaluator(

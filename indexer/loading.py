@@ -325,6 +325,28 @@ def load_model(
     )
 
 
+def wrap_model(model: nn.Module, tokenizer: Any = None, name: str = "in-memory") -> LoadedModel:
+    """A model already in memory as a `LoadedModel` (eval mode, no gradients), named `name`."""
+    config = getattr(model, "config", None)
+    adapter = adapter_for(str(getattr(config, "model_type", "")))
+    parameter = next(model.parameters())
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        source=ModelSource("local", name),
+        revision_sha=None,
+        quantization=None,
+        dtype=parameter.dtype,
+        device=parameter.device,
+        parameter_count=sum(p.numel() for p in model.parameters()),
+        load_time_s=0.0,
+        config=config,
+    )
+
+
 def dequantized_cache_folder(gguf_path: Path) -> Path:
     """Cache folder of a GGUF file's dequantized weights, keyed by the file's sha256."""
     from indexer.demo_model import model_cache_dir, sha256_of

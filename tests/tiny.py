@@ -11,9 +11,8 @@ import transformers as tf
 from tokenizers import Tokenizer, models, processors
 from torch import nn
 
-from indexer.adapters import adapter_for
 from indexer.hooks import forward_hooks
-from indexer.loading import LoadedModel, ModelSource
+from indexer.loading import LoadedModel, wrap_model
 
 HIDDEN = 64
 INTERMEDIATE = 128
@@ -110,21 +109,7 @@ def tiny_model(model_type: str = "llama", num_layers: int = 6, seed: int = 0) ->
         model: nn.Module = tf.Gemma3ForConditionalGeneration(gemma3_multimodal_config(num_layers))
     else:
         model = tf.AutoModelForCausalLM.from_config(CONFIGS[model_type](num_layers))
-    model.eval()
-    model.requires_grad_(False)
-    return LoadedModel(
-        model=model,
-        tokenizer=tiny_tokenizer(),
-        adapter=adapter_for(model.config.model_type),
-        source=ModelSource("local", f"tiny-{model_type}"),
-        revision_sha=None,
-        quantization=None,
-        dtype=torch.float32,
-        device=torch.device("cpu"),
-        parameter_count=sum(p.numel() for p in model.parameters()),
-        load_time_s=0.0,
-        config=model.config,
-    )
+    return wrap_model(model, tiny_tokenizer(), f"tiny-{model_type}")
 
 
 def _mlp_input(loaded: LoadedModel, layer: int, prompt: str) -> torch.Tensor:

@@ -18,7 +18,7 @@ from indexer.errors import (
     UnsafeWeightsError,
     UnsupportedArchitectureError,
 )
-from indexer.loading import LoadOptions, load_model, parse_source
+from indexer.loading import LoadOptions, load_model, parse_source, wrap_model
 from tests.tiny import plant_super_weight, tiny_model
 
 SHA_MAIN = "0123456789abcdef0123456789abcdef01234567"
@@ -183,3 +183,16 @@ def test_explicit_dtype(tiny_folder: Path) -> None:
     loaded = load_model(str(tiny_folder), options=LoadOptions(device="cpu", dtype="bfloat16"))
     assert loaded.dtype == torch.bfloat16
     assert loaded.adapter.down_weight(loaded.model, 0).dtype == torch.bfloat16
+
+
+def test_wrap_model_takes_a_model_already_in_memory() -> None:
+    model = tiny_model("gpt2", num_layers=1).model.train()
+    model.requires_grad_(True)
+    loaded = wrap_model(model.to(torch.float64), name="mine")
+    assert loaded.model_id == "mine" and loaded.adapter.model_type == "gpt2"
+    assert loaded.dtype == torch.float64 and loaded.device == torch.device("cpu")
+    assert not loaded.model.training and not any(p.requires_grad for p in loaded.model.parameters())
+    assert loaded.parameter_count == sum(p.numel() for p in model.parameters())
+    model.config.model_type = "mystery"
+    with pytest.raises(UnsupportedArchitectureError):
+        wrap_model(model)
