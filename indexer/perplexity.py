@@ -5,6 +5,11 @@ down projection) computes exactly the same hidden states up to layer L's input a
 evaluator records those hidden states during the baseline pass and, for such a variant, replaces the
 decoder layers before L by stubs that hand the recorded state on. The embeddings, position encodings and
 masks are still computed by the model itself (they are cheap), so no `forward` method is copied.
+
+The logits of a batch are never held whole: the output head records its input and returns nothing, and the
+loss is computed from that input a chunk of positions at a time (the head as the model calls it, then any
+final soft cap). At construction this is checked against the model's own logits on a few tokens; a model
+that does more to its logits keeps the plain path. So batches are sized by tokens, not by vocabulary.
 """
 
 from __future__ import annotations
