@@ -34,7 +34,6 @@ from catalog.bundle_formats import (
     check_options,
     render_bundle,
 )
-from catalog.errors import ConflictError
 from catalog.identifiers import (
     MODEL_ID_PATTERN,
     NAME_PART_PATTERN,
@@ -433,8 +432,6 @@ def cancel_job(
         job = jobs.get(job_id)
         if job.requester_id != principal.key_id and "admin" not in principal.scopes:
             raise PermissionDeniedError("only the key that submitted a job, or an admin key, can cancel it")
-        if job.status in ("succeeded", "failed"):
-            raise ConflictError(f"job {job_id} has already {job.status}; there is nothing to cancel")
         job = jobs.cancel(job_id)
         session.commit()
         return views.job_out(job)

@@ -268,10 +268,14 @@ def _run_here(context: PipelineContext, job_id: uuid.UUID) -> Job:
 
 def _cancel(context: PipelineContext, job_id: uuid.UUID) -> None:
     """Ctrl-C on the embedded default cancels the job (nothing else would ever finish it)."""
+    from catalog.errors import ConflictError
     from catalog.repositories import JobRepository
 
     with context.write() as session:
-        JobRepository(session).cancel(job_id)
+        try:
+            JobRepository(session).cancel(job_id)
+        except ConflictError:
+            return  # it ended just before the interrupt: nothing to cancel
         session.commit()
     err_console.print(f"job {job_id} cancelled")
 
@@ -427,9 +431,6 @@ def jobs_command(
         with _context(settings).sessions() as session:
             repository = JobRepository(session)
             if cancel and job_id:
-                job = repository.get(job_id)
-                if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-                    fail(f"job {job_id} has already {job.status}; there is nothing to cancel")
                 repository.cancel(job_id)
                 session.commit()
             jobs = [repository.get(job_id)] if job_id else repository.recent(status, limit)

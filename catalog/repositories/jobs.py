@@ -290,8 +290,13 @@ class JobRepository:
         job.heartbeat_at = now
 
     def cancel(self, job_id: uuid.UUID | str) -> Job:
-        """Cancel a job that has not finished (a running worker sees it at its next progress update)."""
+        """Cancel a job that has not finished (a running worker sees it at its next progress update).
+
+        Cancelling a cancelled job changes nothing; a succeeded or failed one is a `ConflictError`.
+        """
         job = self.get(job_id)
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            raise ConflictError(f"job {job.id} has already {job.status}; there is nothing to cancel")
         if job.status in ACTIVE_JOB_STATUSES:
             job.status = JobStatus.CANCELLED
             job.finished_at = utcnow()

@@ -239,6 +239,9 @@ def test_job_life_cycle_progress_retry_fail_cancel_sweep(session: Session) -> No
     session.commit()
     session.refresh(third)
     assert (third.status, third.last_error) == ("failed", "model not found: org/third")
+    with pytest.raises(ConflictError, match="already failed"):
+        jobs.cancel(third.id)  # a finished job stays as it ended
+    assert jobs.cancel(second.id).status == "cancelled"  # twice: nothing changes
     assert jobs.counts_by_status() == {"failed": 2, "cancelled": 1}
 
 
