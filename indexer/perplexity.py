@@ -34,6 +34,8 @@ DEFAULT_WINDOW = 2048
 #: memory allowed for one batch's logits and their float32 log-softmax
 DEFAULT_LOGITS_MEMORY = 1 << 30
 DEFAULT_PREFIX_CACHE_MEMORY = 1 << 30
+#: bytes a logit costs during the loss: float32 logits, their float copy and their log-softmax
+LOGIT_BYTES = 4 * 3
 #: a target no token has: the cross-entropy skips it
 IGNORED = -100
 #: tokens per forward pass (whole windows) when the logits are computed in chunks
@@ -85,6 +87,14 @@ def vocab_size(model: nn.Module) -> int:
     return int(getattr(getattr(config, "text_config", None) or config, "vocab_size", 0) or 0)
 
 
+def next_token_targets(ids: torch.Tensor) -> torch.Tensor:
+    """Each position's next token, `IGNORED` at the last one: ignored rather than sliced off, since slicing
+    a batch of logits to match would copy them all (hundreds of MB)."""
+    targets = torch.full_like(ids, IGNORED)  # (batch, window)
+    targets[:, :-1] = ids[:, 1:]
+    return targets
+
+
 def final_logit_softcap(model: nn.Module) -> float | None:
     """The soft cap the model puts on its logits after the head (Gemma 2 and 3), if any."""
     config = getattr(model, "config", None)
@@ -94,7 +104,7 @@ def final_logit_softcap(model: nn.Module) -> float | None:
 
 def auto_batch_size(windows: int, window: int, vocab: int, memory: int = DEFAULT_LOGITS_MEMORY) -> int:
     """Windows per batch so that a batch's logits, their float copy and log-softmax fit in `memory`."""
-    per_window = max(1, window * max(vocab, 1) * 4 * 3)
+    per_window = max(1, window * max(vocab, 1) * LOGIT_BYTES)
     return max(1, min(windows, memory // per_window))
 
 
@@ -127,7 +137,7 @@ class PerplexityEvaluator:
         self._head_forward: Callable[..., Any] | None = self._head.forward if self._head is not None else None
         self._softcap = final_logit_softcap(self.model)
         #: positions whose logits (with their float copy and log-softmax) fit the logits memory at once
-        self.chunk_tokens = max(1, logits_memory // max(1, vocab * 12))
+        self.chunk_tokens = max(1, logits_memory // max(1, vocab * LOGIT_BYTES))
         #: whether the loss is computed from the head's input in chunks, never holding a batch's logits
         self.chunked_logits = chunked_logits and self._head is not None and self._head_reproduces_logits()
         if batch_size is None:
@@ -185,27 +195,9 @@ class PerplexityEvaluator:
                     with self._capturing_head_input() as captured:
                         self.model(input_ids=ids, use_cache=False)
                     nll += self._chunked_nll(index, captured[-1], ids, observer)
-                    predicted += ids[:, 1:].numel()
-                    continue
-                logits = self.model(input_ids=ids, use_cache=False).logits  # (batch, window, vocab)
-                # the last position predicts nothing: it is ignored, not sliced off, since slicing a batch
-                # of logits copies them all (hundreds of MB)
-                shifted = torch.full_like(ids, IGNORED)  # (batch, window)
-                shifted[:, :-1] = ids[:, 1:]
-                nll += (
-                    F.cross_entropy(
-                        logits.reshape(-1, logits.shape[-1]).float(),
-                        shifted.reshape(-1),
-                        ignore_index=IGNORED,
-                        reduction="sum",
-                    )
-                    .double()
-                    .cpu()
-                )
-                targets = ids[:, 1:]  # (batch, window-1)
-                predicted += targets.numel()
-                if observer is not None:
-                    observer(index, logits[:, :-1], targets)
+                else:
+                    nll += self._whole_logits_nll(index, ids, observer)
+                predicted += ids[:, 1:].numel()
         if capture:
             self._keep(recorded)
         if prefix is None:
@@ -252,14 +244,27 @@ class PerplexityEvaluator:
             else:
                 head.forward = previous
 
+    def _whole_logits_nll(
+        self, index: int, ids: torch.Tensor, observer: BatchObserver | None
+    ) -> torch.Tensor:
+        """Summed next-token loss of one batch from the model's own logits, all at once."""
+        logits = self.model(input_ids=ids, use_cache=False).logits  # (batch, window, vocab)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            next_token_targets(ids).reshape(-1),
+            ignore_index=IGNORED,
+            reduction="sum",
+        )
+        if observer is not None:
+            observer(index, logits[:, :-1], ids[:, 1:])
+        return loss.double().cpu()
+
     def _chunked_nll(
         self, index: int, hidden: torch.Tensor, ids: torch.Tensor, observer: BatchObserver | None
     ) -> torch.Tensor:
         """Summed next-token loss of one batch from the head's input, `chunk_tokens` positions at a time."""
-        shifted = torch.full_like(ids, IGNORED)  # (batch, window)
-        shifted[:, :-1] = ids[:, 1:]
         rows = hidden.reshape(-1, hidden.shape[-1])  # (batch * window, hidden)
-        targets = shifted.reshape(-1)  # (batch * window,)
+        targets = next_token_targets(ids).reshape(-1)  # (batch * window,)
         total = torch.zeros((), dtype=torch.float64)
         for start in range(0, rows.shape[0], self.chunk_tokens):
             logits = self._head_logits(rows[start : start + self.chunk_tokens]).float()  # (chunk, vocab)
