@@ -292,6 +292,7 @@ def _follow(context: PipelineContext, job_id: uuid.UUID, take_over: bool = False
 
     `take_over`: also sweep now and then, and return as soon as the job is claimable again (its process died).
     """
+    from catalog.models import CLAIMABLE_JOB_STATUSES
     from workers.sweeper import sweep
 
     stale_after_s = context.settings.stale_after_s
@@ -309,7 +310,7 @@ def _follow(context: PipelineContext, job_id: uuid.UUID, take_over: bool = False
             if job.status == "retry" and job.last_error:
                 message = f"retrying: {job.last_error}"
             update(job.phase or job.status, job.progress, message)
-            if job.status in TERMINAL or (take_over and job.status in ("queued", "retry")):
+            if job.status in TERMINAL or (take_over and job.status in CLAIMABLE_JOB_STATUSES):
                 return job
             time.sleep(POLL_INTERVAL_S)
 
