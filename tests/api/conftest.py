@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,17 +11,13 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
-from catalog import migrate
 from catalog.db import make_engine, make_session_factory
 from catalog.repositories import ApiKeyRepository
 from catalog.seed import load_seed
 from catalog.settings import Settings
-from catalog.testing import temporary_postgres_database, truncate_all
+from catalog.testing import truncate_all
 from tests.live_server import served
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "SWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+from tests.postgres import migrated_database
 
 
 @dataclass
@@ -41,8 +36,7 @@ class Enqueued:
 @pytest.fixture(scope="session")
 def api_pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database at the newest schema for the API tests."""
-    with temporary_postgres_database(POSTGRES_ADMIN_URL, prefix="swi_api") as url:
-        migrate.upgrade(url)
+    with migrated_database("swi_api") as url:
         yield url
 
 

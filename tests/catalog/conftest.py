@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,18 +11,14 @@ from sqlalchemy.orm import Session
 
 from catalog import migrate
 from catalog.db import make_engine, make_session_factory
-from catalog.testing import temporary_postgres_database, truncate_all
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "SWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+from catalog.testing import truncate_all
+from tests.postgres import POSTGRES_ADMIN_URL, migrated_database
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database at the newest schema (Alembic, never create_all)."""
-    with temporary_postgres_database(POSTGRES_ADMIN_URL, prefix="swi_catalog") as url:
-        migrate.upgrade(url)
+    with migrated_database("swi_catalog") as url:
         yield url
 
 

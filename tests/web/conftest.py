@@ -13,19 +13,16 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, sync_playwright
+from sqlalchemy.orm import Session
 
 from api.app import create_app
-from catalog import migrate
 from catalog.db import make_engine, make_session_factory
 from catalog.repositories import ApiKeyRepository, record_run
 from catalog.seed import load_seed
 from catalog.settings import Settings
-from catalog.testing import temporary_postgres_database
 from tests.live_server import served
+from tests.postgres import migrated_database
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "SWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 CHROMIUM = os.environ.get("SWI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -165,6 +162,22 @@ class Enqueued:
         self.ids.append(job_id)
 
 
+def record_smollm2(session: Session, **kwargs: Any) -> int:
+    """Record the SmolLM2 run the page tests show (real detection, sample validation); returns its id."""
+    recorded = record_run(
+        session,
+        None,
+        SMOLLM2_ID,
+        SMOLLM2_REVISION,
+        None,
+        SMOLLM2_CONFIG,
+        smollm2_detection(),
+        smollm2_validation(),
+        **kwargs,
+    )
+    return recorded.run_id
+
+
 @dataclass(frozen=True)
 class WebCatalog:
     """The seeded catalog the browser tests read."""
@@ -177,29 +190,19 @@ class WebCatalog:
 @pytest.fixture(scope="session")
 def web_catalog() -> Iterator[WebCatalog]:
     """A fresh PostgreSQL catalog: migrations, the published seed, one SmolLM2 run, a submit key."""
-    with temporary_postgres_database(POSTGRES_ADMIN_URL, prefix="swi_web") as url:
-        migrate.upgrade(url)
+    with migrated_database("swi_web") as url:
         engine = make_engine(url)
         try:
             with make_session_factory(engine)() as session:
                 load_seed(session)
-                recorded = record_run(
-                    session,
-                    None,
-                    SMOLLM2_ID,
-                    SMOLLM2_REVISION,
-                    None,
-                    SMOLLM2_CONFIG,
-                    smollm2_detection(),
-                    smollm2_validation(),
-                    family="SmolLM2",
-                    timings={"load": 15.9, "detect": 0.81, "validate": 1510.0},
+                run_id = record_smollm2(
+                    session, family="SmolLM2", timings={"load": 15.9, "detect": 0.81, "validate": 1510.0}
                 )
                 _, secret = ApiKeyRepository(session).create("web-tests", ["submit"])
                 session.commit()
         finally:
             engine.dispose()
-        yield WebCatalog(url=url, api_key=secret, run_id=recorded.run_id)
+        yield WebCatalog(url=url, api_key=secret, run_id=run_id)
 
 
 @pytest.fixture(scope="session")

@@ -11,15 +11,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.charts import Bar, BarGroup, LogScale, Mark, Series, bar_chart, fmt, grouped_bar_chart, layer_chart
 from catalog.db import make_engine, make_session_factory
-from catalog.repositories import record_run
 from catalog.settings import Settings
-from tests.web.conftest import (
-    SMOLLM2_CONFIG,
-    SMOLLM2_ID,
-    SMOLLM2_REVISION,
-    smollm2_detection,
-    smollm2_validation,
-)
+from tests.web.conftest import SMOLLM2_ID, record_smollm2
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -83,16 +76,7 @@ def test_pages_on_the_embedded_default(tmp_path: Path) -> None:
     with TestClient(create_app(settings)) as client:  # the lifespan migrates and seeds the SQLite file
         engine = make_engine(settings.resolved_database_url())
         with make_session_factory(engine)() as session:
-            record_run(
-                session,
-                None,
-                SMOLLM2_ID,
-                SMOLLM2_REVISION,
-                None,
-                SMOLLM2_CONFIG,
-                smollm2_detection(),
-                smollm2_validation(),
-            )
+            record_smollm2(session)
             session.commit()
         engine.dispose()
         catalog = client.get("/?status=confirmed")

@@ -20,20 +20,17 @@ import redis
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from catalog import migrate
 from catalog.db import make_engine, make_session_factory
 from catalog.models import Job
 from catalog.repositories import ApiKeyRepository
-from catalog.testing import temporary_postgres_database, truncate_all
+from catalog.testing import truncate_all
 from tests.live_server import served
+from tests.postgres import migrated_database
 from tests.unit.test_loading import build_hub_cache, save_tiny
 from workers.enqueue import Enqueuer
 from workers.settings import WorkerSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-POSTGRES_ADMIN_URL = os.environ.get(
-    "SWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 REDIS_URL = os.environ.get("SWI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TINY_REPO = "acme/tiny"
 TINY_SHA = "1" * 40
@@ -78,8 +75,7 @@ def hub_env(tiny_hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def workers_pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database at the newest schema for the pipeline tests."""
-    with temporary_postgres_database(POSTGRES_ADMIN_URL, prefix="swi_workers") as url:
-        migrate.upgrade(url)
+    with migrated_database("swi_workers") as url:
         yield url
 
 

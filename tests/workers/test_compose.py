@@ -38,6 +38,12 @@ _MIGRATED = {
     "properties": {"condition": {"const": "service_completed_successfully"}},
 }
 _COMMAND = {"type": "array", "minItems": 1, "items": {"type": "string"}}
+#: the API and the worker start once PostgreSQL and Redis are healthy and the migrations have run
+_NEEDS_READY_CATALOG = {
+    "type": "object",
+    "required": ["postgres", "redis", "migrate"],
+    "properties": {"postgres": _HEALTHY, "redis": _HEALTHY, "migrate": _MIGRATED},
+}
 #: what this deployment must contain (the Compose specification allows much more)
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -76,11 +82,7 @@ SCHEMA: dict[str, Any] = {
                     "properties": {
                         "command": _COMMAND,
                         "healthcheck": _HEALTHCHECK,
-                        "depends_on": {
-                            "type": "object",
-                            "required": ["postgres", "redis", "migrate"],
-                            "properties": {"postgres": _HEALTHY, "redis": _HEALTHY, "migrate": _MIGRATED},
-                        },
+                        "depends_on": _NEEDS_READY_CATALOG,
                     },
                 },
                 "worker-gpu": {
@@ -89,11 +91,7 @@ SCHEMA: dict[str, Any] = {
                     "properties": {
                         "command": _COMMAND,
                         "healthcheck": _HEALTHCHECK,
-                        "depends_on": {
-                            "type": "object",
-                            "required": ["postgres", "redis", "migrate"],
-                            "properties": {"postgres": _HEALTHY, "redis": _HEALTHY, "migrate": _MIGRATED},
-                        },
+                        "depends_on": _NEEDS_READY_CATALOG,
                         "deploy": {
                             "type": "object",
                             "required": ["resources"],
