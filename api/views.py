@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from api.schemas import (
@@ -25,6 +24,7 @@ from api.schemas import (
     SuperWeightOut,
     SuperWeightsOut,
 )
+from catalog.bundle_formats import float32_of
 from catalog.models import (
     IndexRun,
     Job,
@@ -300,16 +300,6 @@ def job_out(job: Job) -> JobOut:
     )
 
 
-def float32(value: float | None) -> float | None:
-    """The value rounded to the nearest float32."""
-    if value is None:
-        return None
-    try:
-        return float(struct.unpack("<f", struct.pack("<f", value))[0])
-    except OverflowError:
-        return None
-
-
 def bundle_weight(entry: CoordinateEntry) -> BundleWeightOut:
     """One bundle entry."""
     weight = entry.weight
@@ -318,7 +308,7 @@ def bundle_weight(entry: CoordinateEntry) -> BundleWeightOut:
         row=weight.row,
         col=weight.col,
         value=weight.value,
-        value_float32=float32(weight.value),
+        value_float32=float32_of(weight.value),
         dtype=weight.dtype,
         hf_tensor=weight.hf_tensor,
         gguf_tensor=weight.gguf_tensor,
