@@ -105,7 +105,7 @@ def single_threaded() -> Iterator[None]:
 
 
 #: tensors at least this large are quantized on all intra-op threads: each op then takes milliseconds on
-#: one core (measured: 2 threads halve a 4M-element RTN, 10.5 -> 4.1 ms, and a 45M one, 170 -> 88 ms)
+#: one core (2 threads: 190 -> 106 ms for a 45M-element RTN, `benchmarks/quantize_ops.py`)
 PARALLEL_MIN_ELEMENTS = 1 << 22
 
 
@@ -117,7 +117,7 @@ def quantization_threads(numel: int) -> AbstractContextManager[None]:
 def _row_ranges(rows: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's minimum and RTN step, `(n, 1)` each; a constant row gets step 1 (it comes back as is)."""
     levels = float(2**bits - 1)
-    # two reductions, not `aminmax`: along a dimension it ran ~6x slower than amin + amax on a CPU
+    # two reductions, not `aminmax`: along a dimension it ran ~5x slower (`benchmarks/quantize_ops.py`)
     low = rows.amin(dim=1, keepdim=True)  # (n, 1)
     scale = rows.amax(dim=1, keepdim=True).sub_(low).div_(levels)  # (n, 1)
     scale.masked_fill_(~(scale > 0), 1.0)
