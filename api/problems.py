@@ -15,11 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from catalog.errors import (
     CatalogError,
     ConflictError,
-    InvalidInputError,
     NotFoundError,
     RateLimitedError,
     UnavailableError,
 )
+from contracts.errors import DomainError, InvalidInputError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = logging.getLogger("swi.api")
@@ -149,7 +149,7 @@ async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
 HANDLED_TYPES: tuple[type[Exception], ...] = (
     RequestValidationError,
     StarletteHTTPException,
-    CatalogError,
+    DomainError,
     OperationalError,
     Exception,
 )

@@ -30,15 +30,8 @@ from api.services import Services, ServicesDep, leave_queued
 from catalog.bundle_formats import (
     DEFAULT_LLAMA_CPP_TYPE,
     DEFAULT_SCHEME,
-    build_manifest,
     check_options,
     render_bundle,
-)
-from catalog.identifiers import (
-    MODEL_ID_PATTERN,
-    NAME_PART_PATTERN,
-    REVISION_QUERY_PATTERN,
-    validate_model_id,
 )
 from catalog.repositories import (
     JobRepository,
@@ -48,6 +41,13 @@ from catalog.repositories import (
     RunRepository,
 )
 from catalog.repositories.models import ModelSort
+from contracts.identifiers import (
+    MODEL_ID_PATTERN,
+    NAME_PART_PATTERN,
+    REVISION_QUERY_PATTERN,
+    validate_model_id,
+)
+from contracts.manifest import build_manifest
 
 logger = logging.getLogger("swi.api")
 BundleFormat = Literal[

@@ -6,49 +6,46 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from catalog.errors import InvalidInputError
-from catalog.identifiers import MODEL_ID_PATTERN, REF_PATTERN, validate_model_id, validate_ref
+from contracts.base import Coordinate as ContractCoordinate
+from contracts.errors import InvalidInputError
+from contracts.identifiers import MODEL_ID_MAX, MODEL_ID_PATTERN, REF_PATTERN, validate_model_id, validate_ref
+from contracts.jobs import SubmissionOptions
+from contracts.manifest import CONVENTION, BundleManifest, DecidingFigure, ManifestWeight
+from contracts.results import LayerProfile, LayerStats, SuperActivation
+from contracts.status import JobStatus, RunStatus, SuperWeightStatus
+from contracts.validation import CorpusIdentity
 
 SHA_EXAMPLE = "8416d3fefb0cb3ff5775a7b13c1692d10ff1aa16"
 TIME_EXAMPLE = "2025-01-15T10:12:03.512000Z"
-CONVENTION = (
-    "model.layers[layer].mlp.down_proj.weight[row, col]; row = hidden (output) channel, "
-    "col = intermediate (input) channel"
-)
+#: read the ORM rows' attributes (pydantic's `from_attributes`) instead of copying them field by field
+FROM_ROWS = ConfigDict(from_attributes=True)
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": list(examples)})
+    return ConfigDict(from_attributes=True, json_schema_extra={"examples": list(examples)})
 
 
-class Coordinate(BaseModel):
+class Coordinate(ContractCoordinate):
     """A coordinate `(layer, row, col)` of `model.layers[layer].mlp.down_proj.weight[row, col]`."""
 
     model_config = _examples({"layer": 2, "row": 3968, "col": 7003})
 
-    layer: int
-    row: int
-    col: int
 
-
-class CorpusOut(BaseModel):
+class CorpusOut(CorpusIdentity):
     """The text a quality number was measured on."""
 
-    name: str
-    sha256: str | None = None
-    tokens: int | None = None
-    window: int | None = None
+    model_config = FROM_ROWS
 
 
-class QualityResultOut(BaseModel):
+class QualityResultOut(DecidingFigure):
     """One validation measurement."""
 
     model_config = _examples(
         {
-            "experiment": "prune_super_weight",
-            "parameters": {"budget_tokens": 4096},
+            "experiment": "alone",
+            "parameters": {"key": "zero/alone/2-3968-7003", "coordinates": [[2, 3968, 7003]]},
             "metric": "perplexity",
             "value": 1211.4,
             "baseline": 5.68,
@@ -58,11 +55,6 @@ class QualityResultOut(BaseModel):
         }
     )
 
-    experiment: str
-    parameters: dict[str, Any]
-    metric: str
-    value: float | None
-    baseline: float | None
     ratio: float | None = Field(description="value / baseline")
     corpus: CorpusOut | None
     coordinates: Coordinate | None = Field(description="The super weight this result decided, if any.")
@@ -91,7 +83,8 @@ class SuperWeightOut(BaseModel):
             "token": 0,
             "magnitude_rank": 1,
             "iteration": 0,
-            "verdict_reason": "perplexity x213 when zeroed",
+            "verdict_reason": "zeroing it alone raises perplexity 213.30x",
+            "member_of_confirmed_set": True,
             "decided_by": [],
         }
     )
@@ -99,7 +92,7 @@ class SuperWeightOut(BaseModel):
     layer: int
     row: int = Field(description="Hidden (output) channel.")
     col: int = Field(description="Intermediate (input) channel.")
-    status: Literal["reported", "candidate", "confirmed", "inert"]
+    status: SuperWeightStatus
     source: Literal["measured", "reported"]
     reproduction: Literal["reproduced", "contradicted", "unverified"] | None = Field(
         description="Relation to a published entry at the same coordinates (null: none published)."
@@ -117,10 +110,13 @@ class SuperWeightOut(BaseModel):
     magnitude_rank: int | None
     iteration: int | None
     verdict_reason: str | None
+    member_of_confirmed_set: bool = Field(
+        description="Zeroing the set of super weights that holds it confirmed the model (it matters jointly)."
+    )
     decided_by: list[QualityResultOut]
 
 
-class SuperActivationOut(BaseModel):
+class SuperActivationOut(SuperActivation):
     """The massive residual-stream activation the super weights create."""
 
     model_config = _examples(
@@ -134,18 +130,16 @@ class SuperActivationOut(BaseModel):
         }
     )
 
-    channel: int
-    token: int
-    magnitude_by_layer: list[float | None]
-    peak_layer: int
-    peak_magnitude: float | None
-    first_layer: int
-
 
 class RevisionOut(BaseModel):
     """A pinned revision."""
 
-    model_config = _examples({"sha": SHA_EXAMPLE, "resolved_from": "main", "resolved_at": TIME_EXAMPLE})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [{"sha": SHA_EXAMPLE, "resolved_from": "main", "resolved_at": TIME_EXAMPLE}]
+        },
+    )
 
     sha: str = Field(description="40-hex commit sha, or sha256:<hex> of a local file.")
     resolved_from: str | None
@@ -172,7 +166,7 @@ class RunSummaryOut(BaseModel):
     id: int
     url: str
     revision: str
-    status: Literal["succeeded", "failed"]
+    status: RunStatus
     config_hash: str
     model_verdict: str | None
     detector_version: str | None
@@ -253,29 +247,16 @@ class SuperWeightsOut(BaseModel):
     super_activation: SuperActivationOut | None
 
 
-class LayerStatsOut(BaseModel):
+class LayerStatsOut(LayerStats):
     """Per-layer activation maxima of one iteration."""
 
-    layer: int
-    input_max: float | None
-    input_value: float | None
-    input_token: int
-    input_channel: int
-    output_max: float | None
-    output_value: float | None
-    output_token: int
-    output_channel: int
-    residual_max: float | None
-    residual_token: int
-    residual_channel: int
+    model_config = FROM_ROWS
 
 
-class ProfileIterationOut(BaseModel):
+class ProfileIterationOut(LayerProfile):
     """One detection iteration: what was zeroed, and the per-layer maxima."""
 
-    iteration: int
-    removed: list[list[int]]
-    layers: list[LayerStatsOut]
+    layers: tuple[LayerStatsOut, ...] = ()
 
 
 class RunReportOut(BaseModel):
@@ -309,7 +290,7 @@ class RunReportOut(BaseModel):
     id: int
     model: str
     revision: RevisionOut
-    status: Literal["succeeded", "failed"]
+    status: RunStatus
     config: dict[str, Any]
     config_hash: str
     provenance: dict[str, Any]
@@ -372,28 +353,6 @@ class CompareOut(BaseModel):
     appeared: list[Coordinate]
 
 
-class SubmissionOptions(BaseModel):
-    """Detection and validation settings (defaults are the published recipe)."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"max_super_weights": 8, "validate": True, "dtype": "auto"}]},
-    )
-
-    prompt: str | None = Field(default=None, min_length=1, max_length=2000, description="Detection prompt.")
-    max_super_weights: int = Field(default=8, ge=1, le=64)
-    z_threshold: float = Field(default=3.0, gt=0, le=100)
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    validate_: bool = Field(
-        default=True, alias="validate", description="Validate by pruning each super weight."
-    )
-    quantization_checks: bool = Field(default=True, description="Run the RTN hold-out checks.")
-
-    def as_config(self) -> dict[str, Any]:
-        """The canonical configuration stored on the job (its hash is the run key)."""
-        return self.model_dump(by_alias=True)
-
-
 class SubmissionIn(BaseModel):
     """A request to index a model."""
 
@@ -411,7 +370,7 @@ class SubmissionIn(BaseModel):
     )
 
     model: str = Field(
-        min_length=3, max_length=193, pattern=MODEL_ID_PATTERN, description="Hub id `org/name`."
+        min_length=3, max_length=MODEL_ID_MAX, pattern=MODEL_ID_PATTERN, description="Hub id `org/name`."
     )
     revision: str | None = Field(
         None, min_length=1, max_length=255, pattern=REF_PATTERN, description="Branch, tag or commit sha."
@@ -465,25 +424,35 @@ class JobOut(BaseModel):
     model_config = _examples(JOB_EXAMPLE)
 
     id: uuid.UUID
-    url: str
     model: str
     requested_revision: str | None
     resolved_sha: str | None
     config: dict[str, Any]
     config_hash: str
-    status: Literal["queued", "running", "retry", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     phase: str | None
     progress: float = Field(ge=0, le=1)
     attempts: int
     max_attempts: int
     last_error: str | None
     run_id: int | None
-    run_url: str | None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def url(self) -> str:
+        """The API path of the job."""
+        return f"/v1/jobs/{self.id}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def run_url(self) -> str | None:
+        """The API path of the run the job produced, once it did."""
+        return f"/v1/runs/{self.run_id}" if self.run_id is not None else None
 
 
 class SubmissionOut(BaseModel):
@@ -497,23 +466,11 @@ class SubmissionOut(BaseModel):
     run_url: str | None
 
 
-class BundleWeightOut(BaseModel):
+class BundleWeightOut(ManifestWeight):
     """One super weight in a bundle."""
 
-    layer: int
-    row: int
-    col: int
-    value: float | None = Field(description="As stored.")
-    value_float32: float | None = Field(description="The stored value rounded to float32.")
-    dtype: str | None
-    hf_tensor: str | None
-    gguf_tensor: str | None
-    gguf_index: list[int] | None
-    status: Literal["reported", "candidate", "confirmed", "inert"]
-    decided_by: list[QualityResultOut]
 
-
-class BundleOut(BaseModel):
+class BundleOut(BundleManifest):
     """The JSON coordinate bundle of a model revision."""
 
     model_config = _examples(
@@ -529,17 +486,7 @@ class BundleOut(BaseModel):
         }
     )
 
-    schema_version: int
-    model: str
-    revision: str | None
-    convention: str
-    super_weights: list[BundleWeightOut]
-    super_activation: SuperActivationOut | None
-    provenance: dict[str, Any]
-    notes: dict[str, str] | None = Field(
-        default=None, description="Caveats, e.g. of the coarse tool formats."
-    )
-    sha256: str = Field(description="SHA-256 of the canonical JSON of every other field.")
+    super_weights: tuple[BundleWeightOut, ...]
 
 
 class HealthOut(BaseModel):

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.cache import ResponseCache
 from api.metrics import Metrics
 from catalog.db import begin_write
-from catalog.identifiers import is_commit_sha
 from catalog.settings import Settings
+from contracts.identifiers import is_commit_sha
 
 #: Hands a committed job to whatever runs it (Celery, the in-process runner). Raising is allowed:
 #: the job stays queued and a sweeper enqueues it later.

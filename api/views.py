@@ -9,7 +9,6 @@ from api.schemas import (
     CompareOut,
     CompareSideOut,
     Coordinate,
-    CorpusOut,
     JobOut,
     LayerStatsOut,
     ModelDetailOut,
@@ -24,7 +23,6 @@ from api.schemas import (
     SuperWeightOut,
     SuperWeightsOut,
 )
-from catalog.bundle_formats import float32_of
 from catalog.models import (
     IndexRun,
     Job,
@@ -35,6 +33,9 @@ from catalog.models import (
     SuperWeight,
 )
 from catalog.repositories import Comparison, CoordinateEntry, CoordinateView, ModelSummary
+from contracts.manifest import DecidingFigure, float32_of
+from contracts.status import SuperWeightStatus
+from contracts.validation import Measurement
 
 
 def model_url(hub_id: str) -> str:
@@ -77,9 +78,7 @@ def _model_fields(summary: ModelSummary) -> dict[str, Any]:
 
 def revision_out(revision: Revision) -> RevisionOut:
     """A revision."""
-    return RevisionOut(
-        sha=revision.sha, resolved_from=revision.resolved_from, resolved_at=revision.resolved_at
-    )
+    return RevisionOut.model_validate(revision)
 
 
 def run_summary(run: IndexRun) -> RunSummaryOut:
@@ -116,15 +115,8 @@ def quality_result(result: QualityResult, weight: SuperWeight | None = None) -> 
     ):
         layer, row, col = result.parameters["coordinates"]
         coordinates = Coordinate(layer=layer, row=row, col=col)
-    return QualityResultOut(
-        experiment=result.experiment,
-        parameters=result.parameters,
-        metric=result.metric,
-        value=result.value,
-        baseline=result.baseline,
-        ratio=result.ratio,
-        corpus=CorpusOut(**result.corpus) if result.corpus else None,
-        coordinates=coordinates,
+    return QualityResultOut.model_validate(
+        {**Measurement.model_validate(result, from_attributes=True).model_dump(), "coordinates": coordinates}
     )
 
 
@@ -151,22 +143,14 @@ def super_weight(entry: CoordinateEntry) -> SuperWeightOut:
         magnitude_rank=weight.magnitude_rank,
         iteration=weight.iteration,
         verdict_reason=weight.verdict_reason,
+        member_of_confirmed_set=weight.member_of_confirmed_set,
         decided_by=[quality_result(r, weight) for r in entry.decided_by],
     )
 
 
 def super_activation(activation: SuperActivation | None) -> SuperActivationOut | None:
     """The super activation, if any."""
-    if activation is None:
-        return None
-    return SuperActivationOut(
-        channel=activation.channel,
-        token=activation.token,
-        magnitude_by_layer=activation.magnitude_by_layer,
-        peak_layer=activation.peak_layer,
-        peak_magnitude=activation.peak_magnitude,
-        first_layer=activation.first_layer,
-    )
+    return SuperActivationOut.model_validate(activation) if activation is not None else None
 
 
 def super_weights(view: CoordinateView) -> SuperWeightsOut:
@@ -184,29 +168,14 @@ def layer_profile(run: IndexRun, rows: list[LayerProfile]) -> list[ProfileIterat
     """Per-iteration profiles."""
     by_iteration: dict[int, list[LayerStatsOut]] = {}
     for row in rows:
-        by_iteration.setdefault(row.iteration, []).append(
-            LayerStatsOut(
-                layer=row.layer,
-                input_max=row.input_max,
-                input_value=row.input_value,
-                input_token=row.input_token,
-                input_channel=row.input_channel,
-                output_max=row.output_max,
-                output_value=row.output_value,
-                output_token=row.output_token,
-                output_channel=row.output_channel,
-                residual_max=row.residual_max,
-                residual_token=row.residual_token,
-                residual_channel=row.residual_channel,
-            )
-        )
+        by_iteration.setdefault(row.iteration, []).append(LayerStatsOut.model_validate(row))
     removed = run.profile_removed or []
     iterations = sorted(set(by_iteration) | set(range(len(removed))))
     return [
         ProfileIterationOut(
             iteration=i,
-            removed=removed[i] if i < len(removed) else [],
-            layers=by_iteration.get(i, []),
+            removed=tuple(tuple(c) for c in removed[i]) if i < len(removed) else (),
+            layers=tuple(by_iteration.get(i, [])),
         )
         for i in iterations
     ]
@@ -276,32 +245,11 @@ def comparison(result: Comparison) -> CompareOut:
 
 def job_out(job: Job) -> JobOut:
     """A job."""
-    return JobOut(
-        id=job.id,
-        url=job_url(job),
-        model=job.model,
-        requested_revision=job.requested_revision,
-        resolved_sha=job.resolved_sha,
-        config=job.config,
-        config_hash=job.config_hash,
-        status=job.status,  # type: ignore[arg-type]
-        phase=job.phase,
-        progress=job.progress,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        last_error=job.last_error,
-        run_id=job.run_id,
-        run_url=run_url(job.run_id) if job.run_id else None,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        heartbeat_at=job.heartbeat_at,
-    )
+    return JobOut.model_validate(job)
 
 
 def bundle_weight(entry: CoordinateEntry) -> BundleWeightOut:
-    """One bundle entry."""
+    """One bundle entry; `decided_by` names each figure by its key, as the indexer's bundles do."""
     weight = entry.weight
     return BundleWeightOut(
         layer=weight.layer,
@@ -312,7 +260,10 @@ def bundle_weight(entry: CoordinateEntry) -> BundleWeightOut:
         dtype=weight.dtype,
         hf_tensor=weight.hf_tensor,
         gguf_tensor=weight.gguf_tensor,
-        gguf_index=weight.gguf_index,
-        status=weight.status,  # type: ignore[arg-type]
-        decided_by=[quality_result(r, weight) for r in entry.decided_by],
+        gguf_index=tuple(weight.gguf_index) if weight.gguf_index else None,
+        status=SuperWeightStatus(weight.status),
+        decided_by=tuple(
+            DecidingFigure.of(Measurement.model_validate(r, from_attributes=True), weight.coordinates)
+            for r in entry.decided_by
+        ),
     )

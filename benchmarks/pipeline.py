@@ -29,11 +29,12 @@ from catalog import migrate  # noqa: E402
 from catalog.db import make_engine, make_session_factory  # noqa: E402
 from catalog.models import Job  # noqa: E402
 from catalog.repositories import JobRepository  # noqa: E402
-from catalog.testing import temporary_postgres_database, truncate_all  # noqa: E402
+from contracts.identifiers import local_model_id  # noqa: E402
+from contracts.jobs import JobConfig  # noqa: E402
+from tests.postgres import temporary_postgres_database, truncate_all  # noqa: E402
 from workers.enqueue import CeleryEnqueuer  # noqa: E402
-from workers.jobconfig import JobConfig  # noqa: E402
 from workers.settings import WorkerSettings  # noqa: E402
-from workers.sources import content_digest, local_model_id  # noqa: E402
+from workers.sources import content_digest  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SWI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -1,8 +1,8 @@
 """Coordinate bundles: the schema-versioned JSON manifest and its renderings for quantization tools.
 
-Pure functions from a manifest dict to bytes (standard library only), so the API, the CLI and tests
-render the same bytes from the same manifest. The manifest schema (version 1) is documented in
-`docs/bundles.md`; `indexer.bundles` parses it on the user's side.
+Pure functions from a manifest dict to bytes (the standard library and `contracts`), so the API, the CLI
+and tests render the same bytes from the same manifest. The manifest schema (version 1) is documented in
+`docs/bundles.md`; its model, hash and checks are `contracts.manifest`, which `indexer.bundles` calls too.
 
 Every tool format except `json` and `safetensors` is *coarse*: no mainstream quantizer takes single
 weights, so they keep each whole module (down projection) that holds a super weight at a higher
@@ -11,10 +11,8 @@ precision. The per-weight hold-out is `indexer.bundles.protect_super_weights`.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import math
 import re
 import shlex
 import struct
@@ -23,34 +21,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from catalog.errors import InvalidInputError
+from contracts.errors import BundleFormatError
+from contracts.manifest import COARSE_NOTE, check_manifest, float32_of
 
-SCHEMA_VERSION = 1
-CONVENTION = (
-    "model.layers[layer].mlp.down_proj.weight[row, col]; row = hidden (output) channel, "
-    "col = intermediate (input) channel"
-)
-STATUSES = ("reported", "candidate", "confirmed", "inert")
 FORMATS = ("json", "safetensors", "llama.cpp", "llm-compressor", "gptqmodel", "autoround", "torchao")
 #: higher-precision GGML types a super-weight tensor may be kept at (llama.cpp's lower-case type names)
 LLAMA_CPP_TYPES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k", "q5_1", "q5_0")
 DEFAULT_LLAMA_CPP_TYPE = "q8_0"
 DEFAULT_SCHEME = "W4A16"
-COARSE_NOTE = (
-    "coarse: this keeps each whole module (down projection) that holds a super weight at higher precision; "
-    "no tool takes single weights. For the exact per-weight hold-out use "
-    "indexer.bundles.protect_super_weights."
-)
 #: safetensors dtype codes of the dtypes super weights are stored in
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
 _SCHEME_RE = re.compile(r"^[A-Za-z0-9_]{1,40}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-class BundleFormatError(InvalidInputError):
-    """A manifest is malformed, its hash does not match, or a format option is unknown."""
 
 
 @dataclass(frozen=True)
@@ -65,112 +48,6 @@ class RenderedBundle:
     def content_disposition(self) -> str:
         """The `Content-Disposition` header value for a download."""
         return f'attachment; filename="{self.filename}"'
-
-
-# ---- the manifest ----
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON text (sorted keys, no spaces, UTF-8, no NaN) that the sha256 is taken over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def manifest_sha256(manifest: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the canonical JSON of every field except `sha256` itself."""
-    content = {key: value for key, value in manifest.items() if key != "sha256"}
-    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
-
-
-def float32_of(value: float | None) -> float | None:
-    """The value rounded to the nearest float32 (None when absent or out of the float32 range)."""
-    if value is None:
-        return None
-    try:
-        return float(struct.unpack("<f", struct.pack("<f", value))[0])
-    except OverflowError:
-        return None
-
-
-def build_manifest(
-    *,
-    model: str,
-    revision: str | None,
-    super_weights: Sequence[Mapping[str, Any]],
-    super_activation: Mapping[str, Any] | None,
-    provenance: Mapping[str, Any],
-) -> dict[str, Any]:
-    """A complete schema-1 manifest (convention and sha256 added) from already JSON-ready parts."""
-    manifest: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "model": model,
-        "revision": revision,
-        "convention": CONVENTION,
-        "super_weights": [dict(weight) for weight in super_weights],
-        "super_activation": dict(super_activation) if super_activation is not None else None,
-        "provenance": dict(provenance),
-        "notes": {"tool_formats": COARSE_NOTE},
-    }
-    manifest["sha256"] = manifest_sha256(manifest)
-    check_manifest(manifest)
-    return manifest
-
-
-def check_manifest(manifest: Any) -> None:
-    """Raise `BundleFormatError` unless `manifest` is a well-formed schema-1 manifest with a matching hash."""
-    if not isinstance(manifest, Mapping):
-        raise BundleFormatError("a bundle manifest must be a JSON object")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleFormatError(f"unsupported bundle schema_version {version!r}; this reader knows 1")
-    missing = [
-        key
-        for key in ("model", "revision", "convention", "super_weights", "super_activation", "sha256")
-        if key not in manifest
-    ]
-    if missing:
-        raise BundleFormatError(f"bundle manifest lacks {', '.join(missing)}")
-    if not isinstance(manifest["model"], str) or not manifest["model"]:
-        raise BundleFormatError("bundle manifest: `model` must be a non-empty string")
-    if manifest["revision"] is not None and not isinstance(manifest["revision"], str):
-        raise BundleFormatError("bundle manifest: `revision` must be a string or null")
-    if not isinstance(manifest["super_weights"], list):
-        raise BundleFormatError("bundle manifest: `super_weights` must be a list")
-    for index, weight in enumerate(manifest["super_weights"]):
-        _check_weight(index, weight)
-    sha = manifest["sha256"]
-    if not isinstance(sha, str) or not _HEX64.match(sha):
-        raise BundleFormatError("bundle manifest: `sha256` must be 64 lower-case hex digits")
-    try:
-        actual = manifest_sha256(manifest)
-    except (TypeError, ValueError) as exc:
-        raise BundleFormatError(f"bundle manifest is not plain JSON: {exc}") from None
-    if actual != sha:
-        raise BundleFormatError(
-            f"bundle manifest sha256 mismatch: it says {sha[:16]}…, its content hashes to {actual[:16]}… "
-            "(the file was edited or damaged)"
-        )
-
-
-def _check_weight(index: int, weight: Any) -> None:
-    where = f"bundle manifest: super_weights[{index}]"
-    if not isinstance(weight, Mapping):
-        raise BundleFormatError(f"{where} must be an object")
-    for key in ("layer", "row", "col"):
-        value = weight.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise BundleFormatError(f"{where}.{key} must be a non-negative integer, got {value!r}")
-    value = weight.get("value")
-    if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
-        raise BundleFormatError(f"{where}.value must be a finite number or null")
-    if weight.get("status") not in STATUSES:
-        raise BundleFormatError(f"{where}.status must be one of {', '.join(STATUSES)}")
-    gguf_index = weight.get("gguf_index")
-    if gguf_index is not None and (
-        not isinstance(gguf_index, list)
-        or len(gguf_index) != 2
-        or not all(isinstance(i, int) for i in gguf_index)
-    ):
-        raise BundleFormatError(f"{where}.gguf_index must be [col, row] or null")
 
 
 def module_name(weight: Mapping[str, Any]) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from contracts.errors import DomainError
+from contracts.errors import InvalidInputError as InvalidInputError
 
-class CatalogError(Exception):
+
+class CatalogError(DomainError):
     """Base class: a problem with the request or the data, not a bug."""
-
-
-class InvalidInputError(CatalogError):
-    """The input is malformed (bad model id, bad cursor, bad result document)."""
 
 
 class NotFoundError(CatalogError):

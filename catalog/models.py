@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -10,6 +9,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Dialect,
     Float,
@@ -21,11 +21,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
+
+from contracts.status import ACTIVE_JOB_STATUSES, JobStatus, RunStatus, SuperWeightStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -65,37 +68,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class SuperWeightStatus(enum.StrEnum):
-    """Where a super-weight entry comes from and what validation decided."""
-
-    REPORTED = "reported"  # published elsewhere, with its citation
-    CANDIDATE = "candidate"  # detected, not validated
-    CONFIRMED = "confirmed"  # validated: pruning it hurts
-    INERT = "inert"  # validated: pruning it does not hurt
-
-
-class RunStatus(enum.StrEnum):
-    """Outcome of an index run."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class JobStatus(enum.StrEnum):
-    """Life cycle of a submission."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    RETRY = "retry"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRY)
-CLAIMABLE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RETRY)
 
 
 def _in(values: Any) -> str:
@@ -236,6 +208,8 @@ class SuperWeight(Base):
     citation: Mapped[str | None] = mapped_column(Text)
     citation_source: Mapped[str | None] = mapped_column(String(64))
     verdict_reason: Mapped[str | None] = mapped_column(Text)
+    #: zeroing the set that contains it confirmed the model (it matters at least jointly)
+    member_of_confirmed_set: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property

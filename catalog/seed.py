@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.models import SuperWeight, SuperWeightStatus, utcnow
+from catalog.models import SuperWeight, utcnow
 from catalog.repositories.models import ModelRepository
+from contracts.status import SuperWeightStatus
 
 CITATION = "Yu et al. 2024, The Super Weight in Large Language Models, arXiv:2411.07191"
 PAPER_TABLE = "paper table"

@@ -1,7 +1,8 @@
 """Coordinate bundles on the user's side: build, load and check a manifest, and protect super weights.
 
 A bundle is the schema-1 JSON manifest documented in `docs/bundles.md` (the service renders the same
-manifest in other formats with `catalog.bundle_formats`; the safetensors rendering carries it too).
+manifest in other formats with `catalog.bundle_formats`; the safetensors rendering carries it too). The
+manifest's model, hash and checks are `contracts.manifest`, the one codec both sides call.
 
 - `load_bundle(path_or_url)`: a `.json` or `.safetensors` bundle from a file or an http(s) URL; the sha256
   of its canonical content is checked, and nothing is ever unpickled.
@@ -17,9 +18,7 @@ stored values): a bundle of another model is a clear `BundleMismatchError`, neve
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import struct
 import urllib.parse
 import urllib.request
@@ -27,43 +26,36 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from contracts.base import Coordinates
+from contracts.errors import BundleError, BundleFormatError
+from contracts.manifest import (
+    DecidingFigure,
+    ManifestWeight,
+    build_manifest,
+    check_manifest,
+    float32_of,
+)
+from contracts.results import DetectionResult
+from contracts.status import SuperWeightStatus
+from contracts.validation import ValidationDocument
 from indexer.adapters import ArchitectureAdapter, adapter_for
-from indexer.errors import IndexerError
 from indexer.loading import LoadedModel
 from indexer.quantize import ClipSpec, LinearTarget, clip_thresholds, linear_targets
-from indexer.types import DetectionResult
 
-SCHEMA_VERSION = 1
-#: the coordinate convention every manifest states (the same text as `catalog.bundle_formats.CONVENTION`)
-CONVENTION = (
-    "model.layers[layer].mlp.down_proj.weight[row, col]; row = hidden (output) channel, "
-    "col = intermediate (input) channel"
-)
-STATUSES = ("reported", "candidate", "confirmed", "inert")
-COARSE_NOTE = (
-    "coarse: this keeps each whole module (down projection) that holds a super weight at higher precision; "
-    "no tool takes single weights. For the exact per-weight hold-out use "
-    "indexer.bundles.protect_super_weights."
-)
 #: bundles are small; anything larger is not a bundle
 MAX_BUNDLE_BYTES = 64 * 2**20
 #: the value a held-out super weight takes while the quantizer runs: it cannot widen any block's range
 STAND_IN = 0.0
 
+if TYPE_CHECKING:
+    from indexer.validate import ValidationResult
+
 ModelLike = LoadedModel | nn.Module
-
-
-class BundleError(IndexerError):
-    """Base class of the bundle errors."""
-
-
-class BundleFormatError(BundleError):
-    """The bundle is malformed, of an unknown schema, or its sha256 does not match its content."""
 
 
 class BundleMismatchError(BundleError):
@@ -79,113 +71,58 @@ class BundleUnavailableError(BundleError):
 # ---- the manifest ----
 
 
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON text (sorted keys, no spaces, UTF-8, no NaN) that the sha256 is taken over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _weight_status(coordinates: Coordinates, validation: ValidationDocument | None) -> str:
+    return (
+        str(validation.status_of(coordinates)) if validation is not None else str(SuperWeightStatus.CANDIDATE)
+    )
 
 
-def manifest_sha256(manifest: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the canonical JSON of every field except `sha256` itself."""
-    content = {key: value for key, value in manifest.items() if key != "sha256"}
-    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
-
-
-def _float32(value: float) -> float | None:
-    try:
-        return float(struct.unpack("<f", struct.pack("<f", value))[0])
-    except OverflowError:
-        return None
-
-
-def _weight_status(detection_coordinates: tuple[int, int, int], validation: Any) -> str:
-    if validation is None:
-        return "candidate"
-    for verdict in validation.super_weight_verdicts:
-        if (verdict.layer, verdict.row, verdict.col) != detection_coordinates:
-            continue
-        if verdict.verdict == "confirmed" or verdict.member_of_confirmed_set:
-            return "confirmed"
-        return "inert" if verdict.verdict == "inert" else "candidate"
-    return "candidate"
-
-
-def _decided_by(coordinates: tuple[int, int, int], validation: Any) -> list[dict[str, Any]]:
+def _decided_by(coordinates: Coordinates, validation: ValidationDocument | None) -> list[dict[str, Any]]:
     """The validation figures that decided a super weight's status: zeroing it alone, and jointly."""
     if validation is None:
         return []
-    corpus = validation.corpus
-    keys = ("zero/alone/{}-{}-{}".format(*coordinates), "zero/joint")
-    found = []
-    for figure in validation.figures:
-        if figure.key not in keys:
-            continue
-        found.append(
-            {
-                "experiment": figure.key,
-                "parameters": json.loads(json.dumps(dict(figure.params))),
-                "metric": "perplexity",
-                "value": figure.perplexity,
-                "baseline": validation.baseline_perplexity,
-                "ratio": figure.ratio,
-                "corpus": {
-                    "name": corpus.name,
-                    "sha256": corpus.sha256,
-                    "tokens": corpus.tokens_used,
-                    "window": corpus.window,
-                },
-                "coordinates": dict(zip(("layer", "row", "col"), coordinates, strict=True)),
-            }
-        )
-    return found
+    return [
+        DecidingFigure.of(measurement, coordinates).model_dump(mode="json")
+        for measurement in validation.deciding(coordinates)
+    ]
 
 
-def manifest_from_detection(detection: DetectionResult, validation: Any = None) -> dict[str, Any]:
+def manifest_from_detection(
+    detection: DetectionResult, validation: ValidationDocument | ValidationResult | None = None
+) -> dict[str, Any]:
     """A schema-1 manifest of a detection (statuses `candidate`) or, with its validation, measured statuses.
 
-    `validation` is an `indexer.validate.ValidationResult` of the same detection, or None.
+    `validation`: the validation document (`indexer.document.validation_document`) of the same detection,
+    or its `ValidationResult`, or None.
     """
-    provenance = detection.provenance
-    weights = []
-    for sw in detection.super_weights:
-        weights.append(
-            {
-                "layer": sw.layer,
-                "row": sw.row,
-                "col": sw.col,
-                "value": sw.value,
-                "value_float32": _float32(sw.value),
-                "dtype": sw.dtype,
-                "hf_tensor": sw.hf_tensor,
-                "gguf_tensor": sw.gguf_tensor,
-                "gguf_index": list(sw.gguf_index),
-                "status": _weight_status(sw.coordinates, validation),
-                "decided_by": _decided_by(sw.coordinates, validation),
-            }
-        )
+    if validation is not None and not isinstance(validation, ValidationDocument):
+        from indexer.document import validation_document
+
+        validation = validation_document(validation)
+    weights = [
+        {
+            "layer": sw.layer,
+            "row": sw.row,
+            "col": sw.col,
+            "value": sw.value,
+            "value_float32": float32_of(sw.value),
+            "dtype": sw.dtype,
+            "hf_tensor": sw.hf_tensor,
+            "gguf_tensor": sw.gguf_tensor,
+            "gguf_index": list(sw.gguf_index),
+            "status": _weight_status(sw.coordinates, validation),
+            "decided_by": _decided_by(sw.coordinates, validation),
+        }
+        for sw in detection.super_weights
+    ]
     activation = detection.super_activation
-    manifest: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "model": provenance.model,
-        "revision": provenance.revision,
-        "convention": CONVENTION,
-        "super_weights": weights,
-        "super_activation": (
-            {
-                "channel": activation.channel,
-                "token": activation.token,
-                "magnitude_by_layer": list(activation.magnitude_by_layer),
-                "peak_layer": activation.peak_layer,
-                "peak_magnitude": activation.peak_magnitude,
-                "first_layer": activation.first_layer,
-            }
-            if activation is not None
-            else None
-        ),
-        "provenance": json.loads(json.dumps(detection.to_dict()["provenance"])),
-        "notes": {"tool_formats": COARSE_NOTE},
-    }
-    manifest["sha256"] = manifest_sha256(manifest)
-    return manifest
+    return build_manifest(
+        model=detection.provenance.model,
+        revision=detection.provenance.revision,
+        super_weights=weights,
+        super_activation=activation.model_dump(mode="json") if activation is not None else None,
+        provenance=detection.to_dict()["provenance"],
+    )
 
 
 # ---- the parsed bundle ----
@@ -251,70 +188,43 @@ class Bundle:
 
 def parse_manifest(manifest: Any) -> Bundle:
     """A `Bundle` from a schema-1 manifest dict, after checking its structure and its sha256."""
-    if not isinstance(manifest, Mapping):
-        raise BundleFormatError("a bundle manifest must be a JSON object")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleFormatError(f"unsupported bundle schema_version {version!r}; this reader knows 1")
-    sha = manifest.get("sha256")
-    try:
-        actual = manifest_sha256(manifest)
-    except (TypeError, ValueError) as exc:
-        raise BundleFormatError(f"bundle manifest is not plain JSON: {exc}") from None
-    if sha != actual:
-        raise BundleFormatError(
-            f"bundle sha256 mismatch: it says {str(sha)[:16]}…, its content hashes to {actual[:16]}… "
-            "(the file was edited or damaged)"
-        )
-    try:
-        weights = tuple(_parse_weight(w) for w in manifest["super_weights"])
-        activation = manifest.get("super_activation")
-        return Bundle(
-            model=str(manifest["model"]),
-            revision=manifest["revision"],
-            sha256=actual,
-            weights=weights,
-            super_activation=(
-                BundleActivation(
-                    channel=int(activation["channel"]),
-                    token=int(activation["token"]),
-                    first_layer=int(activation["first_layer"]),
-                    peak_layer=int(activation["peak_layer"]),
-                    peak_magnitude=float(activation["peak_magnitude"]),
-                    magnitude_by_layer=tuple(float(m) for m in activation["magnitude_by_layer"]),
-                )
-                if activation
-                else None
-            ),
-            provenance=dict(manifest.get("provenance") or {}),
-            manifest=dict(manifest),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleFormatError(f"malformed bundle manifest: {type(exc).__name__}: {exc}") from None
+    checked = check_manifest(manifest)
+    activation = checked.super_activation
+    return Bundle(
+        model=checked.model,
+        revision=checked.revision,
+        sha256=checked.sha256,
+        weights=tuple(_bundle_weight(w) for w in checked.super_weights),
+        super_activation=(
+            BundleActivation(
+                channel=activation.channel,
+                token=activation.token,
+                first_layer=activation.first_layer,
+                peak_layer=activation.peak_layer,
+                peak_magnitude=activation.peak_magnitude,
+                magnitude_by_layer=activation.magnitude_by_layer,
+            )
+            if activation is not None
+            else None
+        ),
+        provenance=dict(checked.provenance),
+        manifest=dict(manifest),
+    )
 
 
-def _parse_weight(data: Mapping[str, Any]) -> BundleWeight:
-    layer, row, col = (data[key] for key in ("layer", "row", "col"))
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (layer, row, col)):
-        raise ValueError(f"coordinates must be non-negative integers, got {(layer, row, col)}")
-    value = data.get("value")
-    if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
-        raise ValueError(f"value must be a finite number, got {value!r}")
-    status = data.get("status")
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-    index = data.get("gguf_index") or [col, row]
-    hf_tensor = data.get("hf_tensor") or f"model.layers.{layer}.mlp.down_proj.weight"
+def _bundle_weight(weight: ManifestWeight) -> BundleWeight:
+    layer, row, col = weight.coordinates
+    index = weight.gguf_index or (col, row)
     return BundleWeight(
         layer=layer,
         row=row,
         col=col,
-        value=float(value) if value is not None else None,
-        dtype=data.get("dtype"),
-        hf_tensor=str(hf_tensor),
-        gguf_tensor=str(data.get("gguf_tensor") or f"blk.{layer}.ffn_down.weight"),
+        value=weight.value,
+        dtype=weight.dtype,
+        hf_tensor=weight.hf_tensor or f"model.layers.{layer}.mlp.down_proj.weight",
+        gguf_tensor=weight.gguf_tensor or f"blk.{layer}.ffn_down.weight",
         gguf_index=(int(index[0]), int(index[1])),
-        status=str(status),
+        status=str(weight.status),
     )
 
 

@@ -21,12 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from indexer.ablation import Coordinate, zeroed_weights
-from indexer.adapters import ArchitectureAdapter
-from indexer.errors import InvalidInputError
-from indexer.hooks import forward_hooks, hidden_states_of
-from indexer.loading import LoadedModel
-from indexer.types import (
+from contracts.results import (
     DetectionResult,
     LayerProfile,
     LayerStats,
@@ -34,6 +29,11 @@ from indexer.types import (
     SuperActivation,
     SuperWeight,
 )
+from indexer.ablation import Coordinate, zeroed_weights
+from indexer.adapters import ArchitectureAdapter
+from indexer.errors import InvalidInputError
+from indexer.hooks import forward_hooks, hidden_states_of
+from indexer.loading import LoadedModel
 
 DETECTOR_VERSION = "1.0.0"
 DEFAULT_PROMPT = "Apple Inc. is a worldwide tech company."
@@ -307,7 +307,11 @@ class Detector:
                 record = self.forward_pass()
                 first_record = first_record or record
                 stats = self._stats(record)
-                profiles.append(LayerProfile(iteration, tuple(sw.coordinates for sw in found), stats))
+                profiles.append(
+                    LayerProfile(
+                        iteration=iteration, removed=tuple(sw.coordinates for sw in found), layers=stats
+                    )
+                )
                 if len(found) >= self.config.max_super_weights:
                     break
                 new = self._candidates(record, stats, iteration, {sw.coordinates for sw in found})
@@ -386,4 +390,9 @@ def detect(
         quantization=loaded.quantization,
         resolved_from=loaded.source.revision,
     )
-    return DetectionResult(super_weights, activation, profiles, provenance)
+    return DetectionResult(
+        super_weights=super_weights,
+        super_activation=activation,
+        layer_profile=profiles,
+        provenance=provenance,
+    )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from contracts.errors import DomainError
+from contracts.errors import InvalidInputError as InvalidInputError
 
-class IndexerError(Exception):
+
+class IndexerError(DomainError):
     """Base class: a problem with the input or the environment, not a bug."""
-
-    #: permanent errors are not worth retrying (a worker fails the job at once)
-    permanent: bool = True
 
 
 class ModelNotFoundError(IndexerError):
@@ -32,10 +32,6 @@ class UnsupportedArchitectureError(IndexerError):
 
 class InsufficientMemoryError(IndexerError):
     """The weights would not fit in the memory of the chosen device."""
-
-
-class InvalidInputError(IndexerError):
-    """A parameter is out of range or malformed."""
 
 
 class HubUnavailableError(IndexerError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ import psutil
 import torch
 from torch import nn
 
+from contracts.identifiers import is_commit_sha, is_model_id
+from contracts.results import SourceKind
 from indexer.adapters import ArchitectureAdapter, adapter_for
 from indexer.errors import (
     GatedModelError,
@@ -30,10 +31,7 @@ from indexer.errors import (
     RemoteCodeRequiredError,
     UnsafeWeightsError,
 )
-from indexer.types import SourceKind
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-SHA = re.compile(r"^[0-9a-f]{40}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: files fetched from the hub: configs, tokenizers and safetensors; never pickle weights
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
@@ -112,7 +110,7 @@ def parse_source(spec: str, revision: str | None = None) -> ModelSource:
         )
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise ModelNotFoundError(f"no such folder or file: {spec}")
-    if not HUB_ID.match(spec):
+    if not is_model_id(spec):
         raise ModelNotFoundError(f"{spec!r} is neither an existing path nor a hub id of the form org/name")
     return ModelSource("hub", spec, revision)
 
@@ -176,7 +174,7 @@ def snapshot_hub_model(source: ModelSource, options: LoadOptions) -> tuple[Path,
         raise HubUnavailableError(f"{source.reference}: hub request failed: {exc}") from None
     path = Path(str(folder))
     sha = path.name
-    if not SHA.match(sha):
+    if not is_commit_sha(sha):
         raise ModelNotFoundError(f"{source.reference}: could not resolve a commit sha (got {sha!r})")
     return path, sha
 

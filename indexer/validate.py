@@ -35,12 +35,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from contracts.results import DetectionResult
+from contracts.validation import FigureKey
 from indexer.ablation import Coordinate, scaled_weights, zeroed_weights
 from indexer.adapters import ArchitectureAdapter
 from indexer.corpus import Corpus, CorpusIdentity, TokenWindows, token_windows
 from indexer.detect import library_versions
 from indexer.errors import InvalidInputError
 from indexer.hooks import forward_hooks, hidden_states_of
+from indexer.jsonable import from_jsonable, to_jsonable
 from indexer.loading import LoadedModel
 from indexer.perplexity import BatchObserver, PassResult, PerplexityEvaluator, default_window
 from indexer.quantize import (
@@ -58,7 +61,6 @@ from indexer.quantize import (
     rtn_quantize_,
     rtn_weight_quantizer,
 )
-from indexer.types import DetectionResult, from_jsonable, to_jsonable
 
 VALIDATOR_VERSION = "1.0.0"
 
@@ -566,7 +568,7 @@ class _Suite:
             )
         if has_sw and "alone" in self.experiments:
             for coordinate in self.coordinates:
-                key = "zero/alone/{}-{}-{}".format(*coordinate)
+                key = str(FigureKey.alone(coordinate))
                 reuse = "zero/joint" if len(self.coordinates) == 1 and "joint" in self.experiments else None
                 steps.append(
                     _Step(
@@ -1085,7 +1087,7 @@ def decide_verdicts(
     controls = [figures.get(key) for key in ("control/largest", "control/random")]
 
     def alone_ratio(coordinate: Coordinate) -> float | None:
-        return _ratio(figures.get("zero/alone/{}-{}-{}".format(*coordinate)))
+        return _ratio(figures.get(str(FigureKey.alone(coordinate))))
 
     if joint is None or any(c is None for c in controls):
         reason = "the verdict needs the joint and controls experiments"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from contracts.identifiers import is_model_id
 from swi.catalog_cmd import catalog_session
 from swi.console import clear_errors, err_console, fail
 
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     pass
 
 SOURCES = ("auto", "catalog", "detect")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def register(app: typer.Typer) -> None:
@@ -58,16 +57,15 @@ def bundle_command(
     device: Annotated[str, typer.Option(help="detect: auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Write MODEL's super-weight bundle in a quantization tool's format."""
-    from catalog.bundle_formats import BundleFormatError, check_options, render_bundle
-    from catalog.errors import CatalogError
-    from indexer.errors import IndexerError
+    from catalog.bundle_formats import check_options, render_bundle
+    from contracts.errors import DomainError
 
     if source not in SOURCES:
         fail(f"unknown --source {source!r}; choose from {', '.join(SOURCES)}")
-    with clear_errors(IndexerError, CatalogError, BundleFormatError):
+    with clear_errors(DomainError):
         check_options(format, tensor_type=tensor_type, scheme=scheme)
         manifest = None
-        if source in ("auto", "catalog") and _HUB_ID.match(model) and not Path(model).exists():
+        if source in ("auto", "catalog") and is_model_id(model) and not Path(model).exists():
             manifest = _from_catalog(model, revision, required=source == "catalog")
         elif source == "catalog":
             fail(f"{model!r} is not a hub id: the catalog only knows org/name models")
@@ -97,9 +95,9 @@ def _from_catalog(model: str, revision: str | None, *, required: bool) -> dict[s
     from sqlalchemy.exc import OperationalError
 
     from api import views
-    from catalog.bundle_formats import build_manifest
     from catalog.errors import NotFoundError
     from catalog.repositories import ModelRepository, RunRepository
+    from contracts.manifest import build_manifest
 
     try:
         with catalog_session() as session:

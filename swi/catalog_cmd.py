@@ -127,9 +127,9 @@ def _redacted(url: str) -> str:
 def _errors() -> AbstractContextManager[None]:
     from sqlalchemy.exc import OperationalError
 
-    from catalog.errors import CatalogError
+    from contracts.errors import DomainError
 
-    return clear_errors(CatalogError, OperationalError)
+    return clear_errors(DomainError, OperationalError)
 
 
 @contextmanager

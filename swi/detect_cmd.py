@@ -58,11 +58,11 @@ def detect_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Find the super weights of MODEL in a few forward passes of one prompt."""
+    from contracts.errors import DomainError
     from indexer.detect import DEFAULT_PROMPT, DetectConfig, detect
-    from indexer.errors import IndexerError
     from indexer.loading import LoadOptions, load_model
 
-    with clear_errors(IndexerError):
+    with clear_errors(DomainError):
         options = LoadOptions(dtype=dtype, device=device, memory_limit_bytes=parse_memory(max_memory))
         config = DetectConfig(prompt=prompt or DEFAULT_PROMPT, max_super_weights=max_super_weights)
         config.validate()
@@ -86,7 +86,7 @@ def fetch_model_command() -> None:
 
 def show_result(result: object) -> None:
     """Render a detection result: provenance line, super-weight table, per-layer chart."""
-    from indexer.types import DetectionResult
+    from contracts.results import DetectionResult
 
     assert isinstance(result, DetectionResult)
     p = result.provenance
@@ -126,7 +126,7 @@ def show_result(result: object) -> None:
 
 def show_profile_chart(result: object) -> None:
     """Per-layer max |down_proj input| and |output|, log-scaled bars, before and after removal."""
-    from indexer.types import DetectionResult
+    from contracts.results import DetectionResult
 
     assert isinstance(result, DetectionResult)
     before = result.layer_profile[0].layers

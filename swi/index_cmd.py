@@ -54,9 +54,9 @@ def create_api() -> FastAPI:
 def _errors() -> AbstractContextManager[None]:
     from sqlalchemy.exc import OperationalError
 
-    from catalog.errors import CatalogError
+    from contracts.errors import DomainError
 
-    return clear_errors(CatalogError, OperationalError)
+    return clear_errors(DomainError, OperationalError)
 
 
 def _settings(**overrides: Any) -> WorkerSettings:
@@ -108,11 +108,11 @@ def index_command(
     On the embedded default (no SWI_BROKER_URL) the job runs in this process; with a broker, a `swi worker`
     runs it. The same model, revision and settings are indexed once: a repeat prints the existing entry.
     """
-    from catalog.identifiers import config_hash, is_commit_sha
     from catalog.repositories import JobRepository
     from catalog.repositories.pipeline import PipelineRepository
-    from workers.jobconfig import JobConfig, run_config_of
-    from workers.sources import content_digest, local_model_id, local_path_of
+    from contracts.identifiers import config_hash, is_commit_sha, local_model_id
+    from contracts.jobs import JobConfig, run_config_of
+    from workers.sources import content_digest, local_path_of
 
     with _errors():
         settings = _settings(device=device)
@@ -292,7 +292,7 @@ def _follow(context: PipelineContext, job_id: uuid.UUID, take_over: bool = False
 
     `take_over`: also sweep now and then, and return as soon as the job is claimable again (its process died).
     """
-    from catalog.models import CLAIMABLE_JOB_STATUSES
+    from contracts.status import CLAIMABLE_JOB_STATUSES
     from workers.sweeper import sweep
 
     stale_after_s = context.settings.stale_after_s
@@ -420,8 +420,8 @@ def jobs_command(
     ] = False,
 ) -> None:
     """List jobs with their status, phase, progress, attempts and last error (or cancel one)."""
-    from catalog.models import JobStatus
     from catalog.repositories import JobRepository
+    from contracts.status import JobStatus
 
     if status is not None and status not in {s.value for s in JobStatus}:
         fail(f"unknown status {status!r}; choose from {', '.join(s.value for s in JobStatus)}")

@@ -87,13 +87,13 @@ def validate_command(
     ] = False,
 ) -> None:
     """Detect the super weights of MODEL, then measure them: pruning experiments and quantization checks."""
+    from contracts.errors import DomainError
     from indexer.corpus import load_corpus
     from indexer.detect import detect
-    from indexer.errors import IndexerError
     from indexer.loading import LoadOptions, load_model
     from indexer.validate import ValidateConfig, parse_experiments, validate
 
-    with clear_errors(IndexerError):
+    with clear_errors(DomainError):
         defaults = ValidateConfig()
         config = ValidateConfig(
             experiments=parse_experiments(experiments),

@@ -23,19 +23,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.db import begin_write
 from catalog.errors import CatalogError
-from catalog.errors import InvalidInputError as CatalogInvalidInputError
-from catalog.identifiers import config_hash, is_commit_sha
-from catalog.models import Job, JobStatus, utcnow
+from catalog.models import Job, utcnow
 from catalog.repositories import JobRepository, record_run
 from catalog.repositories.jobs import parse_job_id
 from catalog.repositories.pipeline import PipelineRepository
-from workers.jobconfig import QUANTIZATION_EXPERIMENTS, JobConfig, run_config_of
+from contracts.errors import InvalidInputError
+from contracts.identifiers import config_hash, is_commit_sha
+from contracts.jobs import QUANTIZATION_EXPERIMENTS, JobConfig, run_config_of
+from contracts.status import JobStatus
+from contracts.validation import ValidationDocument
 from workers.settings import WorkerSettings
 from workers.sources import content_digest
 
 if TYPE_CHECKING:
+    from contracts.results import DetectionResult
     from indexer.loading import LoadedModel
-    from indexer.types import DetectionResult
     from indexer.validate import ProgressEvent, ValidationResult
 
 logger = logging.getLogger(__name__)
@@ -236,14 +238,16 @@ def classify(exc: BaseException) -> tuple[bool, str]:
         return True, "the job ran past this worker's time limit (SWI_JOB_TIME_LIMIT_S); use a smaller budget"
     if isinstance(exc, ConfigValidationError):
         return True, f"invalid job configuration: {exc.errors()[0]['msg']}"
-    if isinstance(exc, CatalogInvalidInputError):
+    if isinstance(exc, InvalidInputError):
         return True, str(exc)
+    if isinstance(exc, CatalogError):  # a catalog read or write that failed: the database, most likely
+        return False, f"catalog database unavailable: {str(exc).splitlines()[0]}"
     permanent = getattr(exc, "permanent", None)
     if isinstance(permanent, bool):
         return permanent, str(exc)
     if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
         return True, f"the model does not fit in this worker's device memory: {exc}"
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | CatalogError):
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         return False, f"catalog database unavailable: {str(exc).splitlines()[0]}"
     return False, f"{type(exc).__name__}: {exc}"
 
@@ -337,8 +341,10 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
     reporter.phase("detect")
     detection = _detect(loaded, config, reporter)
 
-    validation: dict[str, Any] | None = None
+    validation: ValidationDocument | None = None
     if config.measures_anything:
+        from indexer.document import validation_document
+
         reporter.phase("validate")
         validation = validation_document(_validate(loaded, detection, config, settings, reporter))
 
@@ -352,7 +358,7 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
             resolved.sha,
             resolved.resolved_from,
             run_config,
-            detection.to_dict(),
+            detection,
             validation,
             timings=timings,
             started_at=started_at,
@@ -464,59 +470,3 @@ def _validate(
         reporter.within(share, event.label)
 
     return validate(loaded, detection, corpus, validate_config, progress=on_event)
-
-
-def validation_document(result: ValidationResult) -> dict[str, Any]:
-    """The catalog's validation document (`catalog.contracts.Validation`) of a validation result."""
-    identity = result.corpus
-    corpus = {
-        "name": identity.name,
-        "sha256": identity.sha256,
-        "tokens": identity.tokens_used,
-        "window": identity.window,
-    }
-    baseline = result.baseline_perplexity
-    results: list[dict[str, Any]] = []
-    for figure in result.figures:
-        coordinates = figure.params.get("coordinates")
-        single = (
-            list(coordinates[0])
-            if figure.experiment == "alone" and isinstance(coordinates, list) and len(coordinates) == 1
-            else None
-        )
-        parameters = {"key": figure.key, "label": figure.label, **dict(figure.params)}
-        results.append(
-            {
-                "experiment": figure.experiment,
-                "parameters": parameters,
-                "metric": "perplexity",
-                "value": figure.perplexity,
-                "baseline": baseline,
-                "ratio": figure.ratio,
-                "corpus": corpus,
-                "coordinates": single,
-            }
-        )
-    shift = result.stopwords
-    if shift is not None:
-        results.append(
-            {
-                "experiment": "stopwords",
-                "parameters": {"after": shift.after_key, "stopwords": len(shift.stopwords)},
-                "metric": "stopword_mass",
-                "value": shift.mass_after,
-                "baseline": shift.mass_before,
-                "ratio": shift.mass_after / shift.mass_before if shift.mass_before else None,
-                "corpus": corpus,
-                "coordinates": None,
-            }
-        )
-    return {
-        "model_verdict": result.verdict.verdict,
-        "verdicts": [
-            {"layer": v.layer, "row": v.row, "col": v.col, "verdict": v.verdict, "reason": v.reason[:2000]}
-            for v in result.super_weight_verdicts
-            if v.verdict in ("confirmed", "inert")
-        ],
-        "results": results,
-    }

@@ -27,18 +27,18 @@ from api.services import ServicesDep
 from api.web import pages
 from api.web.assets import STATIC_FILES, render
 from catalog.errors import (
-    CatalogError,
     ConflictError,
-    InvalidInputError,
     NotFoundError,
     RateLimitedError,
     UnavailableError,
 )
-from catalog.identifiers import validate_model_id
-from catalog.models import ACTIVE_JOB_STATUSES, IndexRun, Job
+from catalog.models import IndexRun, Job
 from catalog.repositories import Comparison, JobRepository, ModelFilter, ModelRepository, RunRepository
 from catalog.repositories.browse import BrowseRepository
 from catalog.repositories.models import MODEL_SORTS, ModelSort
+from contracts.errors import DomainError, InvalidInputError
+from contracts.identifiers import validate_model_id
+from contracts.status import ACTIVE_JOB_STATUSES
 
 router = APIRouter(include_in_schema=False)
 
@@ -193,7 +193,7 @@ def catalog_page(
             browse = BrowseRepository(session)
             layers = browse.layers_by_model([item.model.id for item in page.items])
             facets = browse.facets()
-    except CatalogError as error:
+    except DomainError as error:
         return _error_page(error, "Catalog")
     next_url = None
     if page.next_cursor:
@@ -237,7 +237,7 @@ def model_page(
         revision = _clean(revision, 255)
         with services.session() as session:
             body = _render_model(session, hub_id, revision, run_id).encode()
-    except CatalogError as error:
+    except DomainError as error:
         return _error_page(error, f"{org}/{name}"[:200])
     return _cached_page(request, body)
 
@@ -325,7 +325,7 @@ def compare_page(
                 context["result"] = result
                 context["strip"] = _compare_strip(result, model_a.hub_id, model_b.hub_id)
                 body = render("compare.html", title=f"Compare {left} and {right}", **context)
-        except CatalogError as error:
+        except DomainError as error:
             context.update(error=_message_of(error), result=None, strip=None)
             status_code = _status_of(error)
             body = render("compare.html", title="Compare models", **context)
@@ -449,7 +449,7 @@ async def submit_form(request: Request, services: ServicesDep) -> Response:
         authenticate = cast(Awaitable[Principal], require_scope("submit")(services, credentials))
         principal = await authenticate
         answer = await run_in_threadpool(api_routes.submit, services, submission, principal, key)
-    except (CatalogError, OperationalError) as error:
+    except (DomainError, OperationalError) as error:
         status = _status_of(error)
         field_name = "api_key" if status in (401, 403) else ""
         headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, RateLimitedError) else {}
@@ -484,6 +484,6 @@ def job_page(services: ServicesDep, job_id: str) -> Response:
                 poll_interval=POLL_INTERVAL_S,
                 model_in_catalog=ModelRepository(session).find(job.model) is not None,
             )
-    except CatalogError as error:
+    except DomainError as error:
         return _error_page(error, "Job")
     return _page(body, headers={"Cache-Control": "no-store"})

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.models import CatalogModel, SuperWeight, SuperWeightStatus
+from catalog.models import CatalogModel, SuperWeight
+from contracts.status import SuperWeightStatus
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
-from catalog.identifiers import canonical_json, config_hash, validate_model_id, validate_revision_digest
-from catalog.models import (
-    ACTIVE_JOB_STATUSES,
-    CLAIMABLE_JOB_STATUSES,
-    CatalogModel,
-    IndexRun,
-    Job,
-    JobStatus,
-    Revision,
-    RunStatus,
-    utcnow,
-)
+from catalog.models import CatalogModel, IndexRun, Job, Revision, utcnow
+from contracts.identifiers import canonical_json, config_hash, validate_model_id, validate_revision_digest
+from contracts.status import ACTIVE_JOB_STATUSES, CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
 
 MAX_ERROR_LENGTH = 4000
 

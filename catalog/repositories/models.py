@@ -15,8 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import InvalidInputError, NotFoundError
-from catalog.identifiers import split_model_id
-from catalog.models import CatalogModel, IndexRun, Revision, RunStatus, SuperWeight, UtcDateTime, utcnow
+from catalog.models import CatalogModel, IndexRun, Revision, SuperWeight, UtcDateTime, utcnow
+from contracts.identifiers import split_model_id
+from contracts.status import RunStatus
 
 ModelSort = Literal["name", "-name", "updated", "-updated"]
 MODEL_SORTS: tuple[ModelSort, ...] = ("name", "-name", "updated", "-updated")

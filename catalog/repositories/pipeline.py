@@ -8,17 +8,9 @@ from datetime import timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from catalog.models import (
-    CLAIMABLE_JOB_STATUSES,
-    CatalogModel,
-    IndexRun,
-    Job,
-    JobStatus,
-    Revision,
-    RunStatus,
-    utcnow,
-)
+from catalog.models import CatalogModel, IndexRun, Job, Revision, utcnow
 from catalog.repositories.jobs import parse_job_id
+from contracts.status import CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
 
 
 class PipelineRepository:

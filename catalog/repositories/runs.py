@@ -14,24 +14,23 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from catalog.contracts import Detection, Validation
 from catalog.errors import InvalidInputError, NotFoundError
-from catalog.identifiers import config_hash, is_commit_sha, validate_model_id, validate_revision_digest
 from catalog.models import (
     CatalogModel,
     IndexRun,
     Job,
-    JobStatus,
     LayerProfile,
     QualityResult,
     Revision,
-    RunStatus,
     SuperActivation,
     SuperWeight,
-    SuperWeightStatus,
     utcnow,
 )
 from catalog.repositories.models import ModelRepository
+from contracts.identifiers import config_hash, is_commit_sha, validate_model_id, validate_revision_digest
+from contracts.results import DetectionResult, Provenance
+from contracts.status import JobStatus, RunStatus, SuperWeightStatus
+from contracts.validation import ValidationDocument
 
 Coordinates = tuple[int, int, int]
 Reproduction = Literal["reproduced", "contradicted", "unverified"]
@@ -96,8 +95,8 @@ def record_run(
     revision_sha: str,
     resolved_from: str | None,
     config: Mapping[str, Any],
-    detection: Mapping[str, Any],
-    validation: Mapping[str, Any] | None = None,
+    detection: DetectionResult | Mapping[str, Any],
+    validation: ValidationDocument | Mapping[str, Any] | None = None,
     **details: Any,
 ) -> RecordedRun:
     """Store one run (see `RunRepository.record_run`); the caller commits."""
@@ -126,8 +125,8 @@ class RunRepository:
         model_id: str,
         revision_sha: str,
         config: Mapping[str, Any],
-        detection: Mapping[str, Any],
-        validation: Mapping[str, Any] | None = None,
+        detection: DetectionResult | Mapping[str, Any],
+        validation: ValidationDocument | Mapping[str, Any] | None = None,
         job_id: uuid.UUID | str | None = None,
         resolved_from: str | None = None,
         timings: Mapping[str, float] | None = None,
@@ -140,8 +139,9 @@ class RunRepository:
 
         - `model_id`: the catalog id `org/name` (hub id; local sources use `local/<file or folder name>`).
         - `revision_sha`: the 40-hex commit sha, or `sha256:<hex>` of a local file's content.
-        - `config`: the job's configuration; its hash (`catalog.identifiers.config_hash`) is the run key.
-        - `detection`: `indexer.types.DetectionResult.to_dict()`; `validation`: see `catalog.contracts`.
+        - `config`: the job's configuration; its hash (`contracts.identifiers.config_hash`) is the run key.
+        - `detection`: a `contracts.results.DetectionResult` (or its JSON); `validation`: a
+          `contracts.validation.ValidationDocument` (or its JSON), or None.
         - `job_id`: the job this run completes; it is marked `succeeded` and linked to the run.
         A repeated call (same job, or same model + sha + config) returns the existing run and writes nothing
         else. Everything happens in the caller's transaction: the caller commits.
@@ -149,8 +149,16 @@ class RunRepository:
         validate_model_id(model_id)
         validate_revision_digest(revision_sha)
         try:
-            parsed = Detection.model_validate(dict(detection))
-            checked = Validation.model_validate(dict(validation)) if validation is not None else None
+            parsed = (
+                detection
+                if isinstance(detection, DetectionResult)
+                else DetectionResult.model_validate(dict(detection))
+            )
+            checked = (
+                validation
+                if isinstance(validation, ValidationDocument) or validation is None
+                else ValidationDocument.model_validate(dict(validation))
+            )
         except ValidationError as exc:
             raise InvalidInputError(f"invalid result document: {exc.errors()[0]['msg']}") from exc
         digest = config_hash(config)
@@ -159,11 +167,9 @@ class RunRepository:
             return RecordedRun(run_id=job.run_id, created=False)
 
         provenance = parsed.provenance
-        model = self.models.get_or_create(
-            model_id, source_kind=str(provenance.get("source_kind") or "hub")[:16]
-        )
+        model = self.models.get_or_create(model_id, source_kind=provenance.source_kind)
         self._update_model(model, provenance, family=family, base_model=base_model)
-        revision = self._revision(model, revision_sha, resolved_from or provenance.get("resolved_from"))
+        revision = self._revision(model, revision_sha, resolved_from or provenance.resolved_from)
 
         existing = self._run_for(revision, digest)
         if existing is None:
@@ -212,15 +218,14 @@ class RunRepository:
     def _update_model(
         self,
         model: CatalogModel,
-        provenance: Mapping[str, Any],
+        provenance: Provenance,
         *,
         family: str | None,
         base_model: str | None,
     ) -> None:
-        if isinstance(provenance.get("model_type"), str):
-            model.model_type = provenance["model_type"][:64]
-        if isinstance(provenance.get("parameter_count"), int) and provenance["parameter_count"] > 0:
-            model.parameter_count = provenance["parameter_count"]
+        model.model_type = provenance.model_type[:64]
+        if provenance.parameter_count > 0:
+            model.parameter_count = provenance.parameter_count
         if family:
             model.family = family[:64]
         if base_model:
@@ -255,26 +260,25 @@ class RunRepository:
         revision: Revision,
         config: dict[str, Any],
         digest: str,
-        detection: Detection,
-        validation: Validation | None,
+        detection: DetectionResult,
+        validation: ValidationDocument | None,
         timings: Mapping[str, float] | None,
         started_at: datetime | None,
         finished_at: datetime | None,
     ) -> IndexRun:
         provenance = detection.provenance
-        wall_time = provenance.get("wall_time_s")
         run = IndexRun(
             model_id=model.id,
             revision_id=revision.id,
             status=RunStatus.SUCCEEDED,
             config=config,
             config_hash=digest,
-            provenance=dict(provenance),
-            detector_version=str(provenance.get("detector_version") or "")[:32] or None,
+            provenance=provenance.model_dump(mode="json"),
+            detector_version=provenance.detector_version[:32] or None,
             model_verdict=validation.model_verdict if validation else None,
-            profile_removed=[it.removed for it in detection.layer_profile],
+            profile_removed=[[list(c) for c in it.removed] for it in detection.layer_profile],
             timings=dict(timings or {}),
-            wall_time_s=float(wall_time) if isinstance(wall_time, int | float) else None,
+            wall_time_s=provenance.wall_time_s,
             started_at=started_at,
             finished_at=finished_at or utcnow(),
         )
@@ -290,23 +294,30 @@ class RunRepository:
             weight = SuperWeight(
                 model_id=model.id,
                 run_id=run.id,
-                status=verdict.verdict if verdict else SuperWeightStatus.CANDIDATE,
+                status=verdict.status if verdict else SuperWeightStatus.CANDIDATE,
                 verdict_reason=verdict.reason if verdict else None,
-                **found.model_dump(),
+                member_of_confirmed_set=verdict.member_of_confirmed_set if verdict else False,
+                **found.model_dump(mode="json"),
             )
             weights[coordinates] = weight
             self.session.add(weight)
         if detection.super_activation is not None:
-            self.session.add(SuperActivation(run_id=run.id, **detection.super_activation.model_dump()))
+            self.session.add(
+                SuperActivation(run_id=run.id, **detection.super_activation.model_dump(mode="json"))
+            )
         for iteration in detection.layer_profile:
             for stats in iteration.layers:
                 self.session.add(
-                    LayerProfile(run_id=run.id, iteration=iteration.iteration, **stats.model_dump())
+                    LayerProfile(
+                        run_id=run.id, iteration=iteration.iteration, **stats.model_dump(mode="json")
+                    )
                 )
         self.session.flush()
         for measurement in validation.results if validation else []:
             weight_row = weights.get(measurement.coordinates) if measurement.coordinates else None
             parameters = dict(measurement.parameters)
+            if measurement.key is not None:
+                parameters.setdefault("key", str(measurement.key))
             if measurement.coordinates and weight_row is None:
                 parameters.setdefault("coordinates", list(measurement.coordinates))
             self.session.add(

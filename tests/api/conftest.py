@@ -15,9 +15,8 @@ from catalog.db import make_engine, make_session_factory
 from catalog.repositories import ApiKeyRepository
 from catalog.seed import load_seed
 from catalog.settings import Settings
-from catalog.testing import truncate_all
 from tests.live_server import served
-from tests.postgres import migrated_database
+from tests.postgres import migrated_database, truncate_all
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from catalog.db import make_engine, make_session_factory
 from catalog.repositories import JobRepository, record_run
 from catalog.settings import Settings
-from catalog.testing import sample_detection, sample_validation
+from tests.documents import sample_detection, sample_validation
 
 pytestmark = pytest.mark.services
 
@@ -218,7 +218,7 @@ def test_concurrent_identical_submissions_give_one_job(
 def test_submission_of_an_indexed_model_returns_the_run(
     http: httpx.Client, settings: Settings, make_key: Callable[..., str]
 ) -> None:
-    from api.schemas import SubmissionOptions
+    from contracts.jobs import SubmissionOptions
 
     config = SubmissionOptions.model_validate({}).as_config()
     run_id = _record(settings, "org/indexed", [(1, 2, 3)], config=config)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from catalog.bundle_formats import build_manifest, float32_of
+from contracts.manifest import build_manifest, float32_of
 from indexer.bundles import manifest_from_detection
 from indexer.detect import detect
 from indexer.loading import LoadedModel

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from catalog.bundle_formats import manifest_sha256, render_bundle
+from catalog.bundle_formats import render_bundle
+from contracts.manifest import manifest_sha256
 from indexer.bundles import (
     BundleError,
     BundleFormatError,

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from catalog.bundle_formats import llama_cpp_mapping, llama_cpp_tensor_types, render_bundle
+from contracts.results import DetectionResult
 from indexer.bundles import BundleMismatchError, load_bundle, manifest_from_detection, protect_super_weights
 from indexer.corpus import file_corpus
 from indexer.detect import detect
 from indexer.loading import LoadedModel
 from indexer.perplexity import PerplexityEvaluator
 from indexer.quantize import Granularity, linear_targets, rtn_quantize_model_
-from indexer.types import DetectionResult
 from indexer.validate import ValidateConfig, evaluation_windows, validate
 from tests.live_server import serving_folder
 

@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from catalog import migrate
 from catalog.db import make_engine, make_session_factory
-from catalog.testing import truncate_all
-from tests.postgres import POSTGRES_ADMIN_URL, migrated_database
+from tests.postgres import POSTGRES_ADMIN_URL, migrated_database, truncate_all
 
 
 @pytest.fixture(scope="session")

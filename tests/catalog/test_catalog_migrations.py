@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from catalog import migrate
 from catalog.db import make_engine
 from catalog.models import Base
-from catalog.testing import temporary_postgres_database
+from tests.postgres import temporary_postgres_database
 
 TABLES = {
     "alembic_version",

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from catalog.db import make_session_factory
 from catalog.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
-from catalog.identifiers import config_hash
 from catalog.models import IndexRun, Job, QualityResult, SuperWeight, utcnow
 from catalog.repositories import (
     ApiKeyRepository,
@@ -25,7 +24,8 @@ from catalog.repositories import (
     record_run,
 )
 from catalog.seed import CITATION, REFERENCE_CODE, SEED, load_seed
-from catalog.testing import sample_detection, sample_validation
+from contracts.identifiers import config_hash
+from tests.documents import sample_detection, sample_validation
 
 pytestmark = pytest.mark.services
 

@@ -18,8 +18,8 @@ from catalog.bootstrap import prepare_database
 from catalog.db import make_engine, make_session_factory
 from catalog.repositories import JobRepository, ModelFilter, ModelRepository, RunRepository, record_run
 from catalog.settings import Settings
-from catalog.testing import sample_detection, sample_validation
 from swi import catalog_cmd
+from tests.documents import sample_detection, sample_validation
 
 SHA = "e" * 40
 ROOT = Path(__file__).resolve().parents[2]

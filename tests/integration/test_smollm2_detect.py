@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from contracts.results import DetectionResult
 from indexer.ablation import zeroed_weights
 from indexer.detect import detect
 from indexer.loading import LoadedModel
-from indexer.types import DetectionResult
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
+from contracts.results import DetectionResult
 from indexer.corpus import Corpus
 from indexer.detect import detect
 from indexer.loading import LoadedModel
-from indexer.types import DetectionResult
 from tests.tiny import plant_super_weight, tiny_model
 
 #: the tiny models' context; every window starts with BOS so the planted spike fires in each

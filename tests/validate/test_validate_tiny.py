@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from contracts.results import DetectionResult
 from indexer.errors import InvalidInputError
 from indexer.hooks import forward_hooks
 from indexer.loading import LoadedModel
-from indexer.types import DetectionResult
 from indexer.validate import (
     EXPERIMENTS,
     Figure,
@@ -204,7 +204,12 @@ def test_an_overflowing_pass_counts_as_infinite() -> None:
 
 def test_a_model_without_super_weights(planted: tuple[LoadedModel, DetectionResult]) -> None:
     loaded, detection = planted
-    empty = DetectionResult((), None, detection.layer_profile, detection.provenance)
+    empty = DetectionResult(
+        super_weights=(),
+        super_activation=None,
+        layer_profile=detection.layer_profile,
+        provenance=detection.provenance,
+    )
     config = ValidateConfig(max_tokens=256, rtn_bits=(4,), rtn_granularities=("g32",))
     result = validate(loaded, empty, bos_corpus(2), config)
     assert result.verdict.verdict == "not_measured"

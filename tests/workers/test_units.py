@@ -10,15 +10,14 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from api.schemas import SubmissionOptions
 from catalog.errors import InvalidInputError
-from catalog.identifiers import config_hash
+from contracts.identifiers import config_hash, local_model_id
+from contracts.jobs import JobConfig, SubmissionOptions, run_config_of
 from indexer import errors as indexer_errors
 from workers.app import INDEX_TASK, SWEEP_TASK, celery_config
-from workers.jobconfig import JobConfig, run_config_of
 from workers.pipeline import PipelineError, TransientTestFaultError, backoff_delay, classify
 from workers.settings import WorkerSettings
-from workers.sources import content_digest, local_model_id, local_path_of
+from workers.sources import content_digest, local_path_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

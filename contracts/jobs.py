@@ -1,0 +1,70 @@
+"""The configuration of a job: what a user may submit, and what a job row carries (`jobs.config`).
+
+One model for every layer: the API validates submissions with `SubmissionOptions`, the web form and
+`swi index` build a `JobConfig`, the catalog hashes `as_config()` (the run key), the workers read it back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: the key of a job's configuration that names a local source (never part of the run's configuration)
+SOURCE_PATH_KEY = "source_path"
+#: the keys always written; the others are written only when set, so equal settings hash equally
+BASE_KEYS = ("prompt", "max_super_weights", "z_threshold", "dtype", "validate", "quantization_checks")
+#: experiments of the quantization checks (the rest is prune validation)
+QUANTIZATION_EXPERIMENTS = ("rtn", "w8a8")
+Dtype = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+class SubmissionOptions(BaseModel):
+    """Detection and validation settings a submission may set (defaults are the published recipe)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        json_schema_extra={"examples": [{"max_super_weights": 8, "validate": True, "dtype": "auto"}]},
+    )
+
+    prompt: str | None = Field(default=None, min_length=1, max_length=2000, description="Detection prompt.")
+    max_super_weights: int = Field(default=8, ge=1, le=64)
+    z_threshold: float = Field(default=3.0, gt=0, le=100)
+    dtype: Dtype = "auto"
+    validate_: bool = Field(
+        default=True, alias="validate", description="Validate by pruning each super weight."
+    )
+    quantization_checks: bool = Field(default=True, description="Run the RTN hold-out checks.")
+
+    def as_config(self) -> dict[str, Any]:
+        """The JSON stored on the job (its hash is the run key): the base keys, and the others when set."""
+        data = self.model_dump(by_alias=True, mode="json")
+        return {key: value for key, value in data.items() if key in BASE_KEYS or value is not None}
+
+    @property
+    def measures_anything(self) -> bool:
+        """Whether validation or quantization checks run at all."""
+        return self.validate_ or self.quantization_checks
+
+
+class JobConfig(SubmissionOptions):
+    """Everything a job carries: the submission options and the local runs' settings (extra keys ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, json_schema_extra=None)
+
+    max_tokens: int | None = Field(default=None, ge=2, description="Validation token budget.")
+    window: int | None = Field(default=None, ge=2, description="Validation window length.")
+    corpus: str | None = Field(default=None, max_length=200, description="builtin, wikitext2 or a file path.")
+    experiments: tuple[str, ...] | None = Field(
+        default=None, description="Subset of the validation experiments."
+    )
+    source_path: str | None = Field(
+        default=None, description="A local folder or .gguf file (local jobs only)."
+    )
+
+
+def run_config_of(job_config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration of the run (its hash is the run key): the job's, without the local path."""
+    return {key: value for key, value in job_config.items() if key != SOURCE_PATH_KEY}

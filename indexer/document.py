@@ -1,0 +1,70 @@
+"""The validation document (`contracts.validation.ValidationDocument`) of a validation result.
+
+What the catalog stores and every bundle reflects: the verdicts (with `member_of_confirmed_set` and the
+reason) and every figure, each with its key, its corpus identity and the baseline it is a ratio of.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts.base import Coordinates
+from contracts.validation import CorpusIdentity, FigureKey, Measurement, ValidationDocument, Verdict
+from indexer.validate import ValidationResult
+
+#: the longest reason a verdict carries
+REASON_MAX = 2000
+
+
+def validation_document(result: ValidationResult) -> ValidationDocument:
+    """Every figure and verdict of `result`, in the one document shape all layers share."""
+    identity = result.corpus
+    corpus = CorpusIdentity(
+        name=identity.name, sha256=identity.sha256, tokens=identity.tokens_used, window=identity.window
+    )
+    baseline = result.baseline_perplexity
+    results: list[Measurement] = []
+    for figure in result.figures:
+        key = FigureKey.parse(figure.key)
+        single: Coordinates | None = key.coordinates[0] if len(key.coordinates) == 1 else None
+        parameters: dict[str, Any] = {"key": figure.key, "label": figure.label, **dict(figure.params)}
+        results.append(
+            Measurement(
+                experiment=figure.experiment,
+                key=key,
+                parameters=parameters,
+                metric="perplexity",
+                value=figure.perplexity,
+                baseline=baseline,
+                ratio=figure.ratio,
+                corpus=corpus,
+                coordinates=single,
+            )
+        )
+    shift = result.stopwords
+    if shift is not None:
+        results.append(
+            Measurement(
+                experiment="stopwords",
+                key=FigureKey(experiment="stopwords"),
+                parameters={"after": shift.after_key, "stopwords": len(shift.stopwords)},
+                metric="stopword_mass",
+                value=shift.mass_after,
+                baseline=shift.mass_before,
+                ratio=shift.mass_after / shift.mass_before if shift.mass_before else None,
+                corpus=corpus,
+            )
+        )
+    verdicts = tuple(
+        Verdict(
+            layer=v.layer,
+            row=v.row,
+            col=v.col,
+            verdict=v.verdict,  # type: ignore[arg-type]
+            reason=v.reason[:REASON_MAX],
+            member_of_confirmed_set=v.member_of_confirmed_set,
+            alone_ratio=v.alone_ratio,
+        )
+        for v in result.super_weight_verdicts
+    )
+    return ValidationDocument(model_verdict=result.verdict.verdict, verdicts=verdicts, results=tuple(results))
