@@ -29,4 +29,4 @@ RUN pip install .
 
 USER swi
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "swi.index_cmd:create_api", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "--factory", "api.serve:create_served_app", "--host", "0.0.0.0", "--port", "8000"]

@@ -9,8 +9,9 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from api.problems import AuthenticationError, PermissionDeniedError
+from api.problems import AuthenticationError
 from api.services import Services, ServicesDep
+from catalog.errors import PermissionDeniedError
 from catalog.repositories import ApiKeyRepository
 from catalog.repositories.keys import has_scope
 

@@ -1,86 +1,101 @@
-"""Request metrics in the Prometheus text format (a small registry: counters and a latency histogram)."""
+"""Request metrics with prometheus_client; summed over every process under `swi serve --workers N`.
+
+With several server processes (`PROMETHEUS_MULTIPROC_DIR` set before the first import of
+prometheus_client, as `swi serve` does), each process writes its samples to files in that folder and a
+scrape of any process reads them all (prometheus_client's multiprocess mode). Catalog gauges are
+measured at scrape time by a collector and are never summed.
+"""
 
 from __future__ import annotations
 
-import threading
+import os
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: the environment variable that switches prometheus_client to its multiprocess mode
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: name -> (help, {label pairs: value}) measured at scrape time
+Gauges = dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def multiprocess_dir() -> str | None:
+    """The folder shared by the server processes, when metrics are kept across processes."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    body = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
-    return "{" + body + "}" if body else ""
+class _ScrapeGauges(Collector):
+    """Gauges computed when scraped (jobs by status, catalog sizes): one process's view of the database."""
+
+    def __init__(self, measure: Callable[[], Gauges]):
+        self.measure = measure
+
+    def collect(self) -> Iterator[Metric]:
+        for name, (help_text, samples) in self.measure().items():
+            labels = sorted({label for pairs in samples for label, _ in pairs})
+            family = GaugeMetricFamily(name, help_text, labels=labels)
+            for pairs, value in sorted(samples.items()):
+                family.add_metric([dict(pairs)[label] for label in labels], value)
+            yield family
+
+
+class _Union(Collector):
+    def __init__(self, collectors: Iterable[Collector]):
+        self.collectors = tuple(collectors)
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
 
 
 class Metrics:
-    """Thread-safe request counters and latency histograms keyed by method, route template and status."""
+    """Request counters and latency histograms keyed by method, route template and status."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._buckets: dict[tuple[str, str], list[int]] = {}
-        self._sums: dict[tuple[str, str], float] = defaultdict(float)
-        self._counts: dict[tuple[str, str], int] = defaultdict(int)
-        self._started = time.time()
+        # a registry per app: several apps in one process (tests) never share counts
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "swi_http_requests",
+            "HTTP requests by method, route template and status.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "swi_http_request_duration_seconds",
+            "Time to answer HTTP requests.",
+            ("method", "route"),
+            buckets=BUCKETS_S,
+            registry=self.registry,
+        )
+        started = Gauge(
+            "swi_process_start_time_seconds",
+            "When the (oldest) API process started (Unix time).",
+            registry=self.registry,
+            multiprocess_mode="min",
+        )
+        started.set(time.time())
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one finished request."""
-        with self._lock:
-            self._requests[(method, route, str(status))] += 1
-            key = (method, route)
-            buckets = self._buckets.setdefault(key, [0] * len(BUCKETS_S))
-            for index, bound in enumerate(BUCKETS_S):
-                if seconds <= bound:
-                    buckets[index] += 1
-            self._sums[key] += seconds
-            self._counts[key] += 1
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
-    def render(self, gauges: dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]]) -> str:
-        """The exposition text; `gauges` maps name -> (help, {label pairs: value}) measured at scrape time."""
-        lines = [
-            "# HELP swi_http_requests_total HTTP requests by method, route template and status.",
-            "# TYPE swi_http_requests_total counter",
-        ]
-        with self._lock:
-            for (method, route, status), count in sorted(self._requests.items()):
-                labels = _labels((("method", method), ("route", route), ("status", status)))
-                lines.append(f"swi_http_requests_total{labels} {count}")
-            lines += [
-                "# HELP swi_http_request_duration_seconds Time to answer HTTP requests.",
-                "# TYPE swi_http_request_duration_seconds histogram",
-            ]
-            for (method, route), buckets in sorted(self._buckets.items()):
-                base = (("method", method), ("route", route))
-                for bound, count in zip(BUCKETS_S, buckets, strict=True):
-                    labels = _labels((*base, ("le", repr(bound))))
-                    lines.append(f"swi_http_request_duration_seconds_bucket{labels} {count}")
-                inf = _labels((*base, ("le", "+Inf")))
-                lines.append(f"swi_http_request_duration_seconds_bucket{inf} {self._counts[(method, route)]}")
-                lines.append(
-                    f"swi_http_request_duration_seconds_sum{_labels(base)} {self._sums[(method, route)]}"
-                )
-                lines.append(
-                    f"swi_http_request_duration_seconds_count{_labels(base)} {self._counts[(method, route)]}"
-                )
-        lines += [
-            "# HELP swi_process_start_time_seconds When the API process started (Unix time).",
-            "# TYPE swi_process_start_time_seconds gauge",
-            f"swi_process_start_time_seconds {self._started}",
-        ]
-        for name, (help_text, samples) in gauges.items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-            for pairs, value in sorted(samples.items()):
-                lines.append(f"{name}{_labels(pairs)} {value}")
-        return "\n".join(lines) + "\n"
+    def render(self, measure: Callable[[], Gauges]) -> bytes:
+        """The exposition text: every process's requests (multiprocess mode) or this one's, plus gauges."""
+        gauges = _ScrapeGauges(measure)
+        folder = multiprocess_dir()
+        if folder is None:
+            return generate_latest(_Union((self.registry, gauges)))
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+        registry.register(gauges)
+        return generate_latest(registry)
 
 
 class MetricsMiddleware:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select, text
 
+from api.metrics import Gauges, Metrics
 from api.problems import problem, problem_responses
 from api.schemas import CheckOut, HealthOut, ReadyOut
 from api.services import Services, ServicesDep
@@ -42,17 +41,15 @@ def _check_database(services: Services) -> CheckOut:
     return CheckOut(ok=True)
 
 
-def _check_broker(url: str, timeout: float) -> CheckOut:
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port
-    if host is None:
-        return CheckOut(ok=False, detail="the broker URL names no host")
-    default_ports = {"redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671}
+def _check_broker(services: Services) -> CheckOut:
+    """The broker answers a PING within the readiness timeout (a listener that never answers fails)."""
+    if services.broker_ping is None:
+        return CheckOut(ok=False, detail="a broker is configured but this app has no way to ask it")
     try:
-        with socket.create_connection((host, port or default_ports.get(parts.scheme, 6379)), timeout=timeout):
-            return CheckOut(ok=True)
-    except OSError as exc:
+        services.broker_ping()
+    except Exception as exc:
         return CheckOut(ok=False, detail=f"unreachable: {type(exc).__name__}")
+    return CheckOut(ok=True)
 
 
 @router.get(
@@ -63,10 +60,10 @@ def _check_broker(url: str, timeout: float) -> CheckOut:
     responses=problem_responses(503),
 )
 def readyz(services: ServicesDep) -> Any:
-    """The database is reachable and migrated, and the broker (when configured) accepts connections."""
+    """The database is reachable and migrated, and the broker (when configured) answers a PING."""
     checks = {"database": _check_database(services)}
     if services.settings.broker_url:
-        checks["broker"] = _check_broker(services.settings.broker_url, services.settings.readiness_timeout_s)
+        checks["broker"] = _check_broker(services)
     failing = [f"{name}: {check.detail}" for name, check in checks.items() if not check.ok]
     if failing:
         return problem(
@@ -90,9 +87,14 @@ def readyz(services: ServicesDep) -> Any:
         200: {"content": {PROMETHEUS_TEXT: {"schema": {"type": "string"}}}, "description": "Metrics."}
     },
 )
-def metrics(services: ServicesDep) -> PlainTextResponse:
-    """Request counts and latencies, jobs by status and catalog sizes, in the Prometheus text format."""
-    gauges: dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]] = {}
+def metrics(request: Request, services: ServicesDep) -> Response:
+    """Request counts and latencies (of every server process), jobs by status and catalog sizes."""
+    registry: Metrics = request.app.state.metrics
+    return Response(registry.render(lambda: _gauges(services)), media_type=PROMETHEUS_TEXT)
+
+
+def _gauges(services: Services) -> Gauges:
+    gauges: Gauges = {}
     try:
         with services.session() as session:
             jobs = JobRepository(session).counts_by_status()
@@ -104,4 +106,4 @@ def metrics(services: ServicesDep) -> PlainTextResponse:
         gauges["swi_database_up"] = ("Whether the database answered the scrape.", {(): 1.0})
     except Exception:
         gauges["swi_database_up"] = ("Whether the database answered the scrape.", {(): 0.0})
-    return PlainTextResponse(services.metrics.render(gauges), media_type=PROMETHEUS_TEXT)
+    return gauges

@@ -9,13 +9,14 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog.errors import (
     CatalogError,
     ConflictError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitedError,
     UnavailableError,
 )
@@ -29,8 +30,25 @@ class AuthenticationError(CatalogError):
     """No usable API key (401)."""
 
 
-class PermissionDeniedError(CatalogError):
-    """The key lacks the required scope (403)."""
+class PayloadTooLargeError(CatalogError):
+    """The request body is larger than the configured limit (413)."""
+
+
+class SchemaMissingError(CatalogError):
+    """The database has no (or an older) catalog schema (503 until `swi catalog migrate`)."""
+
+
+#: SQLSTATEs of a missing table or column: the schema was never created or is older than the code
+_SCHEMA_SQLSTATES = ("42P01", "42703")
+
+
+def schema_missing(exc: BaseException) -> bool:
+    """Whether a database error means the catalog schema is missing or outdated."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) in _SCHEMA_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "no such table" in str(exc.orig)
 
 
 class FieldError(BaseModel):
@@ -74,9 +92,13 @@ _KINDS: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (ConflictError, 409, "conflict", "Conflict"),
     (InvalidInputError, 400, "invalid-input", "Bad Request"),
     (RateLimitedError, 429, "rate-limited", "Too Many Requests"),
+    (PayloadTooLargeError, 413, "too-large", "Content Too Large"),
+    (SchemaMissingError, 503, "schema-missing", "Service Unavailable"),
     (UnavailableError, 503, "unavailable", "Service Unavailable"),
     (OperationalError, 503, "unavailable", "Service Unavailable"),
+    (DataError, 400, "invalid-input", "Bad Request"),
 )
+SCHEMA_MISSING_DETAIL = "the catalog database has no current schema: run `swi catalog migrate`"
 
 _HTTP_TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable"}
 
@@ -91,7 +113,9 @@ def problem(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
-    """A problem+json response."""
+    """A problem+json response (a 500 also closes the connection: the server may drop it anyway)."""
+    if status >= 500 and status != 503:
+        headers = {**(headers or {}), "Connection": "close"}
     body = Problem(
         type=f"urn:swi:problem:{slug}" if slug else "about:blank",
         title=title,
@@ -108,6 +132,9 @@ def problem(
 async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
     """The one handler: every error the API can raise becomes problem+json (unknown ones a logged 500)."""
     instance = request.url.path
+    if schema_missing(exc):
+        logger.warning("catalog schema missing on %s: %s", instance, exc)
+        exc = SchemaMissingError(SCHEMA_MISSING_DETAIL)
     if isinstance(exc, RequestValidationError):
         errors = [
             FieldError(
@@ -138,9 +165,13 @@ async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
             if retry_after is not None:
                 headers["Retry-After"] = str(retry_after)
                 extensions["retry_after"] = retry_after
-            detail = "the database is unavailable" if isinstance(exc, OperationalError) else str(exc)
+            detail = str(exc)
             if isinstance(exc, OperationalError):
+                detail = "the database is unavailable"
                 logger.warning("database error on %s: %s", instance, exc)
+            elif isinstance(exc, DataError):
+                detail = "a value of the request cannot be stored"
+                logger.warning("data error on %s: %s", instance, exc)
             return problem(status, title, detail, slug=slug, instance=instance, headers=headers, **extensions)
     logger.exception("unhandled error on %s", instance, exc_info=exc)
     return problem(500, "Internal Server Error", "an unexpected error occurred", instance=instance)
@@ -150,7 +181,7 @@ HANDLED_TYPES: tuple[type[Exception], ...] = (
     RequestValidationError,
     StarletteHTTPException,
     DomainError,
-    OperationalError,
+    DBAPIError,
     Exception,
 )
 
@@ -163,6 +194,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The API key lacks the required scope.",
         404: "Not found.",
         409: "Conflict (e.g. an Idempotency-Key reused for another request).",
+        413: "The request body is larger than the limit.",
         422: "Invalid parameters or body.",
         429: "Rate limit reached; see Retry-After.",
         503: "A dependency is unavailable; see Retry-After.",

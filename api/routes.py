@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api import views
 from api.auth import Principal, require_scope
 from api.cache import cached_body, model_stamp
 from api.etag import conditional_response, conditional_response_with_etag, json_with_etag
-from api.problems import PermissionDeniedError, problem_responses
+from api.problems import problem_responses
 from api.schemas import (
     BundleOut,
     CompareOut,
@@ -25,8 +29,9 @@ from api.schemas import (
     SubmissionIn,
     SubmissionOut,
     SuperWeightsOut,
+    Text,
 )
-from api.services import Services, ServicesDep, leave_queued
+from api.services import Services, ServicesDep
 from catalog.bundle_formats import (
     DEFAULT_LLAMA_CPP_TYPE,
     DEFAULT_SCHEME,
@@ -61,6 +66,7 @@ BUNDLE_MEDIA_TYPES = (
     "text/x-python",
 )
 router = APIRouter(prefix="/v1")
+Body = TypeVar("Body", bound=BaseModel)
 
 PAGE_SIZE_LIMIT = 500
 Org = Annotated[
@@ -70,7 +76,7 @@ Name = Annotated[
     str, Path(pattern=NAME_PART_PATTERN, max_length=96, description="Model name.", examples=["llama-7b"])
 ]
 RevisionQuery = Annotated[
-    str | None,
+    Text | None,
     Query(
         max_length=255,
         pattern=REVISION_QUERY_PATTERN,
@@ -78,7 +84,7 @@ RevisionQuery = Annotated[
     ),
 ]
 IfNoneMatch = Annotated[
-    str | None, Header(alias="If-None-Match", max_length=1000, description="ETag(s) the client holds.")
+    Text | None, Header(alias="If-None-Match", max_length=1000, description="ETag(s) the client holds.")
 ]
 
 ETAG_HEADERS = {
@@ -113,9 +119,9 @@ def list_models(
     request: Request,
     services: ServicesDep,
     architecture: Annotated[
-        str | None, Query(max_length=64, description="`config.model_type`, e.g. llama.")
+        Text | None, Query(max_length=64, description="`config.model_type`, e.g. llama.")
     ] = None,
-    family: Annotated[str | None, Query(max_length=64, description="Model family, e.g. OLMo.")] = None,
+    family: Annotated[Text | None, Query(max_length=64, description="Model family, e.g. OLMo.")] = None,
     status: Annotated[
         Literal["reported", "candidate", "confirmed", "inert"] | None,
         Query(description="Has a super weight with this status."),
@@ -126,10 +132,10 @@ def list_models(
     has_super_weights: Annotated[
         bool | None, Query(description="Has (or has no) super-weight entries.")
     ] = None,
-    q: Annotated[str | None, Query(max_length=100, description="Text search in the id and family.")] = None,
+    q: Annotated[Text | None, Query(max_length=100, description="Text search in the id and family.")] = None,
     sort: Annotated[ModelSort, Query(description="Order; `-` for descending.")] = "name",
     cursor: Annotated[
-        str | None, Query(max_length=1000, description="`next_cursor` of the previous page.")
+        Text | None, Query(max_length=1000, description="`next_cursor` of the previous page.")
     ] = None,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_LIMIT, description="Page size.")] = None,
     if_none_match: IfNoneMatch = None,
@@ -149,8 +155,15 @@ def list_models(
         body = ModelListOut(items=[views.model_summary(s) for s in page.items], next_cursor=page.next_cursor)
     headers = {}
     if page.next_cursor:
-        headers["Link"] = f'<{request.url.include_query_params(cursor=page.next_cursor)}>; rel="next"'
+        headers["Link"] = f'<{_next_page_url(request, services, page.next_cursor)}>; rel="next"'
     return json_with_etag(request, body, headers=headers)
+
+
+def _next_page_url(request: Request, services: Services, cursor: str) -> str:
+    """The next page: under the configured public URL, else relative (never the request's Host)."""
+    url = request.url.include_query_params(cursor=cursor)
+    base = (services.settings.public_base_url or "").rstrip("/")
+    return f"{base}{url.path}?{url.query}"
 
 
 @router.get("/models/{org}/{name}", response_model=ModelDetailOut, summary="One model", responses=_read(404))
@@ -239,10 +252,10 @@ def get_bundle(
     name: Name,
     format: Annotated[BundleFormat, Query(description="Bundle format.")] = "json",
     tensor_type: Annotated[
-        str, Query(max_length=8, description="llama.cpp: the type super-weight tensors are kept at.")
+        Text, Query(max_length=8, description="llama.cpp: the type super-weight tensors are kept at.")
     ] = DEFAULT_LLAMA_CPP_TYPE,
     scheme: Annotated[
-        str, Query(max_length=40, description="llm-compressor: the quantization scheme of the recipe.")
+        Text, Query(max_length=40, description="llm-compressor: the quantization scheme of the recipe.")
     ] = DEFAULT_SCHEME,
     revision: RevisionQuery = None,
     if_none_match: IfNoneMatch = None,
@@ -299,9 +312,11 @@ def get_run(
 async def compare(
     request: Request,
     services: ServicesDep,
-    a: Annotated[str, Query(max_length=193, pattern=MODEL_ID_PATTERN, examples=["meta-llama/Llama-2-7b-hf"])],
+    a: Annotated[
+        Text, Query(max_length=193, pattern=MODEL_ID_PATTERN, examples=["meta-llama/Llama-2-7b-hf"])
+    ],
     b: Annotated[
-        str, Query(max_length=193, pattern=MODEL_ID_PATTERN, examples=["meta-llama/Llama-2-7b-chat-hf"])
+        Text, Query(max_length=193, pattern=MODEL_ID_PATTERN, examples=["meta-llama/Llama-2-7b-chat-hf"])
     ],
     if_none_match: IfNoneMatch = None,
 ) -> Response:
@@ -334,12 +349,18 @@ async def compare(
             "description": "Accepted: the job (new, or the identical one in progress).",
             "headers": {"Location": {"description": "The job (or run).", "schema": {"type": "string"}}},
         },
-        **problem_responses(400, 401, 403, 404, 409, 422, 429, 503),
+        **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmissionIn"}}},
+        }
     },
 )
-def submit(
+async def submit(
+    request: Request,
     services: ServicesDep,
-    submission: SubmissionIn,
     principal: Annotated[Principal, Depends(require_scope("submit"))],
     idempotency_key: Annotated[
         str | None,
@@ -352,52 +373,42 @@ def submit(
         ),
     ] = None,
 ) -> JSONResponse:
-    """Create (or find) the job that indexes `model` at `revision` with `options`; it runs after commit."""
-    resolved = services.resolver(submission.model, submission.revision)
-    with services.session(write=True) as session:
-        outcome = JobRepository(session).submit(
-            model=submission.model,
-            config=submission.options.as_config(),
-            requested_revision=submission.revision,
-            resolved_sha=resolved,
-            requester_id=principal.key_id,
-            idempotency_key=idempotency_key,
-            max_attempts=services.settings.job_max_attempts,
-            rate_limit=(services.settings.rate_limit_submissions, services.settings.rate_limit_window_s),
-        )
-        session.commit()
-        job = outcome.job
-        body = SubmissionOut(
-            created=outcome.created,
-            job=views.job_out(job) if job else None,
-            run_id=outcome.run_id or (job.run_id if job else None),
-            run_url=None,
-        )
-    if body.run_id is not None:
-        body.run_url = views.run_url(body.run_id)
-    if job is not None and outcome.created:
-        _enqueue(services, job.id)
-    finished = job is None or job.status in ("succeeded", "failed", "cancelled")
-    location = views.job_url(job) if job is not None else views.run_url(body.run_id or 0)
+    """Create (or find) the job that indexes `model` at `revision` with `options`; it runs after commit.
+
+    The key is checked before the body is read: an unauthenticated request is never parsed.
+    """
+    submission = _parse_body(SubmissionIn, await request.body())
+    result = await run_in_threadpool(
+        services.submissions.submit, submission.as_submission(principal.key_id, idempotency_key)
+    )
+    job = result.job
+    body = SubmissionOut(
+        created=result.created,
+        job=views.job_out(job) if job else None,
+        run_id=result.run_id,
+        run_url=views.run_url(result.run_id) if result.run_id is not None else None,
+    )
+    location = views.job_url(job) if job is not None else views.run_url(result.run_id or 0)
     return JSONResponse(
-        body.model_dump(mode="json"), status_code=200 if finished else 202, headers={"Location": location}
+        body.model_dump(mode="json"),
+        status_code=200 if result.finished else 202,
+        headers={"Location": location},
     )
 
 
-def _enqueue(services: Services, job_id: uuid.UUID) -> None:
-    """Hand the committed job to the runner; a failure leaves it queued for the sweeper, never a 500."""
+def _parse_body(model: type[Body], raw: bytes) -> Body:
+    """The JSON body as `model`, parsed and validated the way FastAPI does its own bodies (422 if not)."""
     try:
-        services.enqueuer(job_id)
-    except Exception:
-        logger.warning("could not enqueue job %s; it stays queued for the sweeper", job_id, exc_info=True)
-        return
-    if services.enqueuer is not leave_queued:
-        try:
-            with services.session() as session:
-                JobRepository(session).mark_enqueued(job_id)
-                session.commit()
-        except Exception:
-            logger.warning("could not record that job %s was enqueued", job_id, exc_info=True)
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        error = {"loc": ("body",), "msg": f"JSON decode error: {type(exc).__name__}", "type": "json_invalid"}
+        raise RequestValidationError([error]) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error.get("loc", ()))} for error in exc.errors(include_input=False)]
+        ) from None
 
 
 @router.get(
@@ -427,14 +438,10 @@ def cancel_job(
 
     A queued job is never started; a running one stops at its worker's next progress update.
     """
-    with services.session(write=True) as session:
-        jobs = JobRepository(session)
-        job = jobs.get(job_id)
-        if job.requester_id != principal.key_id and "admin" not in principal.scopes:
-            raise PermissionDeniedError("only the key that submitted a job, or an admin key, can cancel it")
-        job = jobs.cancel(job_id)
-        session.commit()
-        return views.job_out(job)
+    job = services.submissions.cancel(
+        job_id, requester_id=principal.key_id, admin="admin" in principal.scopes
+    )
+    return views.job_out(job)
 
 
 def _model_id(org: str, name: str) -> str:

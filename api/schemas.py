@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from catalog.services import Submission
+from catalog.services.text import unstorable_reason
 from contracts.base import Coordinate as ContractCoordinate
 from contracts.errors import InvalidInputError
 from contracts.identifiers import MODEL_ID_MAX, MODEL_ID_PATTERN, REF_PATTERN, validate_model_id, validate_ref
@@ -16,6 +18,17 @@ from contracts.manifest import CONVENTION, BundleManifest, DecidingFigure, Manif
 from contracts.results import LayerProfile, LayerStats, SuperActivation
 from contracts.status import JobStatus, RunStatus, SuperWeightStatus
 from contracts.validation import CorpusIdentity
+
+
+def _storable(value: str) -> str:
+    reason = unstorable_reason(value)
+    if reason is not None:
+        raise ValueError(f"the text {reason}")
+    return value
+
+
+#: a text input the catalog can store (no NUL, no lone surrogate): every free-text parameter and field
+Text = Annotated[str, AfterValidator(_storable)]
 
 SHA_EXAMPLE = "8416d3fefb0cb3ff5775a7b13c1692d10ff1aa16"
 TIME_EXAMPLE = "2025-01-15T10:12:03.512000Z"
@@ -369,10 +382,10 @@ class SubmissionIn(BaseModel):
         },
     )
 
-    model: str = Field(
+    model: Text = Field(
         min_length=3, max_length=MODEL_ID_MAX, pattern=MODEL_ID_PATTERN, description="Hub id `org/name`."
     )
-    revision: str | None = Field(
+    revision: Text | None = Field(
         None, min_length=1, max_length=255, pattern=REF_PATTERN, description="Branch, tag or commit sha."
     )
     options: SubmissionOptions = Field(default_factory=lambda: SubmissionOptions.model_validate({}))
@@ -392,6 +405,16 @@ class SubmissionIn(BaseModel):
             return validate_ref(value) if value is not None else None
         except InvalidInputError as exc:
             raise ValueError(str(exc)) from exc
+
+    def as_submission(self, requester_id: int | None, idempotency_key: str | None) -> Submission:
+        """The submission service's request for this body."""
+        return Submission(
+            model=self.model,
+            config=self.options.as_config(),
+            revision=self.revision,
+            requester_id=requester_id,
+            idempotency_key=idempotency_key,
+        )
 
 
 JOB_EXAMPLE: dict[str, Any] = {

@@ -1,8 +1,7 @@
-"""What the routes need, built once per app: settings, database sessions and the injectable hooks."""
+"""What the routes need, built once per app: settings, database sessions, the submission service."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,26 +12,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.cache import ResponseCache
-from api.metrics import Metrics
 from catalog.db import begin_write
+from catalog.services import SubmissionService
 from catalog.settings import Settings
-from contracts.identifiers import is_commit_sha
 
-#: Hands a committed job to whatever runs it (Celery, the in-process runner). Raising is allowed:
-#: the job stays queued and a sweeper enqueues it later.
-Enqueuer = Callable[[uuid.UUID], None]
-#: Resolves (model id, requested revision or None) to a commit sha, or None to leave resolution to the worker.
-#: May raise `catalog.errors.NotFoundError` (unknown model or revision) or `UnavailableError`.
-RevisionResolver = Callable[[str, str | None], str | None]
-
-
-def leave_queued(job_id: uuid.UUID) -> None:
-    """The default enqueuer: nothing runs the job yet; it waits in `queued`."""
-
-
-def resolve_sha_only(model: str, revision: str | None) -> str | None:
-    """The default resolver (no network): a full sha is used as is; anything else is left to the worker."""
-    return revision if revision is not None and is_commit_sha(revision) else None
+#: Asks the broker whether it answers (a PING with a timeout); raises when it does not.
+BrokerPing = Callable[[], None]
 
 
 @dataclass
@@ -42,9 +27,8 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    enqueuer: Enqueuer = leave_queued
-    resolver: RevisionResolver = resolve_sha_only
-    metrics: Metrics = field(default_factory=Metrics)
+    submissions: SubmissionService
+    broker_ping: BrokerPing | None = None
     cache: ResponseCache = field(default_factory=ResponseCache)
 
     @contextmanager

@@ -28,3 +28,7 @@ class RateLimitedError(CatalogError):
 
 class UnavailableError(CatalogError):
     """A dependency (database, broker) cannot be reached right now."""
+
+
+class PermissionDeniedError(CatalogError):
+    """The caller may not do this (e.g. cancel another key's job)."""

@@ -47,6 +47,33 @@ class Settings(BaseSettings):
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, description="Time allowed to reach the database or broker."
     )
+    broker_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Socket timeout of each broker call (connect, publish): a hung broker fails, not hangs.",
+    )
+    enqueue_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Longest a submission waits for the broker to take its job; then the outbox sends it.",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request body accepted (larger ones are refused with 413 before being read).",
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$",
+        description="Absolute URL the API is reached at (for Link headers); None = relative references.",
+    )
+    job_runner: str | None = Field(
+        default="workers.enqueue:job_runner",
+        description="`module:function` that builds the served app's job runner from the settings; "
+        "None = jobs wait in the outbox.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL; for the default SQLite file, its folder is created on first use."""

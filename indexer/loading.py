@@ -247,16 +247,19 @@ def check_memory(parameter_count: int, dtype: torch.dtype, device: torch.device,
 
 
 def load_model(
-    spec: str,
+    spec: str | ModelSource,
     revision: str | None = None,
     options: LoadOptions | None = None,
     progress: ProgressCallback | None = None,
 ) -> LoadedModel:
-    """Load `spec` (hub id, folder, or .gguf file) for detection; every refusal is an `IndexerError`."""
+    """Load `spec` (hub id, folder, or .gguf file) for detection; every refusal is an `IndexerError`.
+
+    A `ModelSource` is loaded as classified (a hub id given as one never touches the local file system).
+    """
     options = options or LoadOptions()
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
-    source = parse_source(spec, revision)
+    source = spec if isinstance(spec, ModelSource) else parse_source(spec, revision)
     if source.kind != "hub" and revision is not None:
         raise InvalidInputError("--revision only applies to hub models")
     device = resolve_device(options.device)

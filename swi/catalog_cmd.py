@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -106,12 +109,40 @@ def register(app: typer.Typer) -> None:
             if settings.should_auto_migrate:
                 prepare_database(settings)
         err_console.print(f"catalog: {_redacted(_database_url(settings))}; API on http://{host}:{port}/docs")
-        uvicorn.run(
-            "swi.index_cmd:create_api", factory=True, host=host, port=port, workers=workers, log_level="info"
-        )
+        with _metrics_folder(workers):
+            uvicorn.run(
+                "api.serve:create_served_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="info",
+            )
 
     app.add_typer(catalog_app, name="catalog")
     app.add_typer(keys_app, name="keys")
+
+
+@contextmanager
+def _metrics_folder(workers: int) -> Iterator[None]:
+    """With several processes, a fresh folder for prometheus_client's multiprocess mode (else none).
+
+    Set before any server process imports prometheus_client; a folder named by PROMETHEUS_MULTIPROC_DIR
+    is used (emptied first: samples of an earlier run must not add up), else a temporary one is made.
+    """
+    from api.metrics import MULTIPROC_ENV
+
+    if workers == 1:
+        yield
+        return
+    given = os.environ.get(MULTIPROC_ENV)
+    with tempfile.TemporaryDirectory(prefix="swi-metrics-") as scratch:
+        folder = Path(given) if given else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        os.environ[MULTIPROC_ENV] = str(folder)
+        yield
 
 
 def _database_url(settings: Settings) -> str:

@@ -17,9 +17,8 @@ from rich.table import Table
 from swi.console import clear_errors, console, err_console, fail
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from catalog.models import Job
+    from catalog.services import SubmissionService
     from workers.pipeline import JobProgress, PipelineContext
     from workers.settings import WorkerSettings
 
@@ -35,20 +34,6 @@ def register(app: typer.Typer) -> None:
     app.command("index")(index_command)
     app.command("worker")(worker_command)
     app.command("jobs")(jobs_command)
-
-
-def create_api() -> FastAPI:
-    """The API with submissions wired to the pipeline (`uvicorn --factory swi.index_cmd:create_api`).
-
-    With a broker, committed jobs go to Celery; without one (embedded default) they run in a thread of the
-    API process. The API accepts only hub ids, so no request can make a worker read a local path.
-    """
-    from api.app import create_app
-    from workers.enqueue import make_enqueuer
-    from workers.settings import WorkerSettings
-
-    settings = WorkerSettings()
-    return create_app(settings, enqueuer=make_enqueuer(settings))
 
 
 def _errors() -> AbstractContextManager[None]:
@@ -108,9 +93,8 @@ def index_command(
     On the embedded default (no SWI_BROKER_URL) the job runs in this process; with a broker, a `swi worker`
     runs it. The same model, revision and settings are indexed once: a repeat prints the existing entry.
     """
-    from catalog.repositories import JobRepository
-    from catalog.repositories.pipeline import PipelineRepository
-    from contracts.identifiers import config_hash, is_commit_sha, local_model_id
+    from catalog.services import Submission
+    from contracts.identifiers import is_commit_sha, local_model_id
     from contracts.jobs import JobConfig, run_config_of
     from workers.sources import content_digest, local_path_of
 
@@ -148,39 +132,32 @@ def index_command(
         except ValueError as exc:
             fail(f"invalid option: {exc}")
         context = _context(settings)
-        job_id: uuid.UUID | None = None
-        created = False
-        with context.write() as session:
-            existing = (
-                PipelineRepository(session).find_run(model_id, sha, config_hash(run_config_of(job_config)))
-                if sha is not None
-                else None
+        service = _service(context)
+        result = service.submit(
+            Submission(
+                model=model_id,
+                config=job_config,
+                revision=revision,
+                resolved_sha=sha,
+                run_config=run_config_of(job_config),
             )
-            if existing is None:
-                outcome = JobRepository(session).submit(
-                    model=model_id,
-                    config=job_config,
-                    requested_revision=revision,
-                    resolved_sha=sha,
-                    max_attempts=settings.job_max_attempts,
-                )
-                existing = outcome.run_id if outcome.job is None else None
-                job_id, created = (
-                    (outcome.job.id, outcome.created) if outcome.job is not None else (None, False)
-                )
-            session.commit()
-        if existing is not None or job_id is None:
+        )
+        if result.job is None or (result.run_id is not None and result.job.status == "succeeded"):
             err_console.print(f"[dim]{model_id} is already indexed with these settings[/]")
-            _print_entry(context, existing, as_json)
+            _print_entry(context, result.run_id, as_json)
             return
+        job_id, created = result.job.id, result.created
         err_console.print(
             f"job {job_id} {'submitted' if created else '(identical to one already queued)'}: {model_id}"
         )
+        if created and not settings.embedded and not result.enqueued:
+            err_console.print(
+                "[yellow]the broker did not take the job; it waits in the catalog and a worker's sweeper "
+                "sends it when the broker is back[/]"
+            )
         if settings.embedded:
             job = _run_here(context, job_id)
         else:
-            if created:
-                _send(context, job_id)
             if not wait:
                 print(job_id)
                 return
@@ -199,21 +176,18 @@ def _names(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _send(context: PipelineContext, job_id: uuid.UUID) -> None:
-    from catalog.repositories import JobRepository
+def _service(context: PipelineContext) -> SubmissionService:
+    """The submission service on this catalog; with a broker it sends jobs to Celery (embedded: none)."""
+    from catalog.services import SubmissionService
     from workers.enqueue import celery_enqueuer
 
-    try:
-        celery_enqueuer(context.settings)(job_id)
-    except Exception as exc:
-        err_console.print(
-            f"[yellow]the broker did not take the job ({type(exc).__name__}); it waits in the catalog and a "
-            "worker's sweeper sends it when the broker is back[/]"
-        )
-        return
-    with context.write() as session:
-        JobRepository(session).mark_enqueued(job_id)
-        session.commit()
+    settings = context.settings
+    return SubmissionService(
+        context.sessions,
+        enqueue=None if settings.embedded else celery_enqueuer(settings),
+        max_attempts=settings.job_max_attempts,
+        enqueue_timeout_s=settings.enqueue_timeout_s,
+    )
 
 
 @contextmanager
@@ -269,22 +243,16 @@ def _run_here(context: PipelineContext, job_id: uuid.UUID) -> Job:
 def _cancel(context: PipelineContext, job_id: uuid.UUID) -> None:
     """Ctrl-C on the embedded default cancels the job (nothing else would ever finish it)."""
     from catalog.errors import ConflictError
-    from catalog.repositories import JobRepository
 
-    with context.write() as session:
-        try:
-            JobRepository(session).cancel(job_id)
-        except ConflictError:
-            return  # it ended just before the interrupt: nothing to cancel
-        session.commit()
+    try:
+        _service(context).cancel(job_id)
+    except ConflictError:
+        return  # it ended just before the interrupt: nothing to cancel
     err_console.print(f"job {job_id} cancelled")
 
 
 def _job(context: PipelineContext, job_id: uuid.UUID) -> Job:
-    from catalog.repositories import JobRepository
-
-    with context.sessions() as session:
-        return JobRepository(session).get(job_id)
+    return _service(context).job(job_id)
 
 
 def _follow(context: PipelineContext, job_id: uuid.UUID, take_over: bool = False) -> Job:
@@ -428,12 +396,11 @@ def jobs_command(
     if cancel and not job_id:
         fail("--cancel needs the id of the job to cancel")
     with _errors():
-        settings = _settings()
-        with _context(settings).sessions() as session:
+        context = _context(_settings())
+        if cancel and job_id:
+            _service(context).cancel(job_id)
+        with context.sessions() as session:
             repository = JobRepository(session)
-            if cancel and job_id:
-                repository.cancel(job_id)
-                session.commit()
             jobs = [repository.get(job_id)] if job_id else repository.recent(status, limit)
             rows = [_job_row(job) for job in jobs]
     if as_json:

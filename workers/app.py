@@ -24,7 +24,12 @@ SWEEP_TASK = "workers.sweep"
 
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     """The Celery configuration of these settings (see the module docstring)."""
-    transport: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout_s}
+    transport: dict[str, Any] = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        # a broker that accepts connections and never answers must fail a publish, not hang it
+        "socket_timeout": settings.broker_timeout_s,
+        "socket_connect_timeout": settings.broker_timeout_s,
+    }
     if settings.queue_prefix:
         transport["global_keyprefix"] = settings.queue_prefix
     return {

@@ -1,7 +1,8 @@
 """Enqueuers: how a committed job reaches what runs it (Celery, or a thread of this process when embedded).
 
 An enqueuer takes a job id; it may raise (broker down): the job then waits in `queued` and the sweeper sends
-it later. Plug one into the API with `api.app.create_app(enqueuer=make_enqueuer(settings))`.
+it later. The served API finds them through `job_runner` (the default `SWI_JOB_RUNNER`); plug one into an
+app by hand with `api.app.create_app(enqueuer=make_enqueuer(settings))`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from catalog.settings import Settings
 from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -104,3 +108,46 @@ class BackgroundRunner:
 def make_enqueuer(settings: WorkerSettings) -> Enqueuer:
     """Celery when a broker is configured, else the in-process background runner."""
     return BackgroundRunner(settings) if settings.embedded else CeleryEnqueuer(settings)
+
+
+def ping_broker(url: str, timeout_s: float) -> None:
+    """Ask the broker to answer within `timeout_s` (Redis: PING; others: a handshake); raise if not.
+
+    A listener that accepts connections and never answers fails here, where a TCP connect would pass.
+    """
+    if urlsplit(url).scheme in ("redis", "rediss"):
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return
+    from kombu.connection import Connection
+
+    with Connection(url, connect_timeout=timeout_s) as connection:  # type: ignore[no-untyped-call]
+        connection.connect()
+
+
+@dataclass(frozen=True)
+class JobRunner:
+    """What the served API needs of the pipeline: how to send a committed job, how to ask the broker."""
+
+    enqueue: Enqueuer
+    ping: Callable[[], None] | None
+
+
+def job_runner(settings: Settings) -> JobRunner:
+    """The runner of the served API (the default `SWI_JOB_RUNNER`): Celery with a broker, else in-process."""
+    worker_settings = (
+        settings
+        if isinstance(settings, WorkerSettings)
+        else WorkerSettings(**settings.model_dump(exclude_unset=True))  # the rest from the environment
+    )
+    enqueue = make_enqueuer(worker_settings)
+    url = worker_settings.broker_url
+    if not url:
+        return JobRunner(enqueue=enqueue, ping=None)
+    timeout_s = worker_settings.readiness_timeout_s
+    return JobRunner(enqueue=enqueue, ping=lambda: ping_broker(url, timeout_s))

@@ -37,7 +37,7 @@ from workers.sources import content_digest
 
 if TYPE_CHECKING:
     from contracts.results import DetectionResult
-    from indexer.loading import LoadedModel
+    from indexer.loading import LoadedModel, ModelSource
     from indexer.validate import ProgressEvent, ValidationResult
 
 logger = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ def _record_failure(context: PipelineContext, job: ClaimedJob, message: str, per
 
 @dataclass(frozen=True)
 class _Resolved:
-    spec: str  # what `load_model` gets: a hub id or a local path
+    spec: str | ModelSource  # what `load_model` gets: a local path, or the hub source as classified
     revision: str | None  # the commit sha to load (hub only)
     sha: str  # the catalog revision: commit sha or sha256 digest
     resolved_from: str | None
@@ -373,6 +373,7 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
 def _resolve(
     job: ClaimedJob, config: JobConfig, settings: WorkerSettings, reporter: JobReporter
 ) -> _Resolved:
+    from indexer.errors import ModelNotFoundError
     from indexer.loading import LoadOptions, ModelSource, parse_source, snapshot_hub_model
 
     if config.source_path is not None:
@@ -386,14 +387,23 @@ def _resolve(
             raise PipelineError(f"{config.source_path} is not a local folder or .gguf file")
         reporter.say(f"hashing {source.display_name}")
         return _Resolved(source.reference, None, content_digest(source.reference), None)
-    if parse_source(job.model).kind != "hub":
-        raise PipelineError(f"{job.model!r} names a path on this worker; only hub ids org/name are indexed")
+    # A submitted hub id is never looked up on this worker's file system: no error may tell whether a
+    # path of that name exists here (`org/name` was validated as a hub id when it was submitted).
     pinned = job.resolved_sha if job.resolved_sha and is_commit_sha(job.resolved_sha) else None
     revision = pinned or job.requested_revision
-    reporter.say(f"resolving {job.model}@{revision or 'main'}")
-    source = ModelSource("hub", job.model, revision)
-    _, sha = snapshot_hub_model(source, LoadOptions(cache_dir=settings.hub_cache_dir))
-    return _Resolved(job.model, sha, sha, job.requested_revision)
+    wanted = f"{job.model}@{revision or 'main'}"
+    reporter.say(f"resolving {wanted}")
+    try:
+        _, sha = snapshot_hub_model(
+            ModelSource("hub", job.model, revision), LoadOptions(cache_dir=settings.hub_cache_dir)
+        )
+    except ModelNotFoundError:
+        # the loader's own wording may name the worker's cache or paths: say only what the user can act on
+        raise ModelNotFoundError(
+            f"{wanted} is not available: not on the hub, private (set HF_TOKEN on workers), or not in "
+            "the cache of an offline worker"
+        ) from None
+    return _Resolved(ModelSource("hub", job.model, sha), sha, sha, job.requested_revision)
 
 
 def _load(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from catalog.repositories import JobRepository
+from catalog.services import SubmissionService
 from workers.app import INDEX_TASK, SWEEP_TASK, app
 from workers.enqueue import celery_enqueuer
 from workers.pipeline import PipelineContext, run_job
@@ -41,13 +42,13 @@ def index_job(job_id: str) -> str:
 
 
 def _send_retry(context: PipelineContext, job_id: uuid.UUID, delay_s: float) -> None:
-    try:
-        celery_enqueuer(context.settings)(job_id, countdown=delay_s)
-        with context.write() as session:
-            JobRepository(session).mark_enqueued(job_id)
-            session.commit()
-    except Exception:  # the sweeper sends it once the broker is back
-        logger.warning("could not schedule the retry of job %s; the sweeper will", job_id, exc_info=True)
+    """Schedule the next attempt (bounded in time; if the broker does not take it, the sweeper sends it)."""
+    send_later = functools.partial(celery_enqueuer(context.settings), countdown=delay_s)
+    sender = SubmissionService(
+        context.sessions, enqueue=send_later, enqueue_timeout_s=context.settings.enqueue_timeout_s
+    )
+    if not sender.send(job_id):
+        logger.warning("could not schedule the retry of job %s; the sweeper will", job_id)
 
 
 @app.task(name=SWEEP_TASK, ignore_result=True)  # type: ignore[untyped-decorator]

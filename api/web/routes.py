@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any, cast
@@ -17,18 +16,18 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api import routes as api_routes
 from api.auth import Principal, require_scope
 from api.charts import coordinate_strip
 from api.etag import conditional_response
-from api.problems import AuthenticationError, PermissionDeniedError
-from api.schemas import SubmissionIn
+from api.problems import AuthenticationError
+from api.schemas import SubmissionIn, Text
 from api.services import ServicesDep
 from api.web import pages
 from api.web.assets import STATIC_FILES, render
 from catalog.errors import (
     ConflictError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitedError,
     UnavailableError,
 )
@@ -62,6 +61,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 HTML = "text/html; charset=utf-8"
+RETRY_AFTER_UNAVAILABLE_S = 5
 POLL_INTERVAL_S = 2
 
 
@@ -100,9 +100,16 @@ def _message_of(error: Exception) -> str:
     )
 
 
+def _retry_headers(error: Exception, status: int) -> dict[str, str]:
+    """`Retry-After` of a 429 (the limit's window) or a 503 (a dependency down: try again shortly)."""
+    if isinstance(error, RateLimitedError):
+        return {"Retry-After": str(error.retry_after_s)}
+    return {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)} if status == 503 else {}
+
+
 def _error_page(error: Exception, title: str) -> Response:
     status = _status_of(error)
-    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, RateLimitedError) else {}
+    headers = _retry_headers(error, status)
     body = render("error.html", title=title, status=status, message=_message_of(error))
     return _page(body, status, headers)
 
@@ -111,7 +118,7 @@ def _error_page(error: Exception, title: str) -> Response:
 
 
 @router.get("/static/{name}")
-def static_file(name: str, request: Request, v: str | None = None) -> Response:
+def static_file(name: Text, request: Request, v: Text | None = None) -> Response:
     """A file of `api/static` (only those known at start: no path from the request reaches the disk)."""
     asset = STATIC_FILES.get(name)
     if asset is None:
@@ -141,14 +148,14 @@ def models_redirect(request: Request) -> Response:
 def catalog_page(
     request: Request,
     services: ServicesDep,
-    q: str | None = None,
-    architecture: str | None = None,
-    family: str | None = None,
-    status: str | None = None,
-    has: str | None = None,
-    sort: str | None = None,
-    cursor: str | None = None,
-    limit: str | None = None,
+    q: Text | None = None,
+    architecture: Text | None = None,
+    family: Text | None = None,
+    status: Text | None = None,
+    has: Text | None = None,
+    sort: Text | None = None,
+    cursor: Text | None = None,
+    limit: Text | None = None,
 ) -> Response:
     """Search and filter the catalog; one page of models at a time."""
     chosen: dict[str, str] = {
@@ -225,10 +232,10 @@ def catalog_page(
 def model_page(
     request: Request,
     services: ServicesDep,
-    org: str,
-    name: str,
-    revision: str | None = None,
-    run: str | None = None,
+    org: Text,
+    name: Text,
+    revision: Text | None = None,
+    run: Text | None = None,
 ) -> Response:
     """A model: its super weights, the per-layer activations, the quality deltas, bundles and provenance."""
     try:
@@ -304,7 +311,7 @@ def _render_model(session: Session, hub_id: str, revision: str | None, run_id: i
 
 @router.get("/compare")
 def compare_page(
-    request: Request, services: ServicesDep, a: str | None = None, b: str | None = None
+    request: Request, services: ServicesDep, a: Text | None = None, b: Text | None = None
 ) -> Response:
     """Two models side by side: which coordinates they share, which moved, vanished or appeared."""
     left, right = _clean(a, 193), _clean(b, 193)
@@ -376,7 +383,7 @@ def _short_name(hub_id: str) -> str:
 
 
 @router.get("/jobs/new")
-def job_form(model: str | None = None, revision: str | None = None) -> Response:
+def job_form(model: Text | None = None, revision: Text | None = None) -> Response:
     """The submission form (needs an API key with the `submit` scope)."""
     values = {"model": _clean(model, 193) or "", "revision": _clean(revision, 255) or ""}
     return _page(_form(values))
@@ -448,24 +455,24 @@ async def submit_form(request: Request, services: ServicesDep) -> Response:
         credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=secret)
         authenticate = cast(Awaitable[Principal], require_scope("submit")(services, credentials))
         principal = await authenticate
-        answer = await run_in_threadpool(api_routes.submit, services, submission, principal, key)
+        result = await run_in_threadpool(
+            services.submissions.submit, submission.as_submission(principal.key_id, key)
+        )
     except (DomainError, OperationalError) as error:
         status = _status_of(error)
         field_name = "api_key" if status in (401, 403) else ""
-        headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, RateLimitedError) else {}
+        headers = _retry_headers(error, status)
         if field_name:
             return _page(_form(values, {field_name: _message_of(error)}), status, headers)
         return _page(_form(values, message=_message_of(error)), status, headers)
-    outcome = json.loads(bytes(answer.body))
-    job = outcome.get("job")
-    if job:
-        return RedirectResponse(f"/jobs/{job['id']}", status_code=303)
-    query = urlencode({"run": outcome["run_id"]}) if outcome.get("run_id") else ""
+    if result.job is not None:
+        return RedirectResponse(f"/jobs/{result.job.id}", status_code=303)
+    query = urlencode({"run": result.run_id}) if result.run_id else ""
     return RedirectResponse(f"/models/{submission.model}" + (f"?{query}" if query else ""), status_code=303)
 
 
 @router.get("/jobs/{job_id}")
-def job_page(services: ServicesDep, job_id: str) -> Response:
+def job_page(services: ServicesDep, job_id: Text) -> Response:
     """A job's live status: refreshed by a small script, or by the page itself without JavaScript."""
     try:
         with services.session() as session:

@@ -20,6 +20,8 @@ from contracts.identifiers import canonical_json, config_hash, validate_model_id
 from contracts.status import ACTIVE_JOB_STATUSES, CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
 
 MAX_ERROR_LENGTH = 4000
+#: first key of the advisory lock that serialises one requester's submissions (an arbitrary constant)
+SUBMISSION_LOCK_CLASS = 0x5357
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,17 @@ class JobRepository:
         idempotency_key: str | None = None,
         max_attempts: int = 3,
         rate_limit: tuple[int, int] | None = None,
+        run_config_hash: str | None = None,
     ) -> SubmissionOutcome:
         """Create a queued job, or return the job/run an identical submission already has.
 
         Order: the same `idempotency_key` (same requester) returns its job (409 if the body differs); a run of
         the same model + sha + config returns that run; an active job with the same dedup key is returned;
         otherwise a new job is inserted (rate limit `(limit, window_s)` applies here only). Concurrent
-        identical inserts collide on unique constraints and resolve to the winner. The caller commits.
+        identical inserts collide on unique constraints and resolve to the winner. `run_config_hash` keys
+        the run lookup when the run's configuration differs from the job's (a local job's path). With a
+        requester, the submission holds a per-requester lock until the caller commits, so the rate limit's
+        count and the insert are one step. The caller commits.
         """
         validate_model_id(model)
         if resolved_sha is not None:
@@ -82,8 +88,13 @@ class JobRepository:
             canonical_json({"model": model, "revision": requested_revision, "config": dict(config)}).encode()
         ).hexdigest()
         key = dedup_key(model, resolved_sha, requested_revision, digest)
+        run_digest = run_config_hash or digest
+        if requester_id is not None:
+            self._lock_requester(requester_id)
 
-        found = self._existing(requester_id, idempotency_key, request_hash, model, resolved_sha, digest, key)
+        found = self._existing(
+            requester_id, idempotency_key, request_hash, model, resolved_sha, run_digest, key
+        )
         if found is not None:
             return found
         if rate_limit is not None and requester_id is not None:
@@ -106,7 +117,7 @@ class JobRepository:
                 self.session.add(job)
         except IntegrityError:
             found = self._existing(
-                requester_id, idempotency_key, request_hash, model, resolved_sha, digest, key
+                requester_id, idempotency_key, request_hash, model, resolved_sha, run_digest, key
             )
             if found is None:
                 raise ConflictError("a concurrent submission changed this job; retry the request") from None
@@ -156,6 +167,14 @@ class JobRepository:
         if active is not None:
             return SubmissionOutcome(job=active, run_id=None, created=False)
         return None
+
+    def _lock_requester(self, requester_id: int) -> None:
+        """Serialise this requester's submissions until commit (PostgreSQL: a transaction advisory lock).
+
+        SQLite needs nothing: a write transaction (`begin_write`) already excludes every other writer.
+        """
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(select(func.pg_advisory_xact_lock(SUBMISSION_LOCK_CLASS, requester_id)))
 
     def _check_rate(self, requester_id: int, limit: int, window_s: int) -> None:
         since = utcnow() - timedelta(seconds=window_s)

@@ -42,6 +42,7 @@ class PipelineRepository:
             .where(Job.id == parse_job_id(job_id), Job.status == JobStatus.RUNNING)
             .values(
                 status=JobStatus.SUCCEEDED,
+                last_error=None,
                 run_id=run_id,
                 resolved_sha=sha,
                 phase="stored",

@@ -198,6 +198,7 @@ class RunRepository:
             now = utcnow()
             job.run_id = run.id
             job.status = JobStatus.SUCCEEDED
+            job.last_error = None  # an earlier attempt's error no longer describes the job
             job.phase = "stored"
             job.progress = 1.0
             job.resolved_sha = revision_sha
