@@ -1,0 +1,114 @@
+"""`controls`: as many other down-projection weights changed, to show that the super weights are special.
+
+- `control/largest`: the largest-magnitude down-projection weights outside the super activation's row
+  (and the super weights' rows), zeroed;
+- `control/random`: each super weight's value subtracted at a seeded random coordinate of its own down
+  projection, outside those rows (a magnitude-matched null).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from indexer.ablation import Coordinate
+from indexer.errors import InvalidInputError
+from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, shifting, zeroing
+from indexer.validation.results import WeightSet
+
+
+def excluded_rows(context: ExperimentContext) -> set[int]:
+    """Rows no control may touch: the super weights' rows and the super activation's channel."""
+    rows = {sw.row for sw in context.super_weights}
+    if context.activation is not None:
+        rows.add(context.activation.channel)
+    return rows
+
+
+def largest_weights(context: ExperimentContext, count: int) -> list[Coordinate]:
+    """The `count` largest-magnitude down_proj weights outside the excluded rows."""
+    excluded = sorted(excluded_rows(context))
+    adapter, model = context.adapter, context.model
+    candidates: list[tuple[float, Coordinate]] = []
+    for layer in range(len(adapter.decoder_layers(model))):
+        magnitude = adapter.as_out_in(adapter.down_weight(model, layer)).detach().abs().float()
+        magnitude[excluded, :] = -1.0  # a copy: never the weight itself
+        top = magnitude.reshape(-1).topk(count)
+        columns = magnitude.shape[1]
+        for value, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            candidates.append((value, (layer, flat // columns, flat % columns)))
+    candidates.sort(key=lambda item: (-item[0], item[1]))
+    return [coordinate for _, coordinate in candidates[:count]]
+
+
+def random_coordinates(context: ExperimentContext, generator: torch.Generator) -> list[Coordinate]:
+    """Per super weight, a random coordinate of the same down_proj outside the excluded rows."""
+    excluded = excluded_rows(context)
+    adapter, model = context.adapter, context.model
+    chosen: list[Coordinate] = []
+    for sw in context.super_weights:
+        rows, columns = adapter.as_out_in(adapter.down_weight(model, sw.layer)).shape
+        if rows <= len(excluded):
+            raise InvalidInputError(f"layer {sw.layer}'s down projection has no row for a random control")
+        while True:
+            row = int(torch.randint(int(rows), (1,), generator=generator))
+            col = int(torch.randint(int(columns), (1,), generator=generator))
+            coordinate = (sw.layer, row, col)
+            if row not in excluded and coordinate not in chosen:
+                chosen.append(coordinate)
+                break
+    return chosen
+
+
+class Controls(Measures):
+    """The largest other weights, and a random magnitude-matched set, against the joint zeroing."""
+
+    name = "controls"
+    phase: Phase = "pruning"
+    requires = ("joint",)
+
+    def variants(self, context: ExperimentContext) -> Sequence[Variant]:
+        """Two passes, each from its set's earliest layer."""
+        if not context.super_weights:
+            return ()
+        largest = largest_weights(context, len(context.super_weights))
+        largest_values = tuple(context.value(c) for c in largest)
+        random_set = random_coordinates(context, torch.Generator().manual_seed(context.config.seed))
+        deltas = [-sw.value for sw in context.super_weights]
+        seed = context.config.seed
+        return (
+            Variant(
+                "control/largest",
+                self.name,
+                f"zero the {len(largest)} largest other down_proj weight(s)",
+                self.phase,
+                min(c[0] for c in largest),
+                weight_edits=zeroing(largest),
+                params={"coordinates": [list(c) for c in largest]},
+                weight_set=WeightSet(
+                    "largest",
+                    tuple(largest),
+                    largest_values,
+                    tuple(-v for v in largest_values),
+                    "control/largest",
+                ),
+            ),
+            Variant(
+                "control/random",
+                self.name,
+                "subtract each super weight at a random coordinate of its down_proj",
+                self.phase,
+                min(c[0] for c in random_set),
+                weight_edits=shifting(random_set, deltas),
+                params={"coordinates": [list(c) for c in random_set], "seed": seed},
+                weight_set=WeightSet(
+                    "random_matched",
+                    tuple(random_set),
+                    tuple(context.value(c) for c in random_set),
+                    tuple(deltas),
+                    "control/random",
+                    seed,
+                ),
+            ),
+        )
