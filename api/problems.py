@@ -129,6 +129,11 @@ def problem(
     )
 
 
+def _encodable(text: str) -> str:
+    """`text` with lone surrogates escaped: a field name or message may echo a hostile body."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
     """The one handler: every error the API can raise becomes problem+json (unknown ones a logged 500)."""
     instance = request.url.path
@@ -138,8 +143,8 @@ async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RequestValidationError):
         errors = [
             FieldError(
-                loc=[str(p) if not isinstance(p, int) else p for p in e.get("loc", ())],
-                msg=str(e.get("msg", "")),
+                loc=[_encodable(str(p)) if not isinstance(p, int) else p for p in e.get("loc", ())],
+                msg=_encodable(str(e.get("msg", ""))),
                 type=str(e.get("type", "")),
             )
             for e in exc.errors()

@@ -30,6 +30,7 @@ from api.schemas import (
     SubmissionOut,
     SuperWeightsOut,
     Text,
+    unstorable_fields,
 )
 from api.services import Services, ServicesDep
 from catalog.bundle_formats import (
@@ -403,6 +404,9 @@ def _parse_body(model: type[Body], raw: bytes) -> Body:
     except (ValueError, RecursionError) as exc:
         error = {"loc": ("body",), "msg": f"JSON decode error: {type(exc).__name__}", "type": "json_invalid"}
         raise RequestValidationError([error]) from None
+    unstorable = unstorable_fields(data, ("body",))
+    if unstorable:
+        raise RequestValidationError(unstorable)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -30,6 +30,28 @@ def _storable(value: str) -> str:
 #: a text input the catalog can store (no NUL, no lone surrogate): every free-text parameter and field
 Text = Annotated[str, AfterValidator(_storable)]
 
+
+def unstorable_fields(value: Any, loc: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """Validation errors (FastAPI's shape) for every string in a decoded body that cannot be stored.
+
+    Bodies are checked as decoded, before their model: every field (the contracts' too) and every key.
+    """
+    if isinstance(value, str):
+        reason = unstorable_reason(value)
+        return (
+            [] if reason is None else [{"loc": loc, "msg": f"the text {reason}", "type": "string_unstorable"}]
+        )
+    if isinstance(value, dict):
+        errors = []
+        for key, item in value.items():
+            where = (*loc, str(key))
+            errors += unstorable_fields(key, where) + unstorable_fields(item, where)
+        return errors
+    if isinstance(value, list):
+        return [error for index, item in enumerate(value) for error in unstorable_fields(item, (*loc, index))]
+    return []
+
+
 SHA_EXAMPLE = "8416d3fefb0cb3ff5775a7b13c1692d10ff1aa16"
 TIME_EXAMPLE = "2025-01-15T10:12:03.512000Z"
 #: read the ORM rows' attributes (pydantic's `from_attributes`) instead of copying them field by field

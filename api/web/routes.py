@@ -20,7 +20,7 @@ from api.auth import Principal, require_scope
 from api.charts import coordinate_strip
 from api.etag import conditional_response
 from api.problems import AuthenticationError
-from api.schemas import SubmissionIn, Text
+from api.schemas import SubmissionIn, Text, unstorable_fields
 from api.services import ServicesDep
 from api.web import pages
 from api.web.assets import STATIC_FILES, render
@@ -423,7 +423,9 @@ async def submit_form(request: Request, services: ServicesDep) -> Response:
         "max_super_weights": field.get("max_super_weights", "8")[:6],
         "dtype": field.get("dtype", "auto")[:16],
     }
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {
+        str(error["loc"][0]): error["msg"] for error in unstorable_fields(field) if error["loc"]
+    }
     secret = field.get("api_key", "")
     if not secret:
         errors["api_key"] = "an API key with the submit scope is needed (swi keys create --owner NAME)"
