@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select, text
 
 from api.metrics import Gauges, Metrics
-from api.problems import problem, problem_responses
+from api.problems import problem, problem_responses, schema_missing
 from api.schemas import CheckOut, HealthOut, ReadyOut
 from api.services import Services, ServicesDep
 from catalog import migrate
@@ -32,6 +32,8 @@ def _check_database(services: Services) -> CheckOut:
             connection.execute(text("SELECT 1"))
             current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except Exception as exc:
+        if schema_missing(exc):
+            return CheckOut(ok=False, detail="no catalog schema: run `swi catalog migrate`")
         return CheckOut(ok=False, detail=f"unreachable: {type(exc).__name__}")
     head = migrate.head_revision()
     if current != head:
