@@ -70,10 +70,11 @@ def model_context(model: nn.Module) -> int | None:
     return None
 
 
-def default_window(model: nn.Module) -> int:
-    """2048 tokens, or the model's context when it is shorter."""
+def default_window(model: nn.Module, max_tokens: int | None = None) -> int:
+    """2048 tokens, or the model's context or the token budget when either is shorter."""
     context = model_context(model)
-    return min(DEFAULT_WINDOW, context) if context else DEFAULT_WINDOW
+    limits = [DEFAULT_WINDOW, *(n for n in (context, max_tokens) if n)]
+    return min(limits)
 
 
 def vocab_size(model: nn.Module) -> int:

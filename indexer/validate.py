@@ -82,8 +82,11 @@ __all__ = [
 
 
 def evaluation_windows(loaded: LoadedModel, corpus: Corpus, config: ValidateConfig) -> TokenWindows:
-    """The corpus's token windows under the configuration (default window: 2048 or the context)."""
-    window = config.window or default_window(loaded.model)
+    """The corpus's token windows under the configuration (default window: min(2048, context, budget)).
+
+    Only an explicit `window` longer than the budget is an error: a default never exceeds the budget.
+    """
+    window = config.window or default_window(loaded.model, config.max_tokens)
     return token_windows(corpus, loaded.tokenizer, window, config.max_tokens)
 
 

@@ -56,7 +56,7 @@ def validate_command(
         ),
     ] = None,
     window: Annotated[
-        int | None, typer.Option(help="Window length (default 2048 or the model's context).")
+        int | None, typer.Option(help="Window length (default: min(2048, the model's context, --max-tokens)).")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass (default: auto).")] = None,
     experiments: Annotated[

@@ -26,7 +26,7 @@ class ValidateConfig:
     """Which experiments to run and how; the defaults are the paper's settings."""
 
     experiments: tuple[str, ...] = field(default_factory=_every_experiment)
-    window: int | None = None  # None: 2048, or the model's context when shorter
+    window: int | None = None  # None: min(2048, the model's context, max_tokens)
     max_tokens: int | None = None  # None: the whole corpus
     batch_size: int | None = None  # None: as many windows as fit the logits memory budget
     #: joint zeroing must raise perplexity at least this much for `confirmed`

@@ -76,6 +76,8 @@ def test_prefix_cache_respects_its_memory_budget() -> None:
 def test_defaults() -> None:
     loaded = tiny_model("llama", num_layers=1)
     assert default_window(loaded.model) == 128  # the tiny model's context is shorter than 2048
+    assert default_window(loaded.model, max_tokens=64) == 64  # a smaller budget sets the default window
+    assert default_window(loaded.model, max_tokens=4096) == 128
     assert auto_batch_size(windows=10, window=2048, vocab=50_000, memory=1 << 30) == 1
     assert auto_batch_size(windows=3, window=128, vocab=100) == 3
     with pytest.raises(InvalidInputError):

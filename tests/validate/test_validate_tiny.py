@@ -252,7 +252,16 @@ def test_bad_configuration_is_refused(change: dict[str, Any]) -> None:
         ValidateConfig(**change).check()
 
 
-def test_budget_smaller_than_a_window_is_refused(planted: tuple[LoadedModel, DetectionResult]) -> None:
+def test_budget_smaller_than_an_explicit_window_is_refused(
+    planted: tuple[LoadedModel, DetectionResult],
+) -> None:
     loaded, detection = planted
     with pytest.raises(InvalidInputError, match="smaller than one 128-token window"):
-        validate(loaded, detection, bos_corpus(2), ValidateConfig(max_tokens=100))
+        validate(loaded, detection, bos_corpus(2), ValidateConfig(window=128, max_tokens=100))
+
+
+def test_the_default_window_follows_a_small_budget(planted: tuple[LoadedModel, DetectionResult]) -> None:
+    loaded, detection = planted
+    config = ValidateConfig(experiments=("baseline",), max_tokens=100)
+    result = validate(loaded, detection, bos_corpus(2), config)
+    assert (result.corpus.window, result.corpus.windows) == (100, 1)
