@@ -11,10 +11,10 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from swi.console import clear_errors, console, err_console, fail
+from swi.progress import progress_reporter
 
 if TYPE_CHECKING:
     from catalog.models import Job
@@ -191,22 +191,18 @@ def _service(context: PipelineContext) -> SubmissionService:
 
 
 @contextmanager
-def _progress_bar() -> Iterator[Callable[[str, float, str | None], None]]:
-    columns = (
-        TextColumn("{task.fields[phase]:<13}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TextColumn("[dim]{task.fields[message]}"),
-    )
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task("job", total=100.0, phase="queued", message="")
+def _progress_bar() -> Iterator[Callable[..., None]]:
+    """The job's progress: a bar on a terminal, one line per phase and per 10% elsewhere."""
+    with progress_reporter(per_phase=False) as reporter:
 
-        def update(phase: str, fraction: float, message: str | None) -> None:
-            fields: dict[str, Any] = {"phase": phase}
-            if message is not None:
-                fields["message"] = message[:80]
-            progress.update(task, completed=round(100.0 * fraction, 1), **fields)
+        def update(
+            phase: str,
+            fraction: float,
+            message: str | None,
+            done: int | None = None,
+            total: int | None = None,
+        ) -> None:
+            reporter.update(phase, fraction, done=done, total=total, message=message)
 
         yield update
 
@@ -221,7 +217,7 @@ def _run_here(context: PipelineContext, job_id: uuid.UUID) -> Job:
         with _progress_bar() as update:
 
             def listener(event: JobProgress) -> None:
-                update(event.phase, event.progress, event.message)
+                update(event.phase, event.progress, event.message, event.done, event.total)
 
             context.listeners.append(listener)
             try:

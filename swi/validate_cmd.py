@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from swi.console import clear_errors, console, err_console
+from swi.progress import phase_status, progress_reporter
 
 if TYPE_CHECKING:
     from indexer.validate import ProgressEvent, ValidationResult
@@ -56,7 +56,7 @@ def validate_command(
         ),
     ] = None,
     window: Annotated[
-        int | None, typer.Option(help="Window length (default: min(2048, the model's context, --max-tokens)).")
+        int | None, typer.Option(help="Window length (default: min(2048, model context, --max-tokens)).")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass (default: auto).")] = None,
     experiments: Annotated[
@@ -110,13 +110,11 @@ def validate_command(
         )
         config.check()
         text = load_corpus(corpus)  # before the (slow) model load: a bad corpus fails at once
-        with err_console.status(f"loading {model}") as status:
-            loaded = load_model(
-                model, revision, LoadOptions(dtype=dtype, device=device), progress=lambda m: status.update(m)
-            )
+        with phase_status("load", f"loading {model}") as status:
+            loaded = load_model(model, revision, LoadOptions(dtype=dtype, device=device), progress=status)
             err_console.print(f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s[/]")
-            status.update("detecting")
-            detection = detect(loaded, progress=lambda m: status.update(m))
+            status("detecting", phase="detect")
+            detection = detect(loaded, progress=status)
         if config.max_tokens is None:
             budget = GPU_DEFAULT_TOKENS if loaded.device.type == "cuda" else CPU_DEFAULT_TOKENS
             config = dataclasses.replace(config, max_tokens=budget)
@@ -134,22 +132,16 @@ def validate_command(
 
 @contextmanager
 def _progress_bars() -> Iterator[Any]:
-    """One progress bar per phase, on stderr."""
-    columns = (
-        TextColumn("{task.fields[phase]:<13}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("[dim]{task.description}"),
-    )
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        tasks: dict[str, TaskID] = {}
+    """One progress bar per phase on a terminal (one line per phase and per 10% elsewhere), on stderr."""
+    with progress_reporter() as reporter:
 
         def on_progress(event: ProgressEvent) -> None:
-            if event.phase not in tasks:
-                tasks[event.phase] = progress.add_task(event.label, total=event.total, phase=event.phase)
-            progress.update(
-                tasks[event.phase], completed=event.completed, total=event.total, description=event.label
+            reporter.update(
+                event.phase,
+                event.completed / max(1, event.total),
+                done=event.completed,
+                total=event.total,
+                message=event.label,
             )
 
         yield on_progress

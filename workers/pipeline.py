@@ -32,6 +32,7 @@ from contracts.identifiers import config_hash, is_commit_sha
 from contracts.jobs import QUANTIZATION_EXPERIMENTS, JobConfig, run_config_of
 from contracts.status import JobStatus
 from contracts.validation import ValidationDocument
+from indexer.progress import ProgressLines
 from workers.settings import WorkerSettings
 from workers.sources import content_digest
 
@@ -81,6 +82,8 @@ class JobProgress:
     phase: str
     progress: float
     message: str | None = None
+    done: int | None = None  # items of the phase done (validation figures), when counted
+    total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ class JobReporter:
         self._last_write = 0.0
         self._lost = threading.Event()
         self._stop = threading.Event()
+        # the same phase/10% lines the CLI prints off a terminal, in the worker's log
+        self._lines = ProgressLines(logger.info, prefix=f"job {job_id}", per_phase=False)
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -195,10 +200,12 @@ class JobReporter:
         self.timings[self.phase_name] = round(time.perf_counter() - self._phase_started, 4)
         return dict(self.timings)
 
-    def within(self, fraction: float, message: str | None = None) -> None:
-        """Progress inside the current phase (0..1), throttled."""
+    def within(
+        self, fraction: float, message: str | None = None, done: int | None = None, total: int | None = None
+    ) -> None:
+        """Progress inside the current phase (0..1), optionally `done` of `total` items; throttled."""
         start, end = PHASE_SPAN[self.phase_name]
-        self._write(start + (end - start) * min(1.0, max(0.0, fraction)), message)
+        self._write(start + (end - start) * min(1.0, max(0.0, fraction)), message, done=done, total=total)
 
     def say(self, message: str) -> None:
         """A status message of the indexer (also a chance to notice a lost job)."""
@@ -206,10 +213,18 @@ class JobReporter:
         for listener in self.context.listeners:
             listener(JobProgress(self.job_id, self.phase_name, PHASE_SPAN[self.phase_name][0], message))
 
-    def _write(self, progress: float, message: str | None, force: bool = False) -> None:
+    def _write(
+        self,
+        progress: float,
+        message: str | None,
+        force: bool = False,
+        done: int | None = None,
+        total: int | None = None,
+    ) -> None:
         self.check()
+        self._lines.update(self.phase_name, progress, done=done, total=total, message=message)
         for listener in self.context.listeners:
-            listener(JobProgress(self.job_id, self.phase_name, progress, message))
+            listener(JobProgress(self.job_id, self.phase_name, progress, message, done, total))
         now = time.monotonic()
         if not force and now - self._last_write < PROGRESS_WRITE_INTERVAL_S:
             return
@@ -477,6 +492,6 @@ def _validate(
             share *= 0.1
         elif event.phase == "pruning":
             share = 0.1 + 0.9 * share
-        reporter.within(share, event.label)
+        reporter.within(share, event.label, done=event.completed, total=event.total)
 
     return validate(loaded, detection, corpus, validate_config, progress=on_event)
