@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from contracts.identifiers import is_model_id
+from swi import remote
 from swi.catalog_cmd import catalog_session
 from swi.console import clear_errors, err_console, fail
+from swi.remote import ServerOption
 
 if TYPE_CHECKING:
     pass
@@ -55,8 +57,14 @@ def bundle_command(
     ] = 4096,
     corpus: Annotated[str, typer.Option(help="--validate: wikitext2, builtin, or a text file.")] = "builtin",
     device: Annotated[str, typer.Option(help="detect: auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    server: ServerOption = None,
 ) -> None:
     """Write MODEL's super-weight bundle in a quantization tool's format."""
+    if server:
+        if source == "detect" or validate:
+            fail("--server downloads the service's bundle: --source detect and --validate are local only")
+        remote.bundle(server, model, format, output, revision, tensor_type, scheme)
+        return
     from catalog.bundle_formats import check_options, render_bundle
     from contracts.errors import DomainError
 

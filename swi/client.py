@@ -43,6 +43,7 @@ from api.schemas import (
     JobOut,
     ModelDetailOut,
     ModelSummaryOut,
+    RunReportOut,
     SubmissionOptions,
     SubmissionOut,
     SuperWeightsOut,
@@ -179,6 +180,7 @@ class BundleFile:
 
     path: Path
     format: str
+    content_type: str
     manifest: dict[str, Any] = field(repr=False)
     etag: str | None
     revalidated: bool  # the server answered 304: the body came from the local cache
@@ -320,6 +322,10 @@ class Client:
             self._get(f"{_model_path(model_id)}/super-weights", revision=revision)
         )
 
+    def run(self, run_id: int) -> RunReportOut:
+        """The full report of one index run (profile, quality results, provenance)."""
+        return RunReportOut.model_validate(self._get(f"/v1/runs/{int(run_id)}"))
+
     def compare(self, a: str, b: str) -> CompareOut:
         """Which coordinates two models share, which moved, vanished or appeared."""
         return CompareOut.model_validate(self._get("/v1/compare", a=a, b=b))
@@ -374,6 +380,7 @@ class Client:
         return BundleFile(
             path=path,
             format=format,
+            content_type=response.headers.get("content-type", "application/octet-stream"),
             manifest=manifest,
             etag=response.headers.get("etag"),
             revalidated=bool(caching.get("revalidated")),

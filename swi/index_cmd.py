@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from swi import remote
 from swi.console import clear_errors, console, err_console, fail
 from swi.progress import progress_reporter
+from swi.remote import ServerOption
 
 if TYPE_CHECKING:
     from catalog.models import Job
@@ -87,12 +89,30 @@ def index_command(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalog entry as JSON.")] = False,
+    server: ServerOption = None,
 ) -> None:
     """Submit MODEL to the indexing pipeline, follow it with a progress bar, then print its catalog entry.
 
     On the embedded default (no SWI_BROKER_URL) the job runs in this process; with a broker, a `swi worker`
-    runs it. The same model, revision and settings are indexed once: a repeat prints the existing entry.
+    runs it; with --server, the service does (hub ids only). The same model, revision and settings are
+    indexed once: a repeat prints the existing entry.
     """
+    if server:
+        local_only = {"--max-tokens": max_tokens, "--window": window, "--corpus": corpus}
+        local_only |= {"--experiments": experiments, "--device": device}
+        given = [name for name, value in local_only.items() if value is not None]
+        if given:
+            fail(f"{', '.join(given)}: not a submission option of the API; the service chooses them")
+        options = {
+            "prompt": prompt,
+            "max_super_weights": max_super_weights,
+            "dtype": dtype,
+            "validate": not skip_validation,
+            "quantization_checks": not (skip_validation or skip_quantization),
+        }
+        options = {key: value for key, value in options.items() if value is not None}
+        remote.index(server, model, revision, options, wait=wait, as_json=as_json)
+        return
     from catalog.services import Submission
     from contracts.identifiers import is_commit_sha, local_model_id
     from contracts.jobs import JobConfig, run_config_of
@@ -310,11 +330,18 @@ def _print_entry(context: PipelineContext, run_id: int | None, as_json: bool) ->
             "timings": run.timings,
             "url": f"/v1/models/{model}",
         }
+    show_entry(entry, as_json)
+
+
+def show_entry(entry: dict[str, Any], as_json: bool) -> None:
+    """Print a catalog entry (local or from a server): model, revision, verdict, super weights."""
     if as_json:
         print(json.dumps(entry, indent=2))
         return
+    rows = entry["super_weights"]
     console.print(
-        f"[bold]{model}[/]@{sha[:19]} run {run_id}: verdict [bold]{run.model_verdict or 'not measured'}[/]"
+        f"[bold]{entry['model']}[/]@{entry['revision'][:19]} run {entry['run_id']}: "
+        f"verdict [bold]{entry['model_verdict'] or 'not measured'}[/]"
     )
     table = Table(
         title="super weights (model.layers[L].mlp.down_proj.weight\\[row, col])", title_justify="left"
@@ -382,8 +409,12 @@ def jobs_command(
             "update.",
         ),
     ] = False,
+    server: ServerOption = None,
 ) -> None:
     """List jobs with their status, phase, progress, attempts and last error (or cancel one)."""
+    if server:
+        remote.jobs(server, job_id, cancel, as_json)
+        return
     from catalog.repositories import JobRepository
     from contracts.status import JobStatus
 
@@ -399,6 +430,11 @@ def jobs_command(
             repository = JobRepository(session)
             jobs = [repository.get(job_id)] if job_id else repository.recent(status, limit)
             rows = [_job_row(job) for job in jobs]
+    show_jobs(rows, status, as_json)
+
+
+def show_jobs(rows: list[dict[str, Any]], status: str | None, as_json: bool) -> None:
+    """Print job rows (local or from a server) as a table or JSON."""
     if as_json:
         print(json.dumps(rows, indent=2))
         return
