@@ -5,10 +5,12 @@ manifest in other formats with `catalog.bundle_formats`; the safetensors renderi
 manifest's model, hash and checks are `contracts.manifest`, the one codec both sides call.
 
 - `load_bundle(path_or_url)`: a `.json` or `.safetensors` bundle from a file or an http(s) URL; the sha256
-  of its canonical content is checked, and nothing is ever unpickled.
-- `protect_super_weights(model, bundle)`: records the super weights' exact values, optionally clips the
-  other outliers and keeps the super weights out of the quantizer's statistics, lets any quantizer run,
-  then writes the exact originals back: the per-weight hold-out no quantization tool offers.
+  of its canonical content is checked, and nothing is ever unpickled. `load_bundle("org/name", source=...)`
+  asks a `CoordinateSource` (a server's `swi.client.Client`, or `swi.catalog_source.LocalCatalog`) instead.
+- `protect_super_weights(model, bundle)` (or `(model, "org/name", client=source)`): records the super
+  weights' exact values, optionally clips the other outliers and keeps the super weights out of the
+  quantizer's statistics, lets any quantizer run, then writes the exact originals back: the per-weight
+  hold-out no quantization tool offers.
 - `super_activation_hold_out(model, bundle)`: finds the super activation in each forward pass and holds it
   out of activation quantization (a `hold_out` for `indexer.quantize.fake_quantized_activations`).
 
@@ -19,6 +21,7 @@ stored values): a bundle of another model is a clear `BundleMismatchError`, neve
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import urllib.parse
 import urllib.request
@@ -26,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -56,6 +59,18 @@ if TYPE_CHECKING:
     from indexer.validate import ValidationResult
 
 ModelLike = LoadedModel | nn.Module
+logger = logging.getLogger(__name__)
+
+
+class CoordinateSource(Protocol):
+    """Where coordinates come from by model id: a server (`swi.client.Client`) or the local catalog.
+
+    The indexer never imports either: callers pass one in.
+    """
+
+    def bundle_manifest(self, model_id: str, revision: str | None = None) -> Mapping[str, Any]:
+        """The schema-1 manifest of `model_id` (at `revision`, default the newest measured one)."""
+        ...
 
 
 class BundleMismatchError(BundleError):
@@ -231,8 +246,19 @@ def _bundle_weight(weight: ManifestWeight) -> BundleWeight:
 # ---- loading ----
 
 
-def load_bundle(path_or_url: str | Path, *, timeout_s: float = 30.0) -> Bundle:
-    """Load a `.json` or `.safetensors` bundle from a file or an http(s) URL, checking its sha256."""
+def load_bundle(
+    path_or_url: str | Path,
+    *,
+    timeout_s: float = 30.0,
+    source: CoordinateSource | None = None,
+    revision: str | None = None,
+) -> Bundle:
+    """Load a `.json` or `.safetensors` bundle from a file or an http(s) URL, checking its sha256.
+
+    With `source`, `path_or_url` is a model id (`org/name`) whose manifest the source gives (at `revision`).
+    """
+    if source is not None:
+        return bundle_from_source(str(path_or_url), source, revision)
     text = str(path_or_url)
     scheme = urllib.parse.urlsplit(text).scheme.lower()
     if scheme in ("http", "https"):
@@ -249,6 +275,19 @@ def load_bundle(path_or_url: str | Path, *, timeout_s: float = 30.0) -> Bundle:
             raise BundleFormatError(f"{path} is larger than any bundle ({MAX_BUNDLE_BYTES // 2**20} MiB)")
         data = path.read_bytes()
     return parse_bundle_bytes(data, source=text)
+
+
+def bundle_from_source(model_id: str, source: CoordinateSource, revision: str | None = None) -> Bundle:
+    """The checked bundle of `model_id` from a coordinate source, logging the revision it was measured on."""
+    bundle = parse_manifest(dict(source.bundle_manifest(model_id, revision)))
+    if bundle.model.lower() != model_id.lower():
+        raise BundleMismatchError(f"asked for the coordinates of {model_id}, got those of {bundle.model}")
+    logger.info(
+        "coordinates of %s: %s",
+        bundle.model,
+        f"measured at revision {bundle.revision}" if bundle.revision else "published only (never measured)",
+    )
+    return bundle
 
 
 def _download(url: str, timeout_s: float) -> bytes:
@@ -417,6 +456,12 @@ class ProtectedWeights:
 
     weights: tuple[ResolvedWeight, ...]
     originals: tuple[torch.Tensor, ...]  # 0-d tensors in the stored dtype
+    bundle: Bundle | None = None
+
+    @property
+    def measured_revision(self) -> str | None:
+        """The commit the coordinates were measured on (None: published coordinates, never measured)."""
+        return self.bundle.revision if self.bundle is not None else None
 
     @property
     def values(self) -> tuple[float, ...]:
@@ -456,8 +501,9 @@ def clip_outliers_(model: nn.Module, clip: ClipSpec, targets: Sequence[LinearTar
 @contextmanager
 def protect_super_weights(
     model: ModelLike,
-    bundle: Bundle,
+    bundle: Bundle | str,
     *,
+    client: CoordinateSource | None = None,
     hold_out: bool = True,
     clip: ClipSpec | None = None,
     revision: str | None = None,
@@ -470,7 +516,17 @@ def protect_super_weights(
     (or absmax) of its block; with `indexer.quantize`'s RTN this gives exactly its super-weight hold-out.
     `clip`: first clip the other outliers of every linear weight (the paper's recipe; thresholds are taken
     without the held-out super weights). The super weights are written back on exit, also after an error.
+    `bundle` may be a model id (`org/name`): `client` (a server's `swi.client.Client`, or the local
+    catalog's `swi.catalog_source.LocalCatalog`) gives its coordinates, checked like any bundle; the
+    revision they were measured on is logged and kept as `ProtectedWeights.measured_revision`.
     """
+    if isinstance(bundle, str):
+        if client is None:
+            raise BundleError(
+                f"protect_super_weights(model, {bundle!r}) needs client=: a swi.client.Client of a server, "
+                "or swi.catalog_source.LocalCatalog()"
+            )
+        bundle = bundle_from_source(bundle, client, revision)
     module, _, _ = _parts(model)
     resolved = resolve(
         bundle, model, revision=revision, check_revision=check_revision, check_values=check_values
@@ -483,7 +539,7 @@ def protect_super_weights(
                     _stored_weight(module, r.module)[r.index] = STAND_IN
             if clip is not None:
                 clip_outliers_(module, clip)
-        yield ProtectedWeights(tuple(resolved), originals)
+        yield ProtectedWeights(tuple(resolved), originals, bundle)
     finally:
         with torch.no_grad():
             for r, original in zip(resolved, originals, strict=True):

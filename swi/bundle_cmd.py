@@ -102,10 +102,9 @@ def _from_catalog(model: str, revision: str | None, *, required: bool) -> dict[s
     """The catalog entry's manifest (None when the catalog does not know the model and not `required`)."""
     from sqlalchemy.exc import OperationalError
 
-    from api import views
     from catalog.errors import NotFoundError
-    from catalog.repositories import ModelRepository, RunRepository
-    from contracts.manifest import build_manifest
+    from catalog.repositories import ModelRepository
+    from swi.catalog_source import catalog_manifest
 
     try:
         with catalog_session() as session:
@@ -114,15 +113,7 @@ def _from_catalog(model: str, revision: str | None, *, required: bool) -> dict[s
                 if required:
                     raise NotFoundError(f"the catalog has no model {model!r}")
                 return None
-            view = RunRepository(session).coordinates(entry, revision)
-            activation = views.super_activation(view.super_activation)
-            return build_manifest(
-                model=entry.hub_id,
-                revision=view.revision.sha if view.revision else None,
-                super_weights=[views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
-                super_activation=activation.model_dump(mode="json") if activation else None,
-                provenance=dict(view.run.provenance) if view.run and view.run.provenance else {},
-            )
+            return catalog_manifest(session, entry, revision)
     except OperationalError as exc:
         if required:
             fail(f"the catalog database cannot be reached: {exc}")

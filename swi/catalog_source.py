@@ -1,0 +1,50 @@
+"""The local catalog as a coordinate source: the manifests the API serves, read without a server.
+
+    from indexer.bundles import protect_super_weights
+    from swi.catalog_source import LocalCatalog
+
+    with protect_super_weights(model, "meta-llama/Llama-2-7b-hf", client=LocalCatalog()):
+        quantize(model)
+
+`swi.client.Client` is the same kind of source for a running service.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from catalog.models import CatalogModel
+
+
+def catalog_manifest(session: Session, entry: CatalogModel, revision: str | None = None) -> dict[str, Any]:
+    """The schema-1 manifest of a catalog model at `revision` (default: the newest measured one)."""
+    from api import views
+    from contracts.manifest import build_manifest
+    from catalog.repositories import RunRepository
+
+    view = RunRepository(session).coordinates(entry, revision)
+    activation = views.super_activation(view.super_activation)
+    return build_manifest(
+        model=entry.hub_id,
+        revision=view.revision.sha if view.revision else None,
+        super_weights=[views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
+        super_activation=activation.model_dump(mode="json") if activation else None,
+        provenance=dict(view.run.provenance) if view.run and view.run.provenance else {},
+    )
+
+
+class LocalCatalog:
+    """Coordinates by model id from the configured catalog (`SWI_DATABASE_URL`, default the SQLite file)."""
+
+    def bundle_manifest(self, model_id: str, revision: str | None = None) -> dict[str, Any]:
+        """The model's manifest; `catalog.errors.NotFoundError` when the catalog does not know it."""
+        from contracts.identifiers import validate_model_id
+        from catalog.repositories import ModelRepository
+        from swi.catalog_cmd import catalog_session
+
+        with catalog_session() as session:
+            entry = ModelRepository(session).get(validate_model_id(model_id))
+            return catalog_manifest(session, entry, revision)
