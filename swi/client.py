@@ -26,7 +26,7 @@ import os
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +52,8 @@ from catalog.bundle_formats import BundleFormatError, check_manifest, manifest_f
 from catalog.errors import InvalidInputError
 from catalog.identifiers import split_model_id
 
+#: what `Client.wait` reports progress to: (phase, fraction 0..1, message=...)
+ProgressCallback = Callable[..., None]
 #: the statuses a job ends in
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_TIMEOUT_S = 30.0
@@ -421,21 +423,29 @@ class Client:
     def wait(
         self,
         job_id: uuid.UUID | str,
-        progress: bool = True,
+        progress: bool | ProgressCallback = True,
         *,
         poll_s: float = 1.0,
         timeout_s: float | None = None,
     ) -> JobOut:
-        """Poll the job until it ends (succeeded, failed or cancelled); `progress` shows it on stderr."""
+        """Poll the job until it ends (succeeded, failed or cancelled).
+
+        `progress`: True shows it on stderr (a bar on a terminal, else a line per phase and per 10%); a
+        callable gets `(phase, fraction, message=...)` instead.
+        """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        if not progress:
+        if progress is False:
             return self._poll(job_id, poll_s, deadline, None)
+        if callable(progress):
+            return self._poll(job_id, poll_s, deadline, progress)
         from swi.progress import progress_reporter
 
         with progress_reporter(per_phase=False, prefix=f"job {str(job_id)[:8]}") as reporter:
             return self._poll(job_id, poll_s, deadline, reporter.update)
 
-    def _poll(self, job_id: uuid.UUID | str, poll_s: float, deadline: float | None, update: Any) -> JobOut:
+    def _poll(
+        self, job_id: uuid.UUID | str, poll_s: float, deadline: float | None, update: ProgressCallback | None
+    ) -> JobOut:
         while True:
             job = self.job(job_id)
             if update is not None:

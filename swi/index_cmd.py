@@ -176,12 +176,12 @@ def index_command(
                 "sends it when the broker is back[/]"
             )
         if settings.embedded:
-            job = _run_here(context, job_id)
+            job = _run_here(context, job_id, as_json)
         else:
             if not wait:
                 print(job_id)
                 return
-            job = _follow(context, job_id)
+            job = _follow(context, job_id, as_json=as_json)
     if job.status != "succeeded":
         fail(
             f"job {job.id} {job.status} after {job.attempts} attempt(s): {job.last_error or 'no error'}",
@@ -211,9 +211,9 @@ def _service(context: PipelineContext) -> SubmissionService:
 
 
 @contextmanager
-def _progress_bar() -> Iterator[Callable[..., None]]:
-    """The job's progress: a bar on a terminal, one line per phase and per 10% elsewhere."""
-    with progress_reporter(per_phase=False) as reporter:
+def _progress_bar(as_json: bool) -> Iterator[Callable[..., None]]:
+    """The job's progress: a bar on a terminal, one line per phase and per 10% in a log (stdout too)."""
+    with progress_reporter(per_phase=False, log_to_stdout=not as_json) as reporter:
 
         def update(
             phase: str,
@@ -227,14 +227,14 @@ def _progress_bar() -> Iterator[Callable[..., None]]:
         yield update
 
 
-def _run_here(context: PipelineContext, job_id: uuid.UUID) -> Job:
+def _run_here(context: PipelineContext, job_id: uuid.UUID, as_json: bool = False) -> Job:
     """The embedded default: run the job in this process (or follow it if another process runs it)."""
     from workers.embedded import run_to_completion
     from workers.sweeper import sweep
 
     while True:
         sweep(context, None)  # a job an earlier, crashed process left `running` becomes claimable again
-        with _progress_bar() as update:
+        with _progress_bar(as_json) as update:
 
             def listener(event: JobProgress) -> None:
                 update(event.phase, event.progress, event.message, event.done, event.total)
@@ -251,7 +251,7 @@ def _run_here(context: PipelineContext, job_id: uuid.UUID) -> Job:
             return _job(context, job_id)
         # another process runs it; should that process die, its heartbeat goes stale, a sweep hands the job
         # back and this process takes it over (on the embedded default no worker would ever do it)
-        job = _follow(context, job_id, take_over=True)
+        job = _follow(context, job_id, take_over=True, as_json=as_json)
         if job.status in TERMINAL:
             return job
 
@@ -271,7 +271,9 @@ def _job(context: PipelineContext, job_id: uuid.UUID) -> Job:
     return _service(context).job(job_id)
 
 
-def _follow(context: PipelineContext, job_id: uuid.UUID, take_over: bool = False) -> Job:
+def _follow(
+    context: PipelineContext, job_id: uuid.UUID, take_over: bool = False, as_json: bool = False
+) -> Job:
     """Poll the job row until it ends, showing its phase and progress.
 
     `take_over`: also sweep now and then, and return as soon as the job is claimable again (its process died).
@@ -282,7 +284,7 @@ def _follow(context: PipelineContext, job_id: uuid.UUID, take_over: bool = False
     stale_after_s = context.settings.stale_after_s
     sweep_every_s = min(SWEEP_INTERVAL_S, stale_after_s / 4)
     last_sweep = time.monotonic()
-    with _progress_bar() as update:
+    with _progress_bar(as_json) as update:
         while True:
             if take_over and time.monotonic() - last_sweep >= sweep_every_s:
                 sweep(context, None)

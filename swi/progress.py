@@ -2,6 +2,10 @@
 
 On a terminal each phase gets a live bar; in a log file, `docker logs` or CI the same updates become one
 line per phase and per 10% (phase, items done, elapsed, ETA), so long work is never silent.
+
+Where the lines go: a command whose stdout is a log (`swi index MODEL > log.txt`) writes them there, next
+to the entry it prints (and bars on stderr when that is a terminal); with `--json`, or when stdout is a
+terminal, they go to stderr, and only when stderr is not a terminal.
 """
 
 from __future__ import annotations
@@ -23,13 +27,32 @@ from rich.progress import (
 from rich.status import Status
 
 from indexer.progress import ProgressLines
+from swi.console import console as out_console
 from swi.console import err_console
 
 MESSAGE_WIDTH = 80
 
 
+def line_console(log_to_stdout: bool = False) -> Console | None:
+    """Where progress lines go (None: nowhere, stderr shows bars): see the module docstring."""
+    if log_to_stdout and not out_console.is_terminal:
+        return out_console
+    return None if err_console.is_terminal else err_console
+
+
+def _lines(log_to_stdout: bool, prefix: str, per_phase: bool) -> ProgressLines | None:
+    target = line_console(log_to_stdout)
+    if target is None:
+        return None
+
+    def emit(line: str) -> None:
+        target.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    return ProgressLines(emit, prefix=prefix, per_phase=per_phase)
+
+
 class ProgressReporter:
-    """Takes `update(phase, fraction, done=, total=, message=)` and shows it as bars or as lines."""
+    """Takes `update(phase, fraction, done=, total=, message=)` and shows it as bars, lines, or both."""
 
     def __init__(self, progress: Progress | None, lines: ProgressLines | None, per_phase: bool) -> None:
         self._progress = progress
@@ -49,8 +72,8 @@ class ProgressReporter:
         """Progress of `phase`: `fraction` 0..1 (None: not known yet), optionally `done` of `total` items."""
         if self._lines is not None:
             self._lines.update(phase, fraction or 0.0, done=done, total=total, message=message)
+        if self._progress is None:
             return
-        assert self._progress is not None
         key = phase if self._per_phase else "all"
         fields: dict[str, Any] = {"phase": phase}
         if message is not None:
@@ -68,19 +91,16 @@ class ProgressReporter:
 
 @contextmanager
 def progress_reporter(
-    *, per_phase: bool = True, prefix: str = "", console: Console | None = None
+    *, per_phase: bool = True, prefix: str = "", log_to_stdout: bool = False
 ) -> Iterator[ProgressReporter]:
-    """A reporter for the block: bars when `console` (stderr) is a terminal, else progress lines on it.
+    """A reporter for the block: bars on a terminal stderr, progress lines where they are a log.
 
     `per_phase`: each phase's fraction runs 0..1 (a bar per phase); otherwise it is of the whole work.
+    `log_to_stdout`: the command prints human output on stdout, so a redirected stdout gets the lines too.
     """
-    console = console or err_console
-    if not console.is_terminal:
-
-        def emit(line: str) -> None:
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-        yield ProgressReporter(None, ProgressLines(emit, prefix=prefix, per_phase=per_phase), per_phase)
+    lines = _lines(log_to_stdout, prefix, per_phase)
+    if not err_console.is_terminal:
+        yield ProgressReporter(None, lines, per_phase)
         return
     columns = (
         TextColumn("{task.fields[phase]:<13}"),
@@ -90,12 +110,12 @@ def progress_reporter(
         TimeRemainingColumn(),
         TextColumn("[dim]{task.fields[message]}"),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
-        yield ProgressReporter(progress, None, per_phase)
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        yield ProgressReporter(progress, lines, per_phase)
 
 
 class PhaseStatus:
-    """A spinner's text on a terminal; elsewhere one line each time the phase changes."""
+    """A spinner's text on a terminal; where lines are a log, one line each time the phase changes."""
 
     def __init__(self, phase: str, status: Status | None, lines: ProgressLines | None) -> None:
         self.phase = phase
@@ -112,17 +132,15 @@ class PhaseStatus:
 
 
 @contextmanager
-def phase_status(phase: str, message: str, console: Console | None = None) -> Iterator[PhaseStatus]:
-    """Work without a known fraction (loading, detecting): a spinner on a terminal, phase lines elsewhere."""
-    console = console or err_console
-    if not console.is_terminal:
-
-        def emit(line: str) -> None:
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-        reporter = PhaseStatus(phase, None, ProgressLines(emit))
+def phase_status(phase: str, message: str, *, log_to_stdout: bool = False) -> Iterator[PhaseStatus]:
+    """Work without a known fraction (loading, detecting): a spinner on a terminal, phase lines in logs."""
+    lines = _lines(log_to_stdout, "", True)
+    if not err_console.is_terminal:
+        reporter = PhaseStatus(phase, None, lines)
         reporter(message)
         yield reporter
         return
-    with console.status(message) as status:
-        yield PhaseStatus(phase, status, None)
+    with err_console.status(message) as status:
+        reporter = PhaseStatus(phase, status, lines)
+        reporter(message)
+        yield reporter

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from swi.console import clear_errors, err_console, fail
+from swi.progress import progress_reporter
 
 if TYPE_CHECKING:
     from api.schemas import JobOut, RunReportOut
@@ -122,7 +123,10 @@ def index(
             print(job.id)
             return
         try:
-            job = client.wait(job.id, progress=True)
+            with progress_reporter(
+                per_phase=False, prefix=f"job {str(job.id)[:8]}", log_to_stdout=not as_json
+            ) as reporter:
+                job = client.wait(job.id, progress=reporter.update)
         except KeyboardInterrupt:
             err_console.print(f"stopped following job {job.id}; it goes on (`swi jobs {job.id} --cancel`)")
             raise

@@ -110,7 +110,7 @@ def validate_command(
         )
         config.check()
         text = load_corpus(corpus)  # before the (slow) model load: a bad corpus fails at once
-        with phase_status("load", f"loading {model}") as status:
+        with phase_status("load", f"loading {model}", log_to_stdout=not as_json) as status:
             loaded = load_model(model, revision, LoadOptions(dtype=dtype, device=device), progress=status)
             err_console.print(f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s[/]")
             status("detecting", phase="detect")
@@ -118,7 +118,7 @@ def validate_command(
         if config.max_tokens is None:
             budget = GPU_DEFAULT_TOKENS if loaded.device.type == "cuda" else CPU_DEFAULT_TOKENS
             config = dataclasses.replace(config, max_tokens=budget)
-        with _progress_bars() as on_progress:
+        with _progress_bars(as_json) as on_progress:
             result = validate(loaded, detection, text, config, progress=on_progress)
     if as_json:
         print(
@@ -131,9 +131,9 @@ def validate_command(
 
 
 @contextmanager
-def _progress_bars() -> Iterator[Any]:
-    """One progress bar per phase on a terminal (one line per phase and per 10% elsewhere), on stderr."""
-    with progress_reporter() as reporter:
+def _progress_bars(as_json: bool) -> Iterator[Any]:
+    """One progress bar per phase on a terminal, one line per phase and per 10% in a log (stdout too)."""
+    with progress_reporter(log_to_stdout=not as_json) as reporter:
 
         def on_progress(event: ProgressEvent) -> None:
             reporter.update(
