@@ -3,6 +3,7 @@ submissions in a thread; `swi jobs` lists them."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -186,3 +187,18 @@ def test_the_embedded_api_runs_submissions_in_a_thread(tmp_path: Path, hub_env: 
         assert job["status"] == "succeeded" and job["run_id"] is not None, job
         weights = client.get(f"/v1/models/{TINY_REPO}/super-weights").json()
         assert [1, 10, 20] in [[w["layer"], w["row"], w["col"]] for w in weights["super_weights"]], weights
+
+
+def test_the_pipeline_logs_progress_lines_with_the_job_id(
+    data_dir: Path, tiny_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="workers.pipeline"):
+        result = runner.invoke(app, ["index", str(tiny_folder), "--skip-validation", "--json"])
+    assert result.exit_code == 0, result.output
+    job_id = json.loads(runner.invoke(app, ["jobs", "--json"]).stdout)[0]["id"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "workers.pipeline"]
+    for phase in ("resolve", "load", "detect", "store"):
+        assert any(m.startswith(f"[job {job_id}] {phase} ") and "% elapsed" in m for m in logged), logged
+    # the same lines on stderr (with --json, stdout holds only the entry)
+    assert any(line.startswith("detect ") and "%" in line for line in result.stderr.splitlines())
+    assert json.loads(result.stdout)["model"].startswith("local/")
