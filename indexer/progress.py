@@ -36,7 +36,9 @@ class ProgressLines:
     """Emits one line per phase start and per `step` of progress: phase, percent, items, elapsed, ETA.
 
     `per_phase`: each phase's fraction runs from 0 to 1 (validation phases), so the ETA is the phase's;
-    otherwise the fraction is of the whole work (a job's progress) and so is the ETA.
+    otherwise the fraction is of the whole work (a job's progress). Where `done` of `total` items are
+    given, the steps and the ETA follow the items: a phase that is a small share of a job's bar (the
+    quantization checks) still gets a line per 10% of its items.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class ProgressLines:
         self.clock = clock
         self.started = clock()
         self.phase: str | None = None
+        self._stage: tuple[str, int | None] | None = None
         self.phase_started = self.started
         self._last_bucket = -1
         self._last_update = self.started
@@ -71,11 +74,17 @@ class ProgressLines:
         """Record `fraction` (0..1) of `phase`; emit a line when the phase or the 10% step changes."""
         fraction = min(1.0, max(0.0, fraction))
         now = self.clock()
-        bucket = math.floor(fraction / self.step + 1e-9)
+        local = _share(done, total)
+        bucket = math.floor((fraction if local is None else local) / self.step + 1e-9)
         last_update, self._last_update = self._last_update, now
-        if phase != self.phase:
+        stage = (phase, total if local is not None else None)
+        if stage != self._stage:
             # the phase began when the previous one last reported, not at its own first update
-            self.phase, self.phase_started, self._last_bucket = phase, last_update, bucket
+            self._stage, self.phase_started, self._last_bucket = stage, last_update, bucket
+            if phase != self.phase:
+                self.phase = phase
+            else:
+                return  # the same phase counting other items (validation's sub-phases): no extra line
         elif bucket > self._last_bucket:
             self._last_bucket = bucket
         else:
@@ -98,8 +107,19 @@ class ProgressLines:
         if done is not None and total is not None:
             parts.append(f"({done}/{total})")
         parts.append(f"elapsed {format_seconds(elapsed)}")
-        if 0 < fraction < 1:
+        local = _share(done, total)
+        if local is not None and 0 < local < 1:
+            spent = now - self.phase_started
+            parts.append(f"eta {format_seconds(spent * (1 - local) / local)}")
+        elif local is None and 0 < fraction < 1:
             spent = now - self.phase_started if self.per_phase else elapsed
             parts.append(f"eta {format_seconds(spent * (1 - fraction) / fraction)}")
         text = " ".join(parts)
         return f"{text}: {message}" if message else text
+
+
+def _share(done: int | None, total: int | None) -> float | None:
+    """`done / total` when both are known (None otherwise)."""
+    if done is None or total is None or total <= 0:
+        return None
+    return min(1.0, max(0.0, done / total))

@@ -19,6 +19,7 @@ from swi.progress import progress_reporter
 from swi.remote import ServerOption
 
 if TYPE_CHECKING:
+    from api.schemas import JobOut
     from catalog.models import Job
     from catalog.services import SubmissionService
     from workers.pipeline import JobProgress, PipelineContext
@@ -431,7 +432,7 @@ def jobs_command(
         with context.sessions() as session:
             repository = JobRepository(session)
             jobs = [repository.get(job_id)] if job_id else repository.recent(status, limit)
-            rows = [_job_row(job) for job in jobs]
+            rows = [job_row(job) for job in jobs]
     show_jobs(rows, status, as_json)
 
 
@@ -461,7 +462,8 @@ def show_jobs(rows: list[dict[str, Any]], status: str | None, as_json: bool) -> 
     console.print(table)
 
 
-def _job_row(job: Job) -> dict[str, Any]:
+def job_row(job: Job | JobOut) -> dict[str, Any]:
+    """The row `swi jobs` prints, of a catalog job or of a server's job document (same fields)."""
     return {
         "id": str(job.id),
         "model": job.model,

@@ -20,7 +20,7 @@ from swi.console import clear_errors, err_console, fail
 from swi.progress import progress_reporter
 
 if TYPE_CHECKING:
-    from api.schemas import JobOut, RunReportOut
+    from api.schemas import RunReportOut
     from swi.client import Client
 
 ServerOption = Annotated[
@@ -74,25 +74,6 @@ def entry_of(report: RunReportOut) -> dict[str, Any]:
     }
 
 
-def job_row(job: JobOut) -> dict[str, Any]:
-    """The row `swi jobs` prints, from a server's job document."""
-    return {
-        "id": str(job.id),
-        "model": job.model,
-        "requested_revision": job.requested_revision,
-        "resolved_sha": job.resolved_sha,
-        "status": job.status,
-        "phase": job.phase,
-        "progress": job.progress,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "run_id": job.run_id,
-        "last_error": job.last_error,
-        "created_at": job.created_at.isoformat(),
-        "updated_at": job.updated_at.isoformat(),
-    }
-
-
 def index(
     server: str,
     model: str,
@@ -140,7 +121,7 @@ def index(
 
 def jobs(server: str, job_id: str | None, cancel: bool, as_json: bool) -> None:
     """`swi jobs --server`: one job (the API lists no jobs), or cancel it."""
-    from swi.index_cmd import show_jobs
+    from swi.index_cmd import job_row, show_jobs
 
     if job_id is None:
         fail("with --server, give the id of the job to show (the API does not list jobs)")

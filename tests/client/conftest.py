@@ -20,12 +20,9 @@ from catalog.testing import truncate_all
 from swi.index_cmd import create_api
 from tests.live_server import served
 from tests.postgres import migrated_database
-from tests.unit.test_loading import build_hub_cache, save_tiny
+from tests.workers.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA, tiny_hub_cache
 
-TINY_REPO = "acme/tiny"
-TINY_SHA = "1" * 40
-#: detection only: the fastest job (a second or two on the tiny model)
-DETECT_ONLY = {"validate": False, "quantization_checks": False}
+__all__ = ["DETECT_ONLY", "TINY_REPO", "TINY_SHA", "tiny_hub_cache"]
 #: submissions allowed per key per window on the test server (small: the 429 test waits one out)
 RATE_LIMIT = 4
 RATE_WINDOW_S = 2
@@ -62,15 +59,6 @@ class Recorder(httpx.BaseTransport):
 
     def close(self) -> None:
         self.inner.close()
-
-
-@pytest.fixture(scope="session")
-def tiny_hub_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Hugging Face cache holding `acme/tiny` (planted at (1, 10, 20)) at `main` = TINY_SHA."""
-    cache = tmp_path_factory.mktemp("client-hf-cache")
-    folder = save_tiny(tmp_path_factory.mktemp("client-tiny-src"))
-    build_hub_cache(cache, TINY_REPO, {TINY_SHA: folder}, {"main": TINY_SHA})
-    return cache
 
 
 @pytest.fixture(scope="session")

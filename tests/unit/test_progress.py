@@ -50,3 +50,21 @@ def test_overall_fraction_gives_the_overall_eta() -> None:
 
 def test_format_seconds() -> None:
     assert [format_seconds(s) for s in (0.4, 59, 61, 3600 + 120)] == ["0s", "59s", "1m01s", "1h02m"]
+
+
+def test_counted_items_step_a_phase_that_is_a_small_share_of_a_job() -> None:
+    lines: list[str] = []
+    clock = Clock()
+    progress = ProgressLines(lines.append, per_phase=False, clock=clock)
+    progress.update("validate", 0.40)
+    progress.update("validate", 0.41, done=1, total=1)  # the baseline: another count, same phase
+    clock.now += 10
+    progress.update("quantization", 0.75)
+    for done in range(1, 39):
+        clock.now += 10
+        progress.update("quantization", 0.75 + 0.2 * done / 38, done=done, total=38)
+    quantization = [line for line in lines if line.startswith("quantization")]
+    # the phase start, then one line per 10% of its 38 checks although the job's bar moves only 20%
+    assert len(quantization) == 11, quantization
+    assert quantization[5] == "quantization  85% (19/38) elapsed 3m20s eta 3m10s"
+    assert len([line for line in lines if line.startswith("validate")]) == 1
