@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 def catalog_manifest(session: Session, entry: CatalogModel, revision: str | None = None) -> dict[str, Any]:
     """The schema-1 manifest of a catalog model at `revision` (default: the newest measured one)."""
     from api import views
-    from contracts.manifest import build_manifest
     from catalog.repositories import RunRepository
+    from contracts.manifest import build_manifest
 
     view = RunRepository(session).coordinates(entry, revision)
     activation = views.super_activation(view.super_activation)
@@ -41,8 +41,8 @@ class LocalCatalog:
 
     def bundle_manifest(self, model_id: str, revision: str | None = None) -> dict[str, Any]:
         """The model's manifest; `catalog.errors.NotFoundError` when the catalog does not know it."""
-        from contracts.identifiers import validate_model_id
         from catalog.repositories import ModelRepository
+        from contracts.identifiers import validate_model_id
         from swi.catalog_cmd import catalog_session
 
         with catalog_session() as session:

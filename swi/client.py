@@ -44,18 +44,18 @@ from api.schemas import (
     ModelDetailOut,
     ModelSummaryOut,
     RunReportOut,
-    SubmissionOptions,
     SubmissionOut,
     SuperWeightsOut,
 )
-from catalog.bundle_formats import BundleFormatError, check_manifest, manifest_from_safetensors
-from catalog.errors import InvalidInputError
-from catalog.identifiers import split_model_id
+from catalog.bundle_formats import manifest_from_safetensors
+from contracts.errors import BundleFormatError, InvalidInputError
+from contracts.identifiers import split_model_id
+from contracts.jobs import SubmissionOptions
+from contracts.manifest import BundleManifest, check_manifest
+from contracts.status import FINISHED_JOB_STATUSES
 
 #: what `Client.wait` reports progress to: (phase, fraction 0..1, message=...)
 ProgressCallback = Callable[..., None]
-#: the statuses a job ends in
-TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_TIMEOUT_S = 30.0
 #: the longest a request may spend waiting out 429/503s and retrying connection errors
 DEFAULT_MAX_WAIT_S = 120.0
@@ -183,20 +183,19 @@ class BundleFile:
     path: Path
     format: str
     content_type: str
-    manifest: dict[str, Any] = field(repr=False)
+    manifest: BundleManifest = field(repr=False)
     etag: str | None
     revalidated: bool  # the server answered 304: the body came from the local cache
 
     @property
     def sha256(self) -> str:
         """The manifest's sha256 (checked)."""
-        return str(self.manifest["sha256"])
+        return self.manifest.sha256
 
     @property
     def revision(self) -> str | None:
         """The commit sha the coordinates were measured on (None: only published entries)."""
-        revision = self.manifest.get("revision")
-        return str(revision) if revision is not None else None
+        return self.manifest.revision
 
 
 # ---- the client ----
@@ -332,18 +331,21 @@ class Client:
         """Which coordinates two models share, which moved, vanished or appeared."""
         return CompareOut.model_validate(self._get("/v1/compare", a=a, b=b))
 
-    def manifest(self, model_id: str, revision: str | None = None) -> dict[str, Any]:
-        """The model's JSON bundle manifest, with its sha256 checked."""
+    def manifest(self, model_id: str, revision: str | None = None) -> BundleManifest:
+        """The model's bundle manifest, with its sha256 checked."""
+        return self._manifest(model_id, revision)[1]
+
+    def bundle_manifest(self, model_id: str, revision: str | None = None) -> Mapping[str, Any]:
+        """The checked manifest as served (the coordinate source `indexer.bundles` asks for by model id)."""
+        return self._manifest(model_id, revision)[0]
+
+    def _manifest(self, model_id: str, revision: str | None) -> tuple[dict[str, Any], BundleManifest]:
         response = self.request(
             "GET", f"{_model_path(model_id)}/bundle", params={"format": "json", "revision": revision}
         )
-        manifest = _checked_manifest(response.content, "json")
+        raw, manifest = _checked_manifest(response.content, "json")
         _check_identity(manifest, model_id)
-        return manifest
-
-    def bundle_manifest(self, model_id: str, revision: str | None = None) -> Mapping[str, Any]:
-        """The checked manifest (the coordinate source `indexer.bundles` asks for by model id)."""
-        return self.manifest(model_id, revision)
+        return raw, manifest
 
     def bundle(
         self,
@@ -368,7 +370,7 @@ class Client:
         )
         body = response.content
         if format in ("json", "safetensors"):
-            manifest = _checked_manifest(body, format)
+            manifest = _checked_manifest(body, format)[1]
         else:
             manifest = self.manifest(model_id, revision)
             _check_rendering(body, manifest, format)
@@ -455,7 +457,7 @@ class Client:
                 if job.status == "retry" and job.last_error:
                     message = f"retrying: {job.last_error}"
                 update(job.phase or job.status, job.progress, message=message)
-            if job.status in TERMINAL_JOB_STATUSES:
+            if job.status in FINISHED_JOB_STATUSES:
                 return job
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job.id} is still {job.status} ({job.phase}, {job.progress:.0%})")
@@ -482,23 +484,23 @@ def _job_id(job_id: uuid.UUID | str) -> str:
         ) from None
 
 
-def _checked_manifest(body: bytes, format: str) -> dict[str, Any]:
+def _checked_manifest(body: bytes, format: str) -> tuple[dict[str, Any], BundleManifest]:
+    """The manifest a json or safetensors bundle carries, as sent and checked (`contracts.manifest`)."""
     try:
-        manifest = manifest_from_safetensors(body) if format == "safetensors" else json.loads(body)
-        check_manifest(manifest)
+        raw = manifest_from_safetensors(body) if format == "safetensors" else json.loads(body)
+        return dict(raw), check_manifest(raw)
     except (ValueError, BundleFormatError) as exc:
         raise BundleIntegrityError(f"the {format} bundle failed its check: {exc}") from None
-    return dict(manifest)
 
 
-def _check_identity(manifest: Mapping[str, Any], model_id: str) -> None:
-    if str(manifest.get("model", "")).lower() != model_id.lower():
-        raise BundleIntegrityError(f"asked for the bundle of {model_id}, got one of {manifest.get('model')}")
+def _check_identity(manifest: BundleManifest, model_id: str) -> None:
+    if manifest.model.lower() != model_id.lower():
+        raise BundleIntegrityError(f"asked for the bundle of {model_id}, got one of {manifest.model}")
 
 
-def _check_rendering(body: bytes, manifest: Mapping[str, Any], format: str) -> None:
+def _check_rendering(body: bytes, manifest: BundleManifest, format: str) -> None:
     """A tool format names the sha256 of the manifest it renders: it must be the checked one."""
-    sha = str(manifest["sha256"]).encode()
+    sha = manifest.sha256.encode()
     if body[:2] == b"PK":  # a zip archive (llama.cpp): look inside its members
         try:
             with zipfile.ZipFile(io.BytesIO(body)) as archive:

@@ -59,8 +59,8 @@ def compare_command(
 
 def _local_super_weights(model: str, revision: str | None) -> SuperWeightsOut:
     from api import views
-    from catalog.identifiers import validate_model_id
     from catalog.repositories import ModelRepository, RunRepository
+    from contracts.identifiers import validate_model_id
     from swi.catalog_cmd import _errors, catalog_session
 
     with _errors(), catalog_session() as session:
@@ -70,8 +70,8 @@ def _local_super_weights(model: str, revision: str | None) -> SuperWeightsOut:
 
 def _local_comparison(a: str, b: str) -> CompareOut:
     from api import views
-    from catalog.identifiers import validate_model_id
     from catalog.repositories import ModelRepository, RunRepository
+    from contracts.identifiers import validate_model_id
     from swi.catalog_cmd import _errors, catalog_session
 
     with _errors(), catalog_session() as session:

@@ -152,10 +152,10 @@ def bundle(
         got = client.bundle(
             model, format, output or Path.cwd(), revision=revision, tensor_type=tensor_type, scheme=scheme
         )
-    count = len(got.manifest["super_weights"])
+    count = len(got.manifest.super_weights)
     err_console.print(
         f"wrote {got.path} ({got.content_type}, {got.path.stat().st_size:,} bytes): {count} super weight(s) "
-        f"of {got.manifest['model']} at {got.revision or 'no pinned revision'}"
+        f"of {got.manifest.model} at {got.revision or 'no pinned revision'}"
         + (" (unchanged: revalidated by its ETag)" if got.revalidated else "")
     )
     if format not in ("json", "safetensors"):

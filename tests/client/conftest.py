@@ -13,13 +13,12 @@ import pytest
 
 from catalog import migrate
 from catalog.db import make_engine, make_session_factory
-from catalog.models import ACTIVE_JOB_STATUSES
 from catalog.repositories import ApiKeyRepository, JobRepository
 from catalog.seed import load_seed
-from catalog.testing import truncate_all
+from contracts.status import ACTIVE_JOB_STATUSES
 from swi.index_cmd import create_api
 from tests.live_server import served
-from tests.postgres import migrated_database
+from tests.postgres import migrated_database, truncate_all
 from tests.workers.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA, tiny_hub_cache
 
 __all__ = ["DETECT_ONLY", "TINY_REPO", "TINY_SHA", "tiny_hub_cache"]
