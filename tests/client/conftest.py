@@ -1,6 +1,6 @@
-"""A live `swi serve` for the client tests: the app `swi serve` runs (`swi.index_cmd.create_api`), on SQLite
-and on PostgreSQL, served by uvicorn on a loopback port, running submissions in-process from a local hub
-cache that holds the tiny planted model `acme/tiny`."""
+"""A live `swi serve` for the client tests: the app `swi serve` runs (`api.serve.create_served_app`), on
+SQLite and on PostgreSQL, served by uvicorn on a loopback port, running submissions in-process from a
+local hub cache that holds the tiny planted model `acme/tiny`."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.serve import create_served_app
 from catalog import migrate
 from catalog.db import make_engine, make_session_factory
 from catalog.repositories import ApiKeyRepository, JobRepository
 from catalog.seed import load_seed
 from contracts.status import ACTIVE_JOB_STATUSES
-from swi.index_cmd import create_api
 from tests.live_server import served
 from tests.postgres import migrated_database, truncate_all
 from tests.workers.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA, tiny_hub_cache
@@ -123,7 +123,7 @@ def live(
     monkeypatch.delenv("SWI_SERVER", raising=False)
     monkeypatch.delenv("SWI_API_KEY", raising=False)
     key, other_key, admin_key = _keys(database_url)
-    with served(create_api()) as url:
+    with served(create_served_app()) as url:
         yield Live(url, database_url, key, other_key, admin_key, backend)
     _cancel_leftovers(database_url)
 
