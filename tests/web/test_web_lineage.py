@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from catalog.testing import sample_detection, sample_validation
 from playwright.sync_api import expect
 
 from catalog.repositories import record_run
+from tests.documents import sample_detection, sample_validation
 from tests.web.conftest import PLANTED_BASE, PLANTED_FINE_TUNE, SMOLLM2_BASE, SMOLLM2_ID, BrowserPage
 
 pytestmark = pytest.mark.services
