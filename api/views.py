@@ -162,15 +162,7 @@ def coordinate_history(history: CoordinateHistory) -> CoordinateHistoryOut:
 
 def reported_source(source: ReportedSource) -> ReportedSourceOut:
     """A source of a reported coordinate."""
-    return ReportedSourceOut(
-        kind=source.kind,  # type: ignore[arg-type]
-        locator=source.locator,
-        citation=source.citation,
-        source_file=source.source_file,
-        commit=source.commit,
-        evidence=source.evidence,
-        doubtful=source.doubtful,
-    )
+    return ReportedSourceOut.model_validate(source, from_attributes=True)
 
 
 def quality_result(result: QualityResult, weight: SuperWeight | None = None) -> QualityResultOut:
