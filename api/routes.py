@@ -53,6 +53,7 @@ from contracts.identifiers import (
     REVISION_QUERY_PATTERN,
     validate_model_id,
 )
+from contracts.lineage import Reproduction, SourceKind
 from contracts.manifest import build_manifest
 
 logger = logging.getLogger("swi.api")
@@ -130,6 +131,23 @@ def list_models(
     layer: Annotated[
         int | None, Query(ge=0, le=10_000, description="Has a super weight in this layer.")
     ] = None,
+    row: Annotated[
+        int | None, Query(ge=0, le=1_000_000, description="Has a super weight in this row (hidden channel).")
+    ] = None,
+    source_kind: Annotated[
+        SourceKind | None, Query(description="Has a coordinate reported by a source of this kind.")
+    ] = None,
+    disputed: Annotated[
+        bool | None, Query(description="Has (or has no) coordinate whose sources disagree on the layer.")
+    ] = None,
+    base_model: Annotated[
+        str | None,
+        Query(max_length=193, pattern=MODEL_ID_PATTERN, description="Derives from this model (org/name)."),
+    ] = None,
+    reproduction: Annotated[
+        Reproduction | None,
+        Query(description="Has a published coordinate its runs (or its builds' runs) mark so."),
+    ] = None,
     has_super_weights: Annotated[
         bool | None, Query(description="Has (or has no) super-weight entries.")
     ] = None,
@@ -148,8 +166,13 @@ def list_models(
         family=family,
         status=status,
         layer=layer,
+        row=row,
         has_super_weights=has_super_weights,
         q=q,
+        source_kind=source_kind,
+        disputed=disputed,
+        base_model=base_model,
+        reproduction=reproduction,
     )
     with services.session() as session:
         page = ModelRepository(session).search(filters, sort=sort, cursor=cursor, limit=size)
@@ -180,10 +203,14 @@ async def get_model(
             models = ModelRepository(session)
             model = models.get(hub_id)
             counts = models.status_counts([model.id]).get(model.id, {})
+            runs = RunRepository(session)
+            listed = runs.listed_runs(model)
             detail = views.model_detail(
                 ModelSummary(model=model, status_counts=dict(counts)),
                 models.latest_revision(model),
-                models.runs(model),
+                listed,
+                models.derived(model),
+                runs.history(model, listed),
             )
             return detail.model_dump_json().encode(), [(hub_id, stamp)]
 

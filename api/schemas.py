@@ -95,6 +95,32 @@ class QualityResultOut(DecidingFigure):
     coordinates: Coordinate | None = Field(description="The super weight this result decided, if any.")
 
 
+class ReportedSourceOut(BaseModel):
+    """One source that reports a coordinate, and the evidence it gives."""
+
+    model_config = _examples(
+        {
+            "kind": "reference code",
+            "locator": "mengxiayu/LLMSuperWeight:outliers/model.py",
+            "citation": "mengxiayu/LLMSuperWeight (the paper's reference code)",
+            "source_file": "outliers/model.py",
+            "commit": "232e4eeb3039fb95132d93e8beba38bba28dd9a5",
+            "evidence": None,
+            "doubtful": False,
+        }
+    )
+
+    kind: Literal["paper table", "reference code", "replication"]
+    locator: str = Field(description="Where the source gives it: `owner/repo:path`, an issue, or the table.")
+    citation: str
+    source_file: str | None
+    commit: str | None = Field(description="The commit of the source that was read (null for the paper).")
+    evidence: str | None = Field(description="The figure the source gives for it, if any.")
+    doubtful: bool = Field(
+        description="The source itself marks it doubtful (e.g. copied from another model)."
+    )
+
+
 class SuperWeightOut(BaseModel):
     """A super weight with its status and the evidence for it."""
 
@@ -108,6 +134,10 @@ class SuperWeightOut(BaseModel):
             "reproduction": "reproduced",
             "citation": "Yu et al. 2024, The Super Weight in Large Language Models, arXiv:2411.07191",
             "citation_source": "paper table",
+            "sources": [],
+            "disputed": False,
+            "readings": [],
+            "doubtful": False,
             "value": -1.546875,
             "dtype": "float16",
             "hf_tensor": "model.layers.2.mlp.down_proj.weight",
@@ -129,11 +159,15 @@ class SuperWeightOut(BaseModel):
     col: int = Field(description="Intermediate (input) channel.")
     status: SuperWeightStatus
     source: Literal["measured", "reported"]
-    reproduction: Literal["reproduced", "contradicted", "unverified"] | None = Field(
+    reproduction: Literal["reproduced", "contradicted", "not_found", "unverified"] | None = Field(
         description="Relation to a published entry at the same coordinates (null: none published)."
     )
     citation: str | None
     citation_source: str | None
+    sources: list[ReportedSourceOut] = Field(description="Every source that reports this coordinate.")
+    disputed: bool = Field(description="Sources put this weight at other layers too (see `readings`).")
+    readings: list[Coordinate] = Field(description="The other readings of a disputed weight.")
+    doubtful: bool = Field(description="Every source that reports it marks it doubtful.")
     value: float | None
     dtype: str | None
     hf_tensor: str | None
@@ -188,11 +222,14 @@ class RunSummaryOut(BaseModel):
         {
             "id": 7,
             "url": "/v1/runs/7",
+            "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "quantization": None,
             "revision": SHA_EXAMPLE,
             "status": "succeeded",
             "config_hash": "9f2c...",
             "model_verdict": "confirmed",
             "detector_version": "1.0.0",
+            "validator_version": "1.0.0",
             "created_at": TIME_EXAMPLE,
             "finished_at": TIME_EXAMPLE,
         }
@@ -200,13 +237,51 @@ class RunSummaryOut(BaseModel):
 
     id: int
     url: str
+    model: str = Field(description="The model the run measured: this one, or one of its builds.")
+    quantization: str | None = Field(description="The build's quantization type (e.g. Q4_1), if a build.")
     revision: str
     status: RunStatus
     config_hash: str
     model_verdict: str | None
     detector_version: str | None
+    validator_version: str | None
     created_at: datetime
     finished_at: datetime | None
+
+
+class RunVerdictOut(BaseModel):
+    """What one run says about a coordinate, with the figure that decided it."""
+
+    run_id: int
+    model: str = Field(description="The model (or build) the run measured.")
+    quantization: str | None
+    reproduction: Literal["reproduced", "contradicted", "not_found"]
+    status: str | None = Field(description="The coordinate's status in that run; null when not detected.")
+    figure: float | None = Field(
+        description="The perplexity ratio of zeroing it, else the detected output activation."
+    )
+
+
+class CoordinateHistoryOut(BaseModel):
+    """One coordinate across the runs of a model and of its builds (newest run first)."""
+
+    layer: int
+    row: int
+    col: int
+    reported: bool = Field(description="A source reports this coordinate.")
+    reproduction: Literal["reproduced", "contradicted", "not_found", "unverified"] = Field(
+        description="The newest run's verdict."
+    )
+    runs: list[RunVerdictOut]
+
+
+class DerivedModelOut(BaseModel):
+    """A model derived from this one."""
+
+    id: str
+    url: str
+    relation: Literal["fine-tune", "quantized build", "merge"]
+    quantization: str | None
 
 
 MODEL_SUMMARY_EXAMPLE: dict[str, Any] = {
@@ -218,6 +293,8 @@ MODEL_SUMMARY_EXAMPLE: dict[str, Any] = {
     "family": "Llama",
     "parameter_count": 6738415616,
     "base_model": None,
+    "relation": None,
+    "quantization": None,
     "source_kind": "hub",
     "super_weight_count": 1,
     "status_counts": {"reported": 1},
@@ -238,6 +315,10 @@ class ModelSummaryOut(BaseModel):
     family: str | None
     parameter_count: int | None
     base_model: str | None = Field(description="The model this one was derived from, when known.")
+    relation: Literal["fine-tune", "quantized build", "merge"] | None = Field(
+        description="How it derives from `base_model`."
+    )
+    quantization: str | None = Field(description="A quantized build's type, e.g. Q4_1.")
     source_kind: str
     super_weight_count: int
     status_counts: dict[str, int]
@@ -256,10 +337,26 @@ class ModelListOut(BaseModel):
 class ModelDetailOut(ModelSummaryOut):
     """A model with its latest revision and its runs."""
 
-    model_config = _examples({**MODEL_SUMMARY_EXAMPLE, "latest_revision": None, "runs": []})
+    model_config = _examples(
+        {**MODEL_SUMMARY_EXAMPLE, "latest_revision": None, "runs": [], "derived": [], "history": []}
+    )
 
     latest_revision: RevisionOut | None
-    runs: list[RunSummaryOut]
+    runs: list[RunSummaryOut] = Field(
+        description="Runs of this model and of its quantized builds, newest first."
+    )
+    derived: list[DerivedModelOut] = Field(description="Fine-tunes, merges and builds of this model.")
+    history: list[CoordinateHistoryOut] = Field(
+        description="Each coordinate, reported or measured, across the runs."
+    )
+
+
+class MeasuredOnOut(BaseModel):
+    """The model a run measured."""
+
+    model: str
+    relation: Literal["fine-tune", "quantized build", "merge"] | None
+    quantization: str | None
 
 
 class SuperWeightsOut(BaseModel):
@@ -270,6 +367,7 @@ class SuperWeightsOut(BaseModel):
             "model": "huggyllama/llama-7b",
             "revision": None,
             "run_id": None,
+            "measured_on": None,
             "super_weights": [SuperWeightOut.model_config["json_schema_extra"]["examples"][0]],  # type: ignore[index]
             "super_activation": None,
         }
@@ -278,6 +376,9 @@ class SuperWeightsOut(BaseModel):
     model: str
     revision: RevisionOut | None = Field(description="Null when only published entries exist.")
     run_id: int | None
+    measured_on: MeasuredOnOut | None = Field(
+        description="The model the run measured, when it is a build of this one (else this model or null)."
+    )
     super_weights: list[SuperWeightOut]
     super_activation: SuperActivationOut | None
 
@@ -361,6 +462,19 @@ class MovedOut(BaseModel):
     shared: Literal["row", "layer_col"]
 
 
+class DriftOut(BaseModel):
+    """A kept (or moved) super weight's value in both models."""
+
+    a: Coordinate
+    b: Coordinate
+    value_a: float | None
+    value_b: float | None
+    difference: float | None = Field(description="value_b - value_a.")
+    relative: float | None = Field(
+        description="|difference| / |value_a|; for a quantized build, the dequantization error."
+    )
+
+
 class CompareOut(BaseModel):
     """Coordinates two models share, which moved, which vanished (only in a), which appeared (only in b)."""
 
@@ -373,19 +487,33 @@ class CompareOut(BaseModel):
                 "run_id": 3,
                 "revision": SHA_EXAMPLE,
             },
+            "relation": "fine-tune",
             "shared": [{"layer": 1, "row": 2533, "col": 7890}],
             "moved": [],
             "vanished": [],
             "appeared": [],
+            "drift": [],
+            "dequantization_error": False,
+            "super_activation_channel_a": None,
+            "super_activation_channel_b": 2533,
         }
     )
 
     a: CompareSideOut
     b: CompareSideOut
+    relation: Literal["fine-tune", "quantized build", "merge"] | None = Field(
+        description="How one model derives from the other, when the catalog knows."
+    )
     shared: list[Coordinate]
     moved: list[MovedOut]
     vanished: list[Coordinate]
     appeared: list[Coordinate]
+    drift: list[DriftOut] = Field(description="Value of each shared or moved super weight on both sides.")
+    dequantization_error: bool = Field(
+        description="One side is a quantized build of the other: `drift` is its dequantized values' error."
+    )
+    super_activation_channel_a: int | None
+    super_activation_channel_b: int | None
 
 
 class SubmissionIn(BaseModel):

@@ -9,30 +9,40 @@ from api.schemas import (
     CompareOut,
     CompareSideOut,
     Coordinate,
+    CoordinateHistoryOut,
+    DerivedModelOut,
+    DriftOut,
     JobOut,
     LayerStatsOut,
+    MeasuredOnOut,
     ModelDetailOut,
     ModelSummaryOut,
     MovedOut,
     ProfileIterationOut,
     QualityResultOut,
+    ReportedSourceOut,
     RevisionOut,
     RunReportOut,
     RunSummaryOut,
+    RunVerdictOut,
     SuperActivationOut,
     SuperWeightOut,
     SuperWeightsOut,
 )
 from catalog.models import (
+    CatalogModel,
     IndexRun,
     Job,
     LayerProfile,
     QualityResult,
+    ReportedSource,
     Revision,
     SuperActivation,
     SuperWeight,
 )
 from catalog.repositories import Comparison, CoordinateEntry, CoordinateView, ModelSummary
+from catalog.repositories.runs import CoordinateHistory
+from contracts.identifiers import VERSIONS_KEY
 from contracts.manifest import DecidingFigure, float32_of
 from contracts.status import SuperWeightStatus
 from contracts.validation import Measurement
@@ -69,6 +79,8 @@ def _model_fields(summary: ModelSummary) -> dict[str, Any]:
         "family": model.family,
         "parameter_count": model.parameter_count,
         "base_model": model.base_model,
+        "relation": model.relation,
+        "quantization": model.quantization,
         "source_kind": model.source_kind,
         "super_weight_count": summary.super_weight_count,
         "status_counts": summary.status_counts,
@@ -83,9 +95,13 @@ def revision_out(revision: Revision) -> RevisionOut:
 
 def run_summary(run: IndexRun) -> RunSummaryOut:
     """A run, briefly."""
+    versions = run.config.get(VERSIONS_KEY) if isinstance(run.config, dict) else None
     return RunSummaryOut(
         id=run.id,
         url=run_url(run.id),
+        model=run.model.hub_id,
+        quantization=run.model.quantization,
+        validator_version=versions.get("validator") if isinstance(versions, dict) else None,
         revision=run.revision.sha,
         status=run.status,  # type: ignore[arg-type]
         config_hash=run.config_hash,
@@ -96,13 +112,57 @@ def run_summary(run: IndexRun) -> RunSummaryOut:
     )
 
 
-def model_detail(summary: ModelSummary, latest: Revision | None, runs: list[IndexRun]) -> ModelDetailOut:
+def model_detail(
+    summary: ModelSummary,
+    latest: Revision | None,
+    runs: list[IndexRun],
+    derived: list[CatalogModel] | None = None,
+    history: list[CoordinateHistory] | None = None,
+) -> ModelDetailOut:
     """A model page."""
     return ModelDetailOut(
         **_model_fields(summary),
         latest_revision=revision_out(latest) if latest else None,
         runs=[run_summary(r) for r in runs],
+        derived=[
+            DerivedModelOut(
+                id=m.hub_id,
+                url=model_url(m.hub_id),
+                relation=m.relation,  # type: ignore[arg-type]
+                quantization=m.quantization,
+            )
+            for m in derived or []
+        ],
+        history=[coordinate_history(h) for h in history or []],
     )
+
+
+def coordinate_history(history: CoordinateHistory) -> CoordinateHistoryOut:
+    """One coordinate across runs."""
+    layer, row, col = history.coordinates
+    return CoordinateHistoryOut(
+        layer=layer,
+        row=row,
+        col=col,
+        reported=history.reported,
+        reproduction=history.latest.value,
+        runs=[
+            RunVerdictOut(
+                run_id=v.run.id,
+                model=v.run.model.hub_id,
+                quantization=v.run.model.quantization,
+                reproduction=v.reproduction.value,  # type: ignore[arg-type]
+                status=v.status,
+                figure=v.figure,
+            )
+            for v in history.verdicts
+        ],
+    )
+
+
+def reported_source(source: ReportedSource) -> ReportedSourceOut:
+    """A source of a reported coordinate."""
+    return ReportedSourceOut.model_validate(source, from_attributes=True)
 
 
 def quality_result(result: QualityResult, weight: SuperWeight | None = None) -> QualityResultOut:
@@ -129,9 +189,13 @@ def super_weight(entry: CoordinateEntry) -> SuperWeightOut:
         col=weight.col,
         status=weight.status,  # type: ignore[arg-type]
         source=entry.source,
-        reproduction=entry.reproduction,
+        reproduction=entry.reproduction.value if entry.reproduction else None,
         citation=entry.citation,
         citation_source=entry.citation_source,
+        sources=[reported_source(s) for s in entry.sources],
+        disputed=entry.disputed,
+        readings=[_coordinate(c) for c in entry.readings],
+        doubtful=entry.doubtful,
         value=weight.value,
         dtype=weight.dtype,
         hf_tensor=weight.hf_tensor,
@@ -159,6 +223,15 @@ def super_weights(view: CoordinateView) -> SuperWeightsOut:
         model=view.model.hub_id,
         revision=revision_out(view.revision) if view.revision else None,
         run_id=view.run.id if view.run else None,
+        measured_on=(
+            MeasuredOnOut(
+                model=view.measured_on.hub_id,
+                relation=view.measured_on.relation,  # type: ignore[arg-type]
+                quantization=view.measured_on.quantization,
+            )
+            if view.measured_on is not None
+            else None
+        ),
         super_weights=[super_weight(e) for e in view.entries],
         super_activation=super_activation(view.super_activation),
     )
@@ -233,13 +306,29 @@ def _coordinate(value: tuple[int, int, int]) -> Coordinate:
 
 def comparison(result: Comparison) -> CompareOut:
     """A comparison of two models."""
+    channel_a, channel_b = result.channels
     return CompareOut(
         a=_side(result.a),
         b=_side(result.b),
+        relation=result.relation,  # type: ignore[arg-type]
         shared=[_coordinate(c) for c in result.shared],
         moved=[MovedOut(a=_coordinate(m.a), b=_coordinate(m.b), shared=m.shared) for m in result.moved],
         vanished=[_coordinate(c) for c in result.vanished],
         appeared=[_coordinate(c) for c in result.appeared],
+        drift=[
+            DriftOut(
+                a=_coordinate(d.a),
+                b=_coordinate(d.b),
+                value_a=d.value_a,
+                value_b=d.value_b,
+                difference=d.difference,
+                relative=d.relative,
+            )
+            for d in result.drift
+        ],
+        dequantization_error=result.build,
+        super_activation_channel_a=channel_a,
+        super_activation_channel_b=channel_b,
     )
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from contracts.lineage import RelationKind, SourceKind
 from contracts.status import ACTIVE_JOB_STATUSES, JobStatus, RunStatus, SuperWeightStatus
 
 NAMING_CONVENTION = {
@@ -104,6 +105,10 @@ class CatalogModel(Base):
     """A model, named by its hub id `org/name` (local sources use the org `local`)."""
 
     __tablename__ = "models"
+    __table_args__ = (
+        CheckConstraint(f"relation IN ({_in(RelationKind)})", name="relation"),
+        CheckConstraint("(relation IS NULL) = (base_model_id IS NULL)", name="relation_has_base"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     hub_id: Mapped[str] = mapped_column(String(HUB_ID_MAX), unique=True)
@@ -112,12 +117,22 @@ class CatalogModel(Base):
     model_type: Mapped[str | None] = mapped_column(String(64), index=True)
     family: Mapped[str | None] = mapped_column(String(64), index=True)
     parameter_count: Mapped[int | None] = mapped_column(BigInteger)
-    base_model: Mapped[str | None] = mapped_column(String(HUB_ID_MAX))
+    base_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("models.id", ondelete="SET NULL"), index=True
+    )
+    relation: Mapped[str | None] = mapped_column(String(16))
+    quantization: Mapped[str | None] = mapped_column(String(16))  # a build's type, e.g. Q4_1
     source_kind: Mapped[str] = mapped_column(String(16), default="hub")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     revisions: Mapped[list[Revision]] = relationship(back_populates="model", passive_deletes=True)
+    base: Mapped[CatalogModel | None] = relationship(remote_side=[id], lazy="joined", join_depth=1)
+
+    @property
+    def base_model(self) -> str | None:
+        """The hub id of the model this one derives from, if any."""
+        return self.base.hub_id if self.base is not None else None
 
 
 class Revision(Base):
@@ -192,7 +207,7 @@ class SuperWeight(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("index_runs.id", ondelete="CASCADE"), index=True)
     layer: Mapped[int] = mapped_column(Integer, index=True)
-    row: Mapped[int] = mapped_column(Integer)
+    row: Mapped[int] = mapped_column(Integer, index=True)
     col: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     value: Mapped[float | None] = mapped_column(Float)
@@ -216,6 +231,29 @@ class SuperWeight(Base):
     def coordinates(self) -> tuple[int, int, int]:
         """The `(layer, row, col)` triple."""
         return (self.layer, self.row, self.col)
+
+
+class ReportedSource(Base):
+    """One source that reports a `reported` super-weight entry, with what it gives as evidence."""
+
+    __tablename__ = "reported_sources"
+    __table_args__ = (
+        UniqueConstraint("super_weight_id", "locator"),
+        CheckConstraint(f"kind IN ({_in(SourceKind)})", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    super_weight_id: Mapped[int] = mapped_column(
+        ForeignKey("super_weights.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    locator: Mapped[str] = mapped_column(String(500))  # `owner/repo:path`, or the paper's table
+    citation: Mapped[str] = mapped_column(Text)
+    source_file: Mapped[str | None] = mapped_column(String(500))
+    commit: Mapped[str | None] = mapped_column(String(40))
+    evidence: Mapped[str | None] = mapped_column(Text)
+    doubtful: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SuperActivation(Base):

@@ -1,112 +1,202 @@
-"""Published super-weight coordinates, loaded as `reported` entries (`swi catalog seed`, idempotent)."""
+"""The published data set as `reported` entries with all their sources (`swi catalog seed`, idempotent).
+
+The loader is written against the few columns it writes (not the ORM models) because the data migration
+`0004` calls it too, on a catalog at that revision: a later nullable column does not change what it does.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from catalog.models import SuperWeight, utcnow
-from catalog.repositories.models import ModelRepository
+from catalog.models import utcnow
+from catalog.published import PublishedModel, primary_source, published_models
+from contracts.identifiers import split_model_id
 from contracts.status import SuperWeightStatus
 
-CITATION = "Yu et al. 2024, The Super Weight in Large Language Models, arXiv:2411.07191"
-PAPER_TABLE = "paper table"
-REFERENCE_CODE = "reference code"
-
-
-@dataclass(frozen=True)
-class SeedModel:
-    """One published model and its coordinates `(layer, row, col)` of `layers[L].mlp.down_proj.weight`."""
-
-    hub_id: str
-    model_type: str
-    family: str
-    coordinates: tuple[tuple[int, int, int], ...]
-    source: str = PAPER_TABLE
-
-
-SEED: tuple[SeedModel, ...] = (
-    SeedModel("huggyllama/llama-7b", "llama", "Llama", ((2, 3968, 7003),)),
-    SeedModel("huggyllama/llama-13b", "llama", "Llama", ((2, 2231, 2278), (2, 2231, 6939))),
-    SeedModel(
-        "huggyllama/llama-30b", "llama", "Llama", ((3, 5633, 12817), (3, 5633, 17439), (10, 5633, 14386))
-    ),
-    SeedModel("meta-llama/Llama-2-7b-hf", "llama", "Llama 2", ((1, 2533, 7890),)),
-    SeedModel("meta-llama/Llama-2-13b-hf", "llama", "Llama 2", ((3, 4743, 7678),)),
-    SeedModel("mistralai/Mistral-7B-v0.1", "mistral", "Mistral", ((1, 2070, 7310),)),
-    SeedModel(
-        "meta-llama/Meta-Llama-3-8B",
-        "llama",
-        "Llama 3",
-        ((1, 788, 2427), (1, 1384, 2427), (1, 4062, 2427)),
-        source=REFERENCE_CODE,
-    ),
-    SeedModel("allenai/OLMo-1B-0724-hf", "olmo", "OLMo", ((1, 1764, 1710), (2, 1764, 8041))),
-    SeedModel(
-        "allenai/OLMo-7B-0724-hf",
-        "olmo",
-        "OLMo",
-        ((1, 269, 7467), (2, 269, 8275), (7, 269, 453), (24, 269, 2300)),
-    ),
-    SeedModel(
-        "microsoft/Phi-3-mini-4k-instruct",
-        "phi3",
-        "Phi-3",
-        ((2, 525, 808), (2, 1693, 808), (2, 1113, 808), (4, 525, 2723), (4, 1113, 2723), (4, 1693, 2723)),
-    ),
+_MODELS = sa.table(
+    "models",
+    sa.column("id", sa.Integer()),
+    sa.column("hub_id", sa.String()),
+    sa.column("org", sa.String()),
+    sa.column("name", sa.String()),
+    sa.column("model_type", sa.String()),
+    sa.column("family", sa.String()),
+    sa.column("source_kind", sa.String()),
+    sa.column("base_model_id", sa.Integer()),
+    sa.column("relation", sa.String()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+_WEIGHTS = sa.table(
+    "super_weights",
+    sa.column("id", sa.Integer()),
+    sa.column("model_id", sa.Integer()),
+    sa.column("run_id", sa.Integer()),
+    sa.column("layer", sa.Integer()),
+    sa.column("row", sa.Integer()),
+    sa.column("col", sa.Integer()),
+    sa.column("status", sa.String()),
+    sa.column("hf_tensor", sa.String()),
+    sa.column("gguf_tensor", sa.String()),
+    sa.column("gguf_index", sa.JSON()),
+    sa.column("citation", sa.Text()),
+    sa.column("citation_source", sa.String()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
+_SOURCES = sa.table(
+    "reported_sources",
+    sa.column("super_weight_id", sa.Integer()),
+    sa.column("kind", sa.String()),
+    sa.column("locator", sa.String()),
+    sa.column("citation", sa.Text()),
+    sa.column("source_file", sa.String()),
+    sa.column("commit", sa.String()),
+    sa.column("evidence", sa.Text()),
+    sa.column("doubtful", sa.Boolean()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
 )
 
 
 @dataclass(frozen=True)
 class SeedReport:
-    """How many models and coordinates the seed added (0 and 0 when it was already loaded)."""
+    """What the seed added or corrected (all 0 when it was already loaded)."""
 
     models_added: int
     coordinates_added: int
+    sources_added: int = 0
+    labels_fixed: int = 0
 
 
 def load_seed(session: Session) -> SeedReport:
-    """Insert the published coordinates that are missing; the caller commits."""
-    models = ModelRepository(session)
-    models_added = coordinates_added = 0
-    for entry in SEED:
-        model = models.find(entry.hub_id)
-        if model is None:
-            model = models.get_or_create(entry.hub_id, model_type=entry.model_type, family=entry.family)
+    """Insert the published models, coordinates and sources that are missing; the caller commits."""
+    report = apply_published(session.connection())
+    session.expire_all()
+    return report
+
+
+def apply_published(connection: Connection) -> SeedReport:
+    """Bring the catalog's reported entries up to the shipped data set (idempotent; no commit)."""
+    models_added = coordinates_added = sources_added = labels_fixed = 0
+    published = published_models()
+    ids = dict(connection.execute(sa.select(_MODELS.c.hub_id, _MODELS.c.id)).all())
+    for entry in published:
+        if entry.hub_id not in ids:
+            ids[entry.hub_id] = _insert_model(connection, entry)
             models_added += 1
-        model.model_type = model.model_type or entry.model_type
-        model.family = model.family or entry.family
-        session.flush()
-        present = {
-            tuple(row)
-            for row in session.execute(
-                select(SuperWeight.layer, SuperWeight.row, SuperWeight.col).where(
-                    SuperWeight.model_id == model.id, SuperWeight.run_id.is_(None)
+    for entry in published:
+        model_id = ids[entry.hub_id]
+        changed = _link_base(connection, entry, model_id, ids)
+        for (layer, row, col), records in entry.coordinates.items():
+            primary = primary_source(records)
+            found = connection.execute(
+                sa.select(_WEIGHTS.c.id, _WEIGHTS.c.citation_source).where(
+                    _WEIGHTS.c.model_id == model_id,
+                    _WEIGHTS.c.run_id.is_(None),
+                    _WEIGHTS.c.layer == layer,
+                    _WEIGHTS.c.row == row,
+                    _WEIGHTS.c.col == col,
                 )
+            ).first()
+            if found is None:
+                weight_id = connection.execute(
+                    _WEIGHTS.insert()
+                    .values(
+                        model_id=model_id,
+                        run_id=None,
+                        layer=layer,
+                        row=row,
+                        col=col,
+                        status=SuperWeightStatus.REPORTED.value,
+                        hf_tensor=f"model.layers.{layer}.mlp.down_proj.weight",
+                        gguf_tensor=f"blk.{layer}.ffn_down.weight",
+                        gguf_index=[col, row],
+                        citation=primary.citation,
+                        citation_source=primary.kind.value,
+                        created_at=utcnow(),
+                    )
+                    .returning(_WEIGHTS.c.id)
+                ).scalar_one()
+                coordinates_added += 1
+                changed = True
+            else:
+                weight_id = found.id
+                if found.citation_source != primary.kind.value:
+                    # e.g. OLMo-1B-0724's (2, 1764, 8041): the paper's table says layer 1, its code layer 2
+                    connection.execute(
+                        _WEIGHTS.update()
+                        .where(_WEIGHTS.c.id == weight_id)
+                        .values(citation=primary.citation, citation_source=primary.kind.value)
+                    )
+                    labels_fixed += 1
+                    changed = True
+            present = set(
+                connection.execute(
+                    sa.select(_SOURCES.c.locator).where(_SOURCES.c.super_weight_id == weight_id)
+                ).scalars()
             )
-        }
-        for layer, row, col in entry.coordinates:
-            if (layer, row, col) in present:
-                continue
-            session.add(
-                SuperWeight(
-                    model_id=model.id,
-                    run_id=None,
-                    layer=layer,
-                    row=row,
-                    col=col,
-                    status=SuperWeightStatus.REPORTED,
-                    hf_tensor=f"model.layers.{layer}.mlp.down_proj.weight",
-                    gguf_tensor=f"blk.{layer}.ffn_down.weight",
-                    gguf_index=[col, row],
-                    citation=CITATION,
-                    citation_source=entry.source,
+            for record in records:
+                if record.locator in present:
+                    continue
+                connection.execute(
+                    _SOURCES.insert().values(
+                        super_weight_id=weight_id,
+                        kind=record.kind.value,
+                        locator=record.locator,
+                        citation=record.citation,
+                        source_file=record.source_file,
+                        commit=record.commit,
+                        evidence=record.evidence,
+                        doubtful=record.doubtful,
+                        created_at=utcnow(),
+                    )
                 )
+                sources_added += 1
+                changed = True
+        if changed:
+            # cached API pages of a model are validated against this stamp
+            connection.execute(_MODELS.update().where(_MODELS.c.id == model_id).values(updated_at=utcnow()))
+    return SeedReport(models_added, coordinates_added, sources_added, labels_fixed)
+
+
+def _insert_model(connection: Connection, entry: PublishedModel) -> int:
+    org, name = split_model_id(entry.hub_id)
+    now = utcnow()
+    return int(
+        connection.execute(
+            _MODELS.insert()
+            .values(
+                hub_id=entry.hub_id,
+                org=org,
+                name=name,
+                model_type=entry.model_type,
+                family=entry.family,
+                source_kind="hub",
+                created_at=now,
+                updated_at=now,
             )
-            coordinates_added += 1
-            # Cached API pages of a model are validated against this stamp.
-            model.updated_at = utcnow()
-    session.flush()
-    return SeedReport(models_added=models_added, coordinates_added=coordinates_added)
+            .returning(_MODELS.c.id)
+        ).scalar_one()
+    )
+
+
+def _link_base(connection: Connection, entry: PublishedModel, model_id: int, ids: dict[str, int]) -> bool:
+    """Fill in a missing architecture, family and base model (never overwrite what a run recorded)."""
+    row = connection.execute(
+        sa.select(_MODELS.c.model_type, _MODELS.c.family, _MODELS.c.base_model_id).where(
+            _MODELS.c.id == model_id
+        )
+    ).one()
+    values: dict[str, object] = {}
+    if row.model_type is None:
+        values["model_type"] = entry.model_type
+    if row.family is None:
+        values["family"] = entry.family
+    if entry.base_model is not None and entry.relation is not None and row.base_model_id is None:
+        values.update(base_model_id=ids[entry.base_model], relation=entry.relation.value)
+    if values:
+        connection.execute(_MODELS.update().where(_MODELS.c.id == model_id).values(**values))
+    return bool(values)

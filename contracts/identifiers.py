@@ -95,6 +95,10 @@ def local_revision(hex_digest: str) -> str:
     return f"{LOCAL_DIGEST_PREFIX}{hex_digest}"
 
 
+#: the key of a run's configuration naming the versions of the code that produced it (part of the run key)
+VERSIONS_KEY = "versions"
+
+
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text (sorted keys, no spaces, UTF-8, no NaN): what hashes are taken over."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -6,12 +6,17 @@ One model for every layer: the API validates submissions with `SubmissionOptions
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.identifiers import MODEL_ID_PATTERN, VERSIONS_KEY
+
 #: the key of a job's configuration that names a local source (never part of the run's configuration)
 SOURCE_PATH_KEY = "source_path"
+#: the key naming the hub model a local GGUF file is a build of (lineage, not a setting of the run)
+BUILD_OF_KEY = "build_of"
 #: the keys always written; the others are written only when set, so equal settings hash equally
 BASE_KEYS = ("prompt", "max_super_weights", "z_threshold", "dtype", "validate", "quantization_checks")
 #: experiments of the quantization checks (the rest is prune validation)
@@ -63,8 +68,23 @@ class JobConfig(SubmissionOptions):
     source_path: str | None = Field(
         default=None, description="A local folder or .gguf file (local jobs only)."
     )
+    build_of: str | None = Field(
+        default=None,
+        max_length=193,
+        pattern=MODEL_ID_PATTERN,
+        description="The hub model a local GGUF file is a quantized build of.",
+    )
 
 
 def run_config_of(job_config: dict[str, Any]) -> dict[str, Any]:
-    """The configuration of the run (its hash is the run key): the job's, without the local path."""
-    return {key: value for key, value in job_config.items() if key != SOURCE_PATH_KEY}
+    """The job's settings that shape a run's results: the job's configuration, without the local path."""
+    return {key: value for key, value in job_config.items() if key not in (SOURCE_PATH_KEY, BUILD_OF_KEY)}
+
+
+def versioned_run_config(job_config: dict[str, Any], versions: Mapping[str, str]) -> dict[str, Any]:
+    """The configuration a run is stored with (its hash is the run key): the settings and the code versions.
+
+    `versions` names the version of each part that produced the results (`indexer.versions.RUN_VERSIONS`):
+    a re-run with a new detector or validator version is a new run; the earlier one is kept.
+    """
+    return {**run_config_of(job_config), VERSIONS_KEY: dict(versions)}

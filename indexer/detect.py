@@ -34,8 +34,8 @@ from indexer.adapters import ArchitectureAdapter
 from indexer.errors import InvalidInputError
 from indexer.hooks import forward_hooks, hidden_states_of
 from indexer.loading import LoadedModel
+from indexer.versions import DETECTOR_VERSION
 
-DETECTOR_VERSION = "1.0.0"
 DEFAULT_PROMPT = "Apple Inc. is a worldwide tech company."
 
 

@@ -392,6 +392,61 @@ def gguf_file_type(path: Path) -> str:
         return f"file_type_{value}"
 
 
+@dataclass(frozen=True)
+class GgufLineage:
+    """What a GGUF file's `general.*` metadata says about the model it was built from."""
+
+    organization: str | None
+    basename: str | None
+    size_label: str | None
+    finetune: str | None
+    base_models: tuple[str, ...]  # `general.base_model.N.*`: hub ids where a repo URL names one, else names
+
+    @property
+    def suggestion(self) -> str | None:
+        """A hub id to propose (shown to the user, never used without their confirmation)."""
+        for base in self.base_models:
+            if base.count("/") == 1:
+                return base
+        if self.organization and self.basename:
+            name = "-".join(p for p in (self.basename, self.size_label, self.finetune) if p)
+            return f"{self.organization}/{name}"
+        return None
+
+
+def gguf_lineage(path: Path) -> GgufLineage:
+    """Read the organization, basename, size label, finetune and base models of a GGUF file."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+
+    def text(key: str) -> str | None:
+        field_ = reader.fields.get(key)
+        if field_ is None or not field_.types or field_.types[0] != gguf.GGUFValueType.STRING:
+            return None
+        value = bytes(field_.parts[field_.data[0]]).decode("utf-8", errors="replace").strip()
+        return value or None
+
+    bases: list[str] = []
+    count_field = reader.fields.get("general.base_model.count")
+    count = int(count_field.parts[count_field.data[0]][0]) if count_field is not None else 0
+    hub = "https://huggingface.co/"
+    for i in range(min(count, 8)):
+        url = text(f"general.base_model.{i}.repo_url") or ""
+        name = text(f"general.base_model.{i}.name")
+        if url.startswith(hub) and url[len(hub) :].count("/") == 1:
+            bases.append(url[len(hub) :])
+        elif name:
+            bases.append(name)
+    return GgufLineage(
+        organization=text("general.organization"),
+        basename=text("general.basename"),
+        size_label=text("general.size_label"),
+        finetune=text("general.finetune"),
+        base_models=tuple(bases),
+    )
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 

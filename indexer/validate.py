@@ -33,7 +33,7 @@ from indexer.experiments import EXPERIMENTS, parse_experiments
 from indexer.experiments.stopwords import STOPWORDS
 from indexer.loading import LoadedModel
 from indexer.perplexity import default_window
-from indexer.validation.config import RTN_VARIANTS, VALIDATOR_VERSION, W8A8_VARIANTS, ValidateConfig
+from indexer.validation.config import RTN_VARIANTS, W8A8_VARIANTS, ValidateConfig
 from indexer.validation.results import (
     Figure,
     ModelVerdict,
@@ -52,6 +52,7 @@ from indexer.validation.results import (
 )
 from indexer.validation.suite import Suite
 from indexer.validation.verdicts import decide_verdicts
+from indexer.versions import VALIDATOR_VERSION
 
 __all__ = [
     "EXPERIMENTS",

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
 
     @catalog_app.command("seed")
     def seed_command() -> None:
-        """Load the published super-weight coordinates (idempotent; migrates first)."""
+        """Load the published super-weight coordinates with all their sources (idempotent; migrates first)."""
         from catalog.bootstrap import prepare_database
         from catalog.settings import Settings
 
@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
             report = prepare_database(settings, seed=True)
         assert report is not None
         console.print(
-            f"seed loaded: {report.models_added} models and {report.coordinates_added} coordinates added "
+            f"seed loaded: {report.models_added} models and {report.coordinates_added} coordinates added, "
+            f"{report.sources_added} sources, {report.labels_fixed} labels corrected "
             f"({_redacted(_database_url(settings))})"
         )
 

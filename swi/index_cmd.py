@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -88,6 +89,14 @@ def index_command(
         str | None,
         typer.Option(help="Embedded default only: auto, cpu, cuda, cuda:N (workers choose their own)."),
     ] = None,
+    build_of: Annotated[
+        str | None,
+        typer.Option(
+            "--build-of",
+            metavar="ORG/NAME",
+            help="The hub model a .gguf file is a quantized build of (its runs then show on that model).",
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalog entry as JSON.")] = False,
     server: ServerOption = None,
@@ -100,7 +109,7 @@ def index_command(
     """
     if server:
         local_only = {"--max-tokens": max_tokens, "--window": window, "--corpus": corpus}
-        local_only |= {"--experiments": experiments, "--device": device}
+        local_only |= {"--experiments": experiments, "--device": device, "--build-of": build_of}
         given = [name for name, value in local_only.items() if value is not None]
         if given:
             fail(f"{', '.join(given)}: not a submission option of the API; the service chooses them")
@@ -114,9 +123,11 @@ def index_command(
         options = {key: value for key, value in options.items() if value is not None}
         remote.index(server, model, revision, options, wait=wait, as_json=as_json)
         return
+    from catalog.repositories import RunRepository
     from catalog.services import Submission
     from contracts.identifiers import is_commit_sha, local_model_id
-    from contracts.jobs import JobConfig, run_config_of
+    from contracts.jobs import JobConfig, versioned_run_config
+    from indexer.versions import RUN_VERSIONS
     from workers.sources import content_digest, local_path_of
 
     with _errors():
@@ -131,9 +142,12 @@ def index_command(
                     "SWI_ALLOW_LOCAL_MODELS=true on workers (where the path must exist) or submit a hub id"
                 )
             model_id = local_model_id(path)
+            _explain_lineage(path, build_of)
             with err_console.status(f"hashing {path.name}"):
                 sha: str | None = content_digest(path)
         else:
+            if build_of is not None:
+                fail("--build-of applies to a local .gguf file")
             model_id, sha = model, (revision if revision is not None and is_commit_sha(revision) else None)
         try:
             job_config = JobConfig.model_validate(
@@ -148,6 +162,7 @@ def index_command(
                     "corpus": corpus,
                     "experiments": _names(experiments),
                     "source_path": str(path) if path is not None else None,
+                    "build_of": build_of,
                 }
             ).as_config()
         except ValueError as exc:
@@ -160,9 +175,13 @@ def index_command(
                 config=job_config,
                 revision=revision,
                 resolved_sha=sha,
-                run_config=run_config_of(job_config),
+                run_config=versioned_run_config(job_config, RUN_VERSIONS),
             )
         )
+        if result.run_id is not None and build_of is not None:
+            with context.write() as session:
+                RunRepository(session).link_build(result.run_id, build_of)
+                session.commit()
         if result.job is None or (result.run_id is not None and result.job.status == "succeeded"):
             err_console.print(f"[dim]{model_id} is already indexed with these settings[/]")
             _print_entry(context, result.run_id, as_json)
@@ -189,6 +208,40 @@ def index_command(
             1,
         )
     _print_entry(context, job.run_id, as_json)
+
+
+def _explain_lineage(path: Path, build_of: str | None) -> None:
+    """Show what a GGUF file's metadata says it was built from; the link is made only with --build-of."""
+    if path.suffix != ".gguf":
+        if build_of is not None:
+            fail("--build-of applies to a .gguf file")
+        return
+    from contracts.identifiers import validate_model_id
+    from indexer.loading import gguf_lineage
+
+    if build_of is not None:
+        validate_model_id(build_of)
+    lineage = gguf_lineage(path)
+    said = ", ".join(
+        f"{label} {value}"
+        for label, value in (
+            ("organization", lineage.organization),
+            ("basename", lineage.basename),
+            ("size", lineage.size_label),
+            ("finetune", lineage.finetune),
+            ("base model", ", ".join(lineage.base_models) or None),
+        )
+        if value
+    )
+    if said:
+        err_console.print(f"[dim]{path.name} metadata: {said}[/]")
+    if build_of is not None:
+        err_console.print(f"indexing {path.name} as a quantized build of {build_of}")
+    elif lineage.suggestion is not None:
+        err_console.print(
+            f"[yellow]not linked to a hub model: if it is a build of one, pass --build-of ORG/NAME "
+            f"(the metadata suggests {lineage.suggestion}; check it: it is not always the hub id)[/]"
+        )
 
 
 def _names(text: str | None) -> list[str] | None:

@@ -161,3 +161,27 @@ def plant_super_weight(
                     bias[out_index] = 0.0
         down = adapter.down_weight(model, layer)
         down[adapter.storage_index(row, col)] = weight
+
+
+#: the planted lineage: the base model's super weights, and where the fine-tune moved the second one
+BASE_SUPER_WEIGHTS = ((1, 10, 20), (3, 30, 50))
+FINE_TUNE_SUPER_WEIGHTS = ((1, 10, 20), (3, 30, 51))
+
+
+def planted_base_and_fine_tune(model_type: str = "llama") -> tuple[LoadedModel, LoadedModel]:
+    """A tiny base model with two planted super weights, and a fine-tune that kept one and moved the other.
+
+    The fine-tune starts from the base's weights, nudges every weight a little (as training would), scales
+    the kept super weight by 1.05, and moves the second one to another column of the same row and layer.
+    """
+    base = tiny_model(model_type, seed=0)
+    for layer, row, col in BASE_SUPER_WEIGHTS:
+        plant_super_weight(base, layer, row, col)
+    tuned = tiny_model(model_type, seed=0)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in tuned.model.parameters():
+            parameter.add_(1e-3 * torch.randn(parameter.shape, generator=generator))
+    for (layer, row, col), weight in zip(FINE_TUNE_SUPER_WEIGHTS, (2.1, 2.0), strict=True):
+        plant_super_weight(tuned, layer, row, col, weight=weight)
+    return base, tuned

@@ -24,15 +24,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from catalog.db import begin_write
 from catalog.errors import CatalogError
 from catalog.models import Job, utcnow
-from catalog.repositories import JobRepository, record_run
+from catalog.repositories import JobRepository, RunRepository, record_run
 from catalog.repositories.jobs import parse_job_id
 from catalog.repositories.pipeline import PipelineRepository
 from contracts.errors import InvalidInputError
 from contracts.identifiers import config_hash, is_commit_sha
-from contracts.jobs import QUANTIZATION_EXPERIMENTS, JobConfig, run_config_of
+from contracts.jobs import QUANTIZATION_EXPERIMENTS, JobConfig, versioned_run_config
+from contracts.lineage import RelationKind
 from contracts.status import JobStatus
 from contracts.validation import ValidationDocument
 from indexer.progress import ProgressLines
+from indexer.versions import RUN_VERSIONS
 from workers.settings import WorkerSettings
 from workers.sources import content_digest
 
@@ -329,7 +331,7 @@ class _Resolved:
 def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -> int:
     settings = context.settings
     config = JobConfig.model_validate(job.config)
-    run_config = run_config_of(job.config)
+    run_config = versioned_run_config(job.config, RUN_VERSIONS)
     digest = config_hash(run_config)
     started_at = utcnow()
 
@@ -340,6 +342,8 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
         existing = PipelineRepository(session).find_run(job.model, resolved.sha, digest)
         if existing is not None:
             PipelineRepository(session).complete_with_run(job.id, existing, resolved.sha)
+            if config.build_of is not None:
+                RunRepository(session).link_build(existing, config.build_of)
         session.commit()
     if existing is not None:
         logger.info("job %s: %s@%s already indexed as run %d", job.id, job.model, resolved.sha, existing)
@@ -378,6 +382,8 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
             timings=timings,
             started_at=started_at,
             finished_at=utcnow(),
+            base_model=config.build_of,
+            relation=RelationKind.QUANTIZED_BUILD if config.build_of else None,
         )
         session.commit()
     for listener in context.listeners:

@@ -37,6 +37,7 @@ from catalog.repositories.browse import BrowseRepository
 from catalog.repositories.models import MODEL_SORTS, ModelSort
 from contracts.errors import DomainError, InvalidInputError
 from contracts.identifiers import validate_model_id
+from contracts.lineage import Reproduction, SourceKind
 from contracts.status import ACTIVE_JOB_STATUSES
 
 router = APIRouter(include_in_schema=False)
@@ -44,6 +45,13 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 STATUSES = ("reported", "candidate", "confirmed", "inert")
+REPRODUCTIONS: dict[str, str] = {
+    Reproduction.REPRODUCED: "reproduced by a run",
+    Reproduction.CONTRADICTED: "contradicted (inert)",
+    Reproduction.NOT_FOUND: "not found by a run",
+    Reproduction.UNVERIFIED: "not measured yet",
+}
+SOURCE_KINDS = tuple(kind.value for kind in SourceKind)
 SORT_LABELS: dict[ModelSort, str] = {
     "name": "name (A–Z)",
     "-name": "name (Z–A)",
@@ -153,6 +161,12 @@ def catalog_page(
     family: Text | None = None,
     status: Text | None = None,
     has: Text | None = None,
+    reproduction: Text | None = None,
+    source: Text | None = None,
+    dispute: Text | None = None,
+    layer: Text | None = None,
+    row: Text | None = None,
+    base_model: Text | None = None,
     sort: Text | None = None,
     cursor: Text | None = None,
     limit: Text | None = None,
@@ -166,6 +180,12 @@ def catalog_page(
             "family": _clean(family, 64),
             "status": _clean(status, 16),
             "has": _clean(has, 3),
+            "reproduction": _clean(reproduction, 16),
+            "source": _clean(source, 16),
+            "dispute": _clean(dispute, 3),
+            "layer": _clean(layer, 6),
+            "row": _clean(row, 8),
+            "base_model": _clean(base_model, 193),
             "sort": _clean(sort, 8),
             "limit": _clean(limit, 3),
         }.items()
@@ -176,6 +196,21 @@ def catalog_page(
         problems.append(f"unknown status {chosen.pop('status')!r}")
     if chosen.get("has") not in (None, "yes", "no"):
         problems.append(f"'has' must be yes or no, not {chosen.pop('has')!r}")
+    if chosen.get("reproduction") not in (None, *REPRODUCTIONS):
+        problems.append(f"unknown reproduction {chosen.pop('reproduction')!r}")
+    if chosen.get("source") not in (None, *SOURCE_KINDS):
+        problems.append(f"unknown source kind {chosen.pop('source')!r}")
+    if chosen.get("dispute") not in (None, "yes", "no"):
+        problems.append(f"'dispute' must be yes or no, not {chosen.pop('dispute')!r}")
+    for number in ("layer", "row"):
+        if not chosen.get(number, "0").isdigit():
+            problems.append(f"{number} must be a whole number, not {chosen.pop(number)!r}")
+    if "base_model" in chosen:
+        try:
+            validate_model_id(chosen["base_model"])
+        except InvalidInputError as error:
+            chosen.pop("base_model")
+            problems.append(str(error))
     if chosen.get("sort") not in (None, *MODEL_SORTS):
         problems.append(f"unknown sort {chosen.pop('sort')!r}")
     if not chosen.get("limit", "1").isdigit() or not 1 <= int(chosen.get("limit", "1")) <= MAX_PAGE_SIZE:
@@ -187,6 +222,12 @@ def catalog_page(
         status=chosen.get("status"),
         has_super_weights={"yes": True, "no": False}.get(chosen.get("has", "")),
         q=chosen.get("q"),
+        reproduction=Reproduction(chosen["reproduction"]) if "reproduction" in chosen else None,
+        source_kind=SourceKind(chosen["source"]) if "source" in chosen else None,
+        disputed={"yes": True, "no": False}.get(chosen.get("dispute", "")),
+        layer=int(chosen["layer"]) if "layer" in chosen else None,
+        row=int(chosen["row"]) if "row" in chosen else None,
+        base_model=chosen.get("base_model"),
     )
     status_code = 400 if problems else 200
     try:
@@ -213,6 +254,8 @@ def catalog_page(
         facets=facets,
         chosen=chosen,
         statuses=STATUSES,
+        reproductions=REPRODUCTIONS,
+        source_kinds=SOURCE_KINDS,
         sorts=SORT_LABELS,
         problems=problems,
         next_url=next_url,
@@ -268,7 +311,7 @@ def _render_model(session: Session, hub_id: str, revision: str | None, run_id: i
     else:
         view = runs.coordinates(model, revision)
     counts = models.status_counts([model.id]).get(model.id, {})
-    all_runs = models.runs(model)
+    all_runs = runs.listed_runs(model)
     run: IndexRun | None = view.run
     profile = quality = None
     provenance: list[tuple[str, str]] = []
@@ -279,7 +322,7 @@ def _render_model(session: Session, hub_id: str, revision: str | None, run_id: i
         quality = pages.quality_charts(runs.quality_results(run), weights)
         provenance = pages.provenance_items(run.provenance)
         job = runs.job_of(run)
-    base = models.find(model.base_model) if model.base_model else None
+    base = model.base
     measured = [e for e in view.entries if e.source == "measured"]
     reported = [e for e in view.entries if e.source == "reported" or e.citation]
     return render(
@@ -300,6 +343,10 @@ def _render_model(session: Session, hub_id: str, revision: str | None, run_id: i
         measured=measured,
         reproduced=sum(1 for e in view.entries if e.reproduction == "reproduced"),
         contradicted=sum(1 for e in view.entries if e.reproduction == "contradicted"),
+        not_found=sum(1 for e in view.entries if e.reproduction == "not_found"),
+        build=view.measured_on if view.measured_on is not None and view.measured_on.id != model.id else None,
+        derived=models.derived(model),
+        history=runs.history(model, all_runs) if len(all_runs) > 1 else [],
         reported_count=len(reported),
         submit_url="/jobs/new?" + urlencode({"model": hub_id}),
         is_hub=model.source_kind == "hub" and model.org != "local",

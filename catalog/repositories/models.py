@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from catalog.errors import InvalidInputError, NotFoundError
-from catalog.models import CatalogModel, IndexRun, Revision, SuperWeight, UtcDateTime, utcnow
-from contracts.identifiers import split_model_id
-from contracts.status import RunStatus
+from catalog.models import CatalogModel, IndexRun, ReportedSource, Revision, SuperWeight, UtcDateTime, utcnow
+from contracts.identifiers import split_model_id, validate_model_id
+from contracts.lineage import RelationKind, Reproduction, SourceKind
+from contracts.status import RunStatus, SuperWeightStatus
 
 ModelSort = Literal["name", "-name", "updated", "-updated"]
 MODEL_SORTS: tuple[ModelSort, ...] = ("name", "-name", "updated", "-updated")
@@ -31,8 +32,13 @@ class ModelFilter:
     family: str | None = None
     status: str | None = None
     layer: int | None = None
+    row: int | None = None
     has_super_weights: bool | None = None
     q: str | None = None
+    source_kind: SourceKind | None = None  # has a reported entry from a source of this kind
+    disputed: bool | None = None  # has (or has no) reported weight whose sources disagree on the layer
+    base_model: str | None = None  # derives from this model (its fine-tunes, merges and builds)
+    reproduction: Reproduction | None = None  # a reported coordinate some run (or a build's) decided so
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,33 @@ class ModelRepository:
         except IntegrityError:
             return self.get(hub_id)
         return model
+
+    def link_base(
+        self, model: CatalogModel, base_hub_id: str, relation: RelationKind, quantization: str | None = None
+    ) -> CatalogModel:
+        """Record that `model` derives from `base_hub_id` (created if missing) as `relation`."""
+        if validate_model_id(base_hub_id) == model.hub_id:
+            raise InvalidInputError(f"{model.hub_id} cannot be a build or fine-tune of itself")
+        base = self.get_or_create(base_hub_id)
+        if base.base_model_id == model.id:
+            raise InvalidInputError(f"{base_hub_id} already derives from {model.hub_id}")
+        self.session.flush()
+        model.base = base
+        model.base_model_id = base.id
+        model.relation = RelationKind(relation).value
+        model.quantization = quantization[:16] if quantization else None
+        base.updated_at = utcnow()  # the base model's page lists its builds and fine-tunes
+        return base
+
+    def derived(self, model: CatalogModel) -> list[CatalogModel]:
+        """The models that derive from `model` (its fine-tunes, merges and builds), by id."""
+        return list(
+            self.session.scalars(
+                select(CatalogModel)
+                .where(CatalogModel.base_model_id == model.id)
+                .order_by(CatalogModel.hub_id)
+            )
+        )
 
     def latest_revision(self, model: CatalogModel) -> Revision | None:
         """The revision of the model's newest successful run, else its newest revision."""
@@ -225,12 +258,80 @@ class ModelRepository:
             weight_conditions.append(SuperWeight.status == filters.status)
         if filters.layer is not None:
             weight_conditions.append(SuperWeight.layer == filters.layer)
-        if filters.status or filters.layer is not None or filters.has_super_weights:
+        if filters.row is not None:
+            weight_conditions.append(SuperWeight.row == filters.row)
+        if filters.source_kind is not None:
+            weight_conditions.append(
+                exists().where(
+                    ReportedSource.super_weight_id == SuperWeight.id,
+                    ReportedSource.kind == filters.source_kind,
+                )
+            )
+        if len(weight_conditions) > 1 or filters.has_super_weights:
             query = query.where(exists().where(and_(*weight_conditions)))
         if filters.has_super_weights is False:
             query = query.where(~exists().where(SuperWeight.model_id == CatalogModel.id))
+        if filters.disputed is not None:
+            other = aliased(SuperWeight)
+            dispute = exists().where(
+                SuperWeight.model_id == CatalogModel.id,
+                SuperWeight.run_id.is_(None),
+                exists().where(
+                    other.model_id == SuperWeight.model_id,
+                    other.run_id.is_(None),
+                    other.row == SuperWeight.row,
+                    other.col == SuperWeight.col,
+                    other.layer != SuperWeight.layer,
+                ),
+            )
+            query = query.where(dispute if filters.disputed else ~dispute)
+        if filters.reproduction is not None:
+            query = query.where(_reproduction_condition(Reproduction(filters.reproduction)))
+        if filters.base_model is not None:
+            base = aliased(CatalogModel)
+            query = query.where(
+                exists().where(
+                    base.id == CatalogModel.base_model_id,
+                    base.hub_id == validate_model_id(filters.base_model),
+                )
+            )
         return query
 
     def touch(self, model: CatalogModel) -> None:
         """Mark the model as updated now (its listing order and ETags move)."""
         model.updated_at = utcnow()
+
+
+def _reproduction_condition(reproduction: Reproduction) -> ColumnElement[bool]:
+    """A reported coordinate of the model that its runs, or its builds' runs, mark `reproduction`."""
+    reported, measured, build = aliased(SuperWeight), aliased(SuperWeight), aliased(CatalogModel)
+    # correlated with the listed model explicitly: these selects sit two levels inside the query
+    builds = (
+        select(build.id)
+        .where(build.base_model_id == CatalogModel.id, build.relation == RelationKind.QUANTIZED_BUILD)
+        .correlate(CatalogModel)
+    )
+    runs = (
+        select(IndexRun.id)
+        .where(
+            IndexRun.status == RunStatus.SUCCEEDED,
+            or_(IndexRun.model_id == CatalogModel.id, IndexRun.model_id.in_(builds)),
+        )
+        .correlate(CatalogModel)
+    )
+    same_place = and_(
+        measured.run_id.in_(runs),
+        measured.layer == reported.layer,
+        measured.row == reported.row,
+        measured.col == reported.col,
+    )
+    decided: ColumnElement[bool]
+    if reproduction == Reproduction.REPRODUCED:
+        decided = exists().where(same_place, measured.status != SuperWeightStatus.INERT)
+    elif reproduction == Reproduction.CONTRADICTED:
+        decided = exists().where(same_place, measured.status == SuperWeightStatus.INERT)
+    elif reproduction == Reproduction.NOT_FOUND:
+        decided = and_(exists(runs), ~exists().where(same_place))
+    else:
+        decided = ~exists(runs)
+    return exists().where(reported.model_id == CatalogModel.id, reported.run_id.is_(None), decided)

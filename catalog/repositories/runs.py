@@ -21,6 +21,7 @@ from catalog.models import (
     Job,
     LayerProfile,
     QualityResult,
+    ReportedSource,
     Revision,
     SuperActivation,
     SuperWeight,
@@ -28,12 +29,12 @@ from catalog.models import (
 )
 from catalog.repositories.models import ModelRepository
 from contracts.identifiers import config_hash, is_commit_sha, validate_model_id, validate_revision_digest
+from contracts.lineage import RelationKind, Reproduction, SourceKind
 from contracts.results import DetectionResult, Provenance
 from contracts.status import JobStatus, RunStatus, SuperWeightStatus
 from contracts.validation import ValidationDocument
 
 Coordinates = tuple[int, int, int]
-Reproduction = Literal["reproduced", "contradicted", "unverified"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,18 @@ class CoordinateEntry:
     citation: str | None
     citation_source: str | None
     decided_by: list[QualityResult] = field(default_factory=list)
+    sources: list[ReportedSource] = field(default_factory=list)  # every source that reports it
+    readings: list[Coordinates] = field(default_factory=list)  # the other readings of a disputed weight
+
+    @property
+    def disputed(self) -> bool:
+        """Whether sources disagree on where this weight is (the same row and col at another layer)."""
+        return bool(self.readings)
+
+    @property
+    def doubtful(self) -> bool:
+        """Whether every source that reports it marks it doubtful (e.g. a transfer to another model)."""
+        return bool(self.sources) and all(s.doubtful for s in self.sources)
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,31 @@ class CoordinateView:
     revision: Revision | None
     entries: list[CoordinateEntry]
     super_activation: SuperActivation | None
+    measured_on: CatalogModel | None = None  # the build (or the model itself) the run measured
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """What one run says about one coordinate, and the figure that decided it."""
+
+    run: IndexRun
+    reproduction: Reproduction
+    status: str | None  # the coordinate's status in that run; None when the run did not detect it
+    figure: float | None  # the prune ratio that decided it, else the detected output activation
+
+
+@dataclass(frozen=True)
+class CoordinateHistory:
+    """One coordinate across a model's runs (and its builds' runs), and whether a source reports it."""
+
+    coordinates: Coordinates
+    reported: bool
+    verdicts: list[RunVerdict]
+
+    @property
+    def latest(self) -> Reproduction:
+        """The newest run's verdict (`unverified` when nothing ran)."""
+        return self.verdicts[0].reproduction if self.verdicts else Reproduction.UNVERIFIED
 
 
 @dataclass(frozen=True)
@@ -86,6 +124,40 @@ class Comparison:
     moved: list[Moved]
     vanished: list[Coordinates]
     appeared: list[Coordinates]
+    drift: list[Drift] = field(default_factory=list)  # the value of each kept (or moved) weight on both sides
+    relation: str | None = None  # how b derives from a (or a from b), when the catalog knows
+    build: bool = False  # one side is a quantized build of the other: the drift is the dequantization error
+
+    @property
+    def channels(self) -> tuple[int | None, int | None]:
+        """The super-activation channel (hidden dimension) of each side's run."""
+        sides = (self.a.super_activation, self.b.super_activation)
+        return (sides[0].channel if sides[0] else None, sides[1].channel if sides[1] else None)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A super weight's value in a and in b (a moved weight pairs its two coordinates)."""
+
+    a: Coordinates
+    b: Coordinates
+    value_a: float | None
+    value_b: float | None
+
+    @property
+    def difference(self) -> float | None:
+        """value_b - value_a."""
+        if self.value_a is None or self.value_b is None:
+            return None
+        return self.value_b - self.value_a
+
+    @property
+    def relative(self) -> float | None:
+        """|value_b - value_a| / |value_a|."""
+        difference = self.difference
+        if difference is None or not self.value_a:
+            return None
+        return abs(difference) / abs(self.value_a)
 
 
 def record_run(
@@ -134,6 +206,8 @@ class RunRepository:
         finished_at: datetime | None = None,
         family: str | None = None,
         base_model: str | None = None,
+        relation: RelationKind | None = None,
+        quantization: str | None = None,
     ) -> RecordedRun:
         """Store a detection (and its validation) once, keyed by the job and by (model, sha, config hash).
 
@@ -143,6 +217,8 @@ class RunRepository:
         - `detection`: a `contracts.results.DetectionResult` (or its JSON); `validation`: a
           `contracts.validation.ValidationDocument` (or its JSON), or None.
         - `job_id`: the job this run completes; it is marked `succeeded` and linked to the run.
+        - `base_model`, `relation`, `quantization`: the model derives from `base_model` (created if missing)
+          as a fine-tune, merge or quantized build (of that quantization type, e.g. `Q4_1`).
         A repeated call (same job, or same model + sha + config) returns the existing run and writes nothing
         else. Everything happens in the caller's transaction: the caller commits.
         """
@@ -168,7 +244,12 @@ class RunRepository:
 
         provenance = parsed.provenance
         model = self.models.get_or_create(model_id, source_kind=provenance.source_kind)
-        self._update_model(model, provenance, family=family, base_model=base_model)
+        self._update_model(model, provenance, family=family)
+        if base_model is not None:
+            relation = relation or RelationKind.FINE_TUNE
+            if relation == RelationKind.QUANTIZED_BUILD and quantization is None:
+                quantization = provenance.quantization
+            self.models.link_base(model, base_model, relation, quantization)
         revision = self._revision(model, revision_sha, resolved_from or provenance.resolved_from)
 
         existing = self._run_for(revision, digest)
@@ -206,6 +287,14 @@ class RunRepository:
             job.heartbeat_at = now
         return RecordedRun(run_id=run.id, created=created)
 
+    def link_build(self, run_id: int, base_model: str) -> None:
+        """Record the model of an existing run as a quantized build of `base_model` (its file's type)."""
+        run = self.get(run_id)
+        found = run.provenance.get("quantization")
+        self.models.link_base(
+            run.model, base_model, RelationKind.QUANTIZED_BUILD, str(found) if found else None
+        )
+
     def _job(self, job_id: uuid.UUID | str) -> Job:
         try:
             key = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
@@ -222,15 +311,12 @@ class RunRepository:
         provenance: Provenance,
         *,
         family: str | None,
-        base_model: str | None,
     ) -> None:
         model.model_type = provenance.model_type[:64]
         if provenance.parameter_count > 0:
             model.parameter_count = provenance.parameter_count
         if family:
             model.family = family[:64]
-        if base_model:
-            model.base_model = validate_model_id(base_model)
         model.updated_at = utcnow()
 
     def _revision(self, model: CatalogModel, sha: str, resolved_from: Any) -> Revision:
@@ -421,13 +507,50 @@ class RunRepository:
         ).first()
 
     def coordinates(self, model: CatalogModel, revision: str | None = None) -> CoordinateView:
-        """The model's super weights at `revision` (default: newest indexed), with reported entries merged."""
+        """The model's super weights at `revision` (default: newest indexed), with reported entries merged.
+
+        A model without a run of its own shows the newest run of one of its quantized builds.
+        """
         run, _ = self.latest_run(model, revision)
+        if run is None and revision is None:
+            run = self.latest_build_run(model)
         return self.coordinates_of(model, run)
+
+    def latest_build_run(self, model: CatalogModel) -> IndexRun | None:
+        """The newest successful run of one of the model's quantized builds."""
+        return self.session.scalars(
+            select(IndexRun)
+            .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
+            .where(
+                CatalogModel.base_model_id == model.id,
+                CatalogModel.relation == RelationKind.QUANTIZED_BUILD,
+                IndexRun.status == RunStatus.SUCCEEDED,
+            )
+            .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
+            .limit(1)
+        ).first()
+
+    def sources(self, weights: list[SuperWeight]) -> dict[int, list[ReportedSource]]:
+        """The sources of reported entries, by entry id (the paper's table first)."""
+        found: dict[int, list[ReportedSource]] = defaultdict(list)
+        if not weights:
+            return found
+        order = {kind.value: i for i, kind in enumerate(SourceKind)}
+        rows = self.session.scalars(
+            select(ReportedSource)
+            .where(ReportedSource.super_weight_id.in_([w.id for w in weights]))
+            .order_by(ReportedSource.id)
+        )
+        for source in sorted(rows, key=lambda r: order.get(r.kind, len(order))):
+            found[source.super_weight_id].append(source)
+        return found
 
     def coordinates_of(self, model: CatalogModel, run: IndexRun | None) -> CoordinateView:
         """The super weights of exactly this run (None: the reported ones), with reported entries merged."""
-        reported = {w.coordinates: w for w in self.reported(model)}
+        reported_rows = self.reported(model)
+        reported = {w.coordinates: w for w in reported_rows}
+        sources = self.sources(reported_rows)
+        readings = _readings(list(reported))
         entries: list[CoordinateEntry] = []
         if run is not None:
             results_by_weight: dict[int, list[QualityResult]] = defaultdict(list)
@@ -438,9 +561,7 @@ class RunRepository:
                 match = reported.pop(weight.coordinates, None)
                 reproduction: Reproduction | None = None
                 if match is not None:
-                    reproduction = (
-                        "contradicted" if weight.status == SuperWeightStatus.INERT else "reproduced"
-                    )
+                    reproduction = _reproduction(weight.status)
                 entries.append(
                     CoordinateEntry(
                         weight=weight,
@@ -449,6 +570,8 @@ class RunRepository:
                         citation=match.citation if match else None,
                         citation_source=match.citation_source if match else None,
                         decided_by=results_by_weight.get(weight.id, []),
+                        sources=sources.get(match.id, []) if match else [],
+                        readings=readings.get(weight.coordinates, []),
                     )
                 )
         for weight in reported.values():
@@ -456,9 +579,11 @@ class RunRepository:
                 CoordinateEntry(
                     weight=weight,
                     source="reported",
-                    reproduction="contradicted" if run is not None else "unverified",
+                    reproduction=Reproduction.NOT_FOUND if run is not None else Reproduction.UNVERIFIED,
                     citation=weight.citation,
                     citation_source=weight.citation_source,
+                    sources=sources.get(weight.id, []),
+                    readings=readings.get(weight.coordinates, []),
                 )
             )
         entries.sort(key=lambda e: e.weight.coordinates)
@@ -469,11 +594,69 @@ class RunRepository:
             revision=run.revision if run is not None else None,
             entries=entries,
             super_activation=activation,
+            measured_on=run.model if run is not None else None,
         )
 
+    def runs_with_builds(self, model: CatalogModel, limit: int = 100) -> list[IndexRun]:
+        """The successful runs of the model and of its quantized builds, newest first."""
+        builds = select(CatalogModel.id).where(
+            CatalogModel.base_model_id == model.id, CatalogModel.relation == RelationKind.QUANTIZED_BUILD
+        )
+        return list(
+            self.session.scalars(
+                select(IndexRun)
+                .where(
+                    (IndexRun.model_id == model.id) | IndexRun.model_id.in_(builds),
+                    IndexRun.status == RunStatus.SUCCEEDED,
+                )
+                .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
+                .limit(limit)
+            )
+        )
+
+    def listed_runs(self, model: CatalogModel, limit: int = 100) -> list[IndexRun]:
+        """The runs a model page lists: its own (failed too) and its builds' successful ones, newest first."""
+        own = self.models.runs(model, limit)
+        merged = {run.id: run for run in [*own, *self.runs_with_builds(model, limit)]}
+        return sorted(merged.values(), key=lambda r: (r.created_at, r.id), reverse=True)[:limit]
+
+    def history(self, model: CatalogModel, runs: list[IndexRun] | None = None) -> list[CoordinateHistory]:
+        """Every coordinate (reported, or detected by a run) with what each run says of it, newest first."""
+        runs = (
+            self.runs_with_builds(model)
+            if runs is None
+            else [r for r in runs if r.status == RunStatus.SUCCEEDED]
+        )
+        reported = {w.coordinates for w in self.reported(model)}
+        found: dict[int, dict[Coordinates, SuperWeight]] = {}
+        ratios: dict[int, float] = {}
+        for run in runs:
+            found[run.id] = {w.coordinates: w for w in self.weights(run)}
+            for result in self.quality_results(run):
+                # a weight's first measurement is the one its verdict rests on (zeroing it alone)
+                if result.super_weight_id is not None and result.ratio is not None:
+                    ratios.setdefault(result.super_weight_id, result.ratio)
+        every = sorted(reported.union(*(set(f) for f in found.values())))
+        history = []
+        for coordinates in every:
+            verdicts = []
+            for run in runs:
+                weight = found[run.id].get(coordinates)
+                if weight is None:
+                    verdicts.append(RunVerdict(run, Reproduction.NOT_FOUND, None, None))
+                    continue
+                figure = ratios.get(weight.id, weight.output_activation)
+                verdicts.append(RunVerdict(run, _reproduction(weight.status), weight.status, figure))
+            history.append(CoordinateHistory(coordinates, coordinates in reported, verdicts))
+        return history
+
     def compare(self, a: CatalogModel, b: CatalogModel) -> Comparison:
-        """Compare the newest coordinates of two models (e.g. a base model and its fine-tune)."""
-        view_a, view_b = self.coordinates(a), self.coordinates(b)
+        """Compare the newest coordinates of two models (e.g. a base model and its fine-tune or build).
+
+        Each side uses its own newest run (not a build's), else its reported entries.
+        """
+        view_a = self.coordinates_of(a, self.latest_run(a)[0])
+        view_b = self.coordinates_of(b, self.latest_run(b)[0])
         left, right = _effective(view_a), _effective(view_b)
         shared = sorted(left & right)
         only_a, only_b = sorted(left - right), sorted(right - left)
@@ -485,7 +668,40 @@ class RunRepository:
                     moved.append(Moved(a=coordinates, b=partner, shared=kind))  # type: ignore[arg-type]
                     only_a.remove(coordinates)
                     only_b.remove(partner)
-        return Comparison(a=view_a, b=view_b, shared=shared, moved=moved, vanished=only_a, appeared=only_b)
+        values_a = {e.weight.coordinates: e.weight.value for e in view_a.entries}
+        values_b = {e.weight.coordinates: e.weight.value for e in view_b.entries}
+        pairs = [(c, c) for c in shared] + [(m.a, m.b) for m in moved]
+        drift = [Drift(x, y, values_a.get(x), values_b.get(y)) for x, y in pairs]
+        derived = b if b.base_model_id == a.id else a if a.base_model_id == b.id else None
+        return Comparison(
+            a=view_a,
+            b=view_b,
+            shared=shared,
+            moved=moved,
+            vanished=only_a,
+            appeared=only_b,
+            drift=drift,
+            relation=derived.relation if derived is not None else None,
+            build=derived is not None and derived.relation == RelationKind.QUANTIZED_BUILD,
+        )
+
+
+def _reproduction(status: str) -> Reproduction:
+    """A detected coordinate reproduces a report unless its validation found it inert."""
+    return Reproduction.CONTRADICTED if status == SuperWeightStatus.INERT else Reproduction.REPRODUCED
+
+
+def _readings(reported: list[Coordinates]) -> dict[Coordinates, list[Coordinates]]:
+    """For each reported coordinate, the other reported layers of the same (row, col): a disputed weight."""
+    by_cell: dict[tuple[int, int], list[Coordinates]] = defaultdict(list)
+    for coordinates in reported:
+        by_cell[(coordinates[1], coordinates[2])].append(coordinates)
+    return {
+        c: [other for other in group if other != c]
+        for group in by_cell.values()
+        if len(group) > 1
+        for c in group
+    }
 
 
 def _effective(view: CoordinateView) -> set[Coordinates]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from indexer.errors import InvalidInputError
 from indexer.quantize import DEFAULT_GRANULARITIES, ClipSpec, parse_granularity
 
-VALIDATOR_VERSION = "1.0.0"
 RTN_VARIANTS = ("plain", "clipped", "holdout")
 W8A8_VARIANTS = ("naive", "holdout")
 

@@ -13,6 +13,7 @@ import pytest
 from catalog.db import make_engine, make_session_factory
 from catalog.repositories import JobRepository, record_run
 from catalog.settings import Settings
+from contracts.lineage import RelationKind
 from tests.documents import sample_detection, sample_validation
 
 pytestmark = pytest.mark.services
@@ -52,7 +53,7 @@ def test_health_ready_and_metrics(http: httpx.Client) -> None:
     metrics = http.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert 'swi_http_requests_total{method="GET",route="/v1/models",status="200"} 1' in metrics.text
-    assert "swi_catalog_models 10.0" in metrics.text
+    assert "swi_catalog_models 19.0" in metrics.text
     assert "# TYPE swi_http_request_duration_seconds histogram" in metrics.text
 
 
@@ -243,7 +244,7 @@ def test_models_listing_pagination_filters_and_etag(http: httpx.Client) -> None:
         seen += [m["id"] for m in page.json()["items"]]
         next_url = page.headers["link"][1 : page.headers["link"].index(">")] if "link" in page.headers else ""
         assert (page.json()["next_cursor"] is None) == (next_url == "")
-    assert len(seen) == len(set(seen)) == 10
+    assert len(seen) == len(set(seen)) == 19
     assert {m["id"] for m in http.get("/v1/models", params={"family": "Llama 2"}).json()["items"]} == {
         "meta-llama/Llama-2-7b-hf",
         "meta-llama/Llama-2-13b-hf",
@@ -252,6 +253,25 @@ def test_models_listing_pagination_filters_and_etag(http: httpx.Client) -> None:
         "huggyllama/llama-30b"
     ]
     assert http.get("/v1/models", params={"status": "confirmed"}).json()["items"] == []
+
+    def ids(**params: Any) -> list[str]:
+        return [m["id"] for m in http.get("/v1/models", params=params).json()["items"]]
+
+    assert ids(row=2533) == ["meta-llama/Llama-2-7b-hf"]
+    assert ids(disputed="true") == ["allenai/OLMo-1B-0724-hf"]
+    assert ids(base_model="HuggingFaceTB/SmolLM2-1.7B") == ["HuggingFaceTB/SmolLM2-1.7B-Instruct"]
+    replicated = ids(source_kind="replication")
+    assert len(replicated) == 13 and "google/gemma-7b" not in replicated
+    paged = http.get("/v1/models", params={"source_kind": "replication", "limit": 5})
+    assert "source_kind=replication" in paged.headers["link"] and len(paged.json()["items"]) == 5
+    again = http.get(
+        "/v1/models",
+        params={"source_kind": "replication", "limit": 5},
+        headers={"If-None-Match": paged.headers["etag"]},
+    )
+    assert again.status_code == 304
+    assert_problem(http.get("/v1/models", params={"source_kind": "blog"}), 422)
+    assert_problem(http.get("/v1/models", params={"base_model": "../etc"}), 422)
     assert_problem(http.get("/v1/models", params={"cursor": "garbage"}), 400)
     assert_problem(http.get("/v1/models", params={"sort": "size"}), 422)
     assert_problem(http.get("/v1/models", params={"limit": 100000}), 422)
@@ -327,7 +347,17 @@ def test_compare_and_not_found(http: httpx.Client, settings: Settings) -> None:
     body = result.json()
     assert body["a"]["basis"] == "reported" and body["b"]["basis"] == "run"
     assert body["shared"] == [{"layer": 1, "row": 2533, "col": 7890}]
-    assert body["appeared"] == [{"layer": 2, "row": 2533, "col": 100}] and body["vanished"] == []
+    # the published entries include replications' late-layer finds: (29, 2533, 5162) shares the row
+    assert body["moved"] == [
+        {
+            "a": {"layer": 29, "row": 2533, "col": 5162},
+            "b": {"layer": 2, "row": 2533, "col": 100},
+            "shared": "row",
+        }
+    ]
+    assert body["appeared"] == [] and len(body["vanished"]) == 4
+    assert [d["a"] for d in body["drift"]] == [{"layer": 1, "row": 2533, "col": 7890}, body["moved"][0]["a"]]
+    assert body["relation"] is None and body["dequantization_error"] is False
     assert_problem(http.get("/v1/compare", params={"a": "org/none", "b": "meta-llama/Llama-2-7b-hf"}), 404)
     assert_problem(http.get("/v1/compare", params={"a": "../x"}), 422)
     assert_problem(http.get("/v1/models/org/unknown"), 404)
@@ -370,3 +400,66 @@ def test_cached_pages_follow_new_runs(http: httpx.Client, settings: Settings) ->
     after = http.get(path, headers={"If-None-Match": before.headers["etag"]})
     assert after.status_code == 200 and after.json()["run_id"] == run_id
     assert http.get("/v1/models/mistralai/Mistral-7B-v0.1").json()["runs"][0]["id"] == run_id
+
+
+def test_a_re_run_with_a_new_detector_version_is_kept_and_both_runs_show(
+    http: httpx.Client, settings: Settings
+) -> None:
+    old = {"validate": True, "versions": {"detector": "1.0.0", "validator": "1.0.0"}}
+    new = {"validate": True, "versions": {"detector": "1.1.0", "validator": "1.0.0"}}
+    first = _record(settings, "org/rerun", [(1, 2, 3)], config=old)
+    second = _record(settings, "org/rerun", [(1, 2, 3), (4, 5, 6)], config=new)
+    assert first != second
+    body = http.get("/v1/models/org/rerun").json()
+    assert [r["id"] for r in body["runs"]] == [second, first]
+    assert {r["validator_version"] for r in body["runs"]} == {"1.0.0"}
+    history = {(h["layer"], h["row"], h["col"]): h for h in body["history"]}
+    assert [v["reproduction"] for v in history[(1, 2, 3)]["runs"]] == ["reproduced", "reproduced"]
+    assert [v["reproduction"] for v in history[(4, 5, 6)]["runs"]] == ["reproduced", "not_found"]
+    assert history[(4, 5, 6)]["reported"] is False
+
+
+def test_a_build_s_run_shows_on_the_base_model(http: httpx.Client, settings: Settings) -> None:
+    detection = sample_detection([(2, 3968, 7003)])
+    detection["provenance"]["quantization"] = "Q4_1"
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with make_session_factory(engine)() as session:
+            run_id = record_run(
+                session,
+                None,
+                "local/llama-7b.Q4_1.gguf",
+                "sha256:" + "d" * 64,
+                None,
+                {"validate": True},
+                detection,
+                base_model="huggyllama/llama-7b",
+                relation=RelationKind.QUANTIZED_BUILD,
+            ).run_id
+            session.commit()
+    finally:
+        engine.dispose()
+    base = http.get("/v1/models/huggyllama/llama-7b").json()
+    assert base["derived"] == [
+        {
+            "id": "local/llama-7b.Q4_1.gguf",
+            "url": "/v1/models/local/llama-7b.Q4_1.gguf",
+            "relation": "quantized build",
+            "quantization": "Q4_1",
+        }
+    ]
+    assert base["runs"][0]["id"] == run_id and base["runs"][0]["quantization"] == "Q4_1"
+    weights = http.get("/v1/models/huggyllama/llama-7b/super-weights").json()
+    assert weights["run_id"] == run_id
+    assert weights["measured_on"] == {
+        "model": "local/llama-7b.Q4_1.gguf",
+        "relation": "quantized build",
+        "quantization": "Q4_1",
+    }
+    assert weights["super_weights"][0]["reproduction"] == "reproduced"
+    build = http.get("/v1/models/local/llama-7b.Q4_1.gguf").json()
+    assert (build["base_model"], build["relation"]) == ("huggyllama/llama-7b", "quantized build")
+    compare = http.get(
+        "/v1/compare", params={"a": "huggyllama/llama-7b", "b": "local/llama-7b.Q4_1.gguf"}
+    ).json()
+    assert compare["relation"] == "quantized build" and compare["dequantization_error"] is True

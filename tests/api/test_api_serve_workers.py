@@ -78,7 +78,7 @@ def test_metrics_are_summed_over_the_processes_of_swi_serve(settings: Settings, 
             text = httpx.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=30).text
             counts = LIST_COUNT.findall(text)
             assert counts == [f"{sent}.0"], counts
-            assert "swi_catalog_models 10.0" in text
+            assert "swi_catalog_models 19.0" in text
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -19,9 +19,18 @@ def test_embedded_default_reads_and_submits(tmp_path: Path) -> None:
     with TestClient(create_app(settings, enqueuer=enqueued.append)) as client:
         assert client.get("/readyz").status_code == 200
         listing = client.get("/v1/models", params={"limit": 100}).json()
-        assert len(listing["items"]) == 10
+        assert len(listing["items"]) == 19  # a fresh embedded catalog serves every published model
         weights = client.get("/v1/models/mistralai/Mistral-7B-v0.1/super-weights").json()
-        assert [(w["layer"], w["row"], w["col"]) for w in weights["super_weights"]] == [(1, 2070, 7310)]
+        assert [(w["layer"], w["row"], w["col"]) for w in weights["super_weights"]] == [
+            (1, 2070, 7310),
+            (31, 53, 2187),
+        ]
+        olmo = client.get("/v1/models/allenai/OLMo-1B-0724-hf/super-weights").json()["super_weights"]
+        disputed = {(w["layer"], w["row"], w["col"]): w for w in olmo if w["disputed"]}
+        assert set(disputed) == {(1, 1764, 8041), (2, 1764, 8041)}
+        assert disputed[(2, 1764, 8041)]["readings"] == [{"layer": 1, "row": 1764, "col": 8041}]
+        assert {s["kind"] for s in disputed[(2, 1764, 8041)]["sources"]} == {"reference code", "replication"}
+        assert disputed[(1, 1764, 8041)]["citation_source"] == "paper table"
         engine = make_engine(settings.resolved_database_url())
         with make_session_factory(engine)() as session:
             _, secret = ApiKeyRepository(session).create("local", ["submit"])

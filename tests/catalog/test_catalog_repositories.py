@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from catalog.db import make_session_factory
 from catalog.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
 from catalog.models import IndexRun, Job, QualityResult, SuperWeight, utcnow
+from catalog.published import published_models
 from catalog.repositories import (
     ApiKeyRepository,
     JobRepository,
@@ -23,8 +24,9 @@ from catalog.repositories import (
     RunRepository,
     record_run,
 )
-from catalog.seed import CITATION, REFERENCE_CODE, SEED, load_seed
+from catalog.seed import load_seed
 from contracts.identifiers import config_hash
+from tests.catalog.old_seed import CITATION
 from tests.documents import sample_detection, sample_validation
 
 pytestmark = pytest.mark.services
@@ -57,19 +59,64 @@ def test_seed_loads_the_published_coordinates_once(session: Session) -> None:
     session.commit()
     second = load_seed(session)
     session.commit()
-    assert first.models_added == 10
-    assert first.coordinates_added == sum(len(m.coordinates) for m in SEED) == 24
-    assert (second.models_added, second.coordinates_added) == (0, 0)
+    assert first.models_added == len(published_models()) == 19
+    assert first.coordinates_added == sum(len(m.coordinates) for m in published_models()) == 54
+    assert first.sources_added == 95
+    assert (second.models_added, second.coordinates_added, second.sources_added) == (0, 0, 0)
     llama = ModelRepository(session).get("huggyllama/llama-7b")
     (weight,) = RunRepository(session).reported(llama)
     assert (weight.layer, weight.row, weight.col, weight.status) == (2, 3968, 7003, "reported")
     assert weight.citation == CITATION
     llama3 = ModelRepository(session).get("meta-llama/Meta-Llama-3-8B")
-    assert {w.citation_source for w in RunRepository(session).reported(llama3)} == {REFERENCE_CODE}
+    assert {w.citation_source for w in RunRepository(session).reported(llama3)} == {"reference code"}
     phi = ModelRepository(session).get("microsoft/Phi-3-mini-4k-instruct")
-    assert [w.coordinates for w in RunRepository(session).reported(phi)] == sorted(
+    phi_entries = RunRepository(session).coordinates(phi).entries
+    assert [e.weight.coordinates for e in phi_entries if e.citation_source == "paper table"] == sorted(
         [(2, 525, 808), (2, 1693, 808), (2, 1113, 808), (4, 525, 2723), (4, 1113, 2723), (4, 1693, 2723)]
     )
+    # a replication's extra seventh coordinate is kept with its own source
+    (extra,) = [e for e in phi_entries if e.citation_source == "replication"]
+    assert extra.weight.coordinates == (4, 2046, 2723) and extra.sources[0].evidence is not None
+
+
+def test_reported_entries_carry_every_source_disputes_and_doubts(session: Session) -> None:
+    load_seed(session)
+    session.commit()
+    models, runs = ModelRepository(session), RunRepository(session)
+    olmo = {e.weight.coordinates: e for e in runs.coordinates(models.get("allenai/OLMo-1B-0724-hf")).entries}
+    code_reading, table_reading = olmo[(2, 1764, 8041)], olmo[(1, 1764, 8041)]
+    assert code_reading.disputed and code_reading.readings == [(1, 1764, 8041)]
+    assert table_reading.readings == [(2, 1764, 8041)]
+    assert [s.locator.split(":")[0] for s in code_reading.sources] == [
+        "mengxiayu/LLMSuperWeight",
+        "fabianandresgrob/super_weights",
+    ]
+    code = code_reading.sources[0]
+    assert (code.kind, code.source_file, code.commit) == (
+        "reference code",
+        "outliers/model.py",
+        "232e4eeb3039fb95132d93e8beba38bba28dd9a5",
+    )
+    assert table_reading.sources[0].kind == "paper table" and table_reading.sources[0].commit is None
+    assert not olmo[(1, 1764, 1710)].disputed and len(olmo[(1, 1764, 1710)].sources) == 4
+    transfer = runs.coordinates(models.get("allenai/OLMo-1B")).entries
+    assert all(e.doubtful for e in transfer) and len(transfer) == 2
+    assert not olmo[(1, 1764, 1710)].doubtful
+
+    def ids(**filters: Any) -> list[str]:
+        return [s.model.hub_id for s in models.search(ModelFilter(**filters), limit=100).items]
+
+    assert ids(disputed=True) == ["allenai/OLMo-1B-0724-hf"]
+    assert "allenai/OLMo-1B-0724-hf" not in ids(disputed=False) and len(ids(disputed=False)) == 18
+    assert ids(row=2533) == ["meta-llama/Llama-2-7b-hf"]
+    assert ids(source_kind="paper table", layer=1) == [
+        "allenai/OLMo-1B-0724-hf",
+        "allenai/OLMo-7B-0724-hf",
+        "meta-llama/Llama-2-7b-hf",
+        "mistralai/Mistral-7B-v0.1",
+    ]
+    assert "HuggingFaceTB/SmolLM2-1.7B" in ids(source_kind="replication")
+    assert ids(base_model="HuggingFaceTB/SmolLM2-1.7B") == ["HuggingFaceTB/SmolLM2-1.7B-Instruct"]
 
 
 def test_record_run_is_idempotent_by_job_and_by_model_sha_config(session: Session) -> None:
@@ -133,10 +180,10 @@ def test_statuses_reproduction_and_decisive_results(session: Session) -> None:
     model = ModelRepository(session).get("meta-llama/Llama-2-7b-hf")
     entries = {e.weight.coordinates: e for e in RunRepository(session).coordinates(model).entries}
     assert entries[(1, 2533, 7890)].source == "reported"
-    assert entries[(1, 2533, 7890)].reproduction == "contradicted"
+    assert entries[(1, 2533, 7890)].reproduction == "not_found"
     unmeasured = ModelRepository(session).get("mistralai/Mistral-7B-v0.1")
-    (entry,) = RunRepository(session).coordinates(unmeasured).entries
-    assert entry.reproduction == "unverified"
+    unmeasured_entries = RunRepository(session).coordinates(unmeasured).entries
+    assert {e.reproduction for e in unmeasured_entries} == {"unverified"}
 
 
 def test_coordinates_at_a_revision(session: Session) -> None:
@@ -297,7 +344,7 @@ def test_model_listing_filters_sort_and_cursor(session: Session) -> None:
     session.commit()
     models = ModelRepository(session)
     everything = [s.model.hub_id for s in models.search(ModelFilter(), limit=100).items]
-    assert everything == sorted(everything) and len(everything) == 12
+    assert everything == sorted(everything) and len(everything) == 21
 
     collected: list[str] = []
     cursor = None
@@ -313,8 +360,8 @@ def test_model_listing_filters_sort_and_cursor(session: Session) -> None:
     def ids(**filters: Any) -> set[str]:
         return {s.model.hub_id for s in models.search(ModelFilter(**filters), limit=100).items}
 
-    assert ids(architecture="qwen2") == {"org/measured"}
-    assert ids(family="olmo") == {"allenai/OLMo-1B-0724-hf", "allenai/OLMo-7B-0724-hf"}
+    assert ids(architecture="qwen2") == {"org/measured", "Qwen/Qwen2.5-3B"}
+    assert ids(family="olmo") == {"allenai/OLMo-1B", "allenai/OLMo-1B-0724-hf", "allenai/OLMo-7B-0724-hf"}
     assert ids(layer=24) == {"allenai/OLMo-7B-0724-hf"}
     assert ids(status="candidate") == {"org/measured"}
     assert ids(has_super_weights=False) == {"org/empty"}

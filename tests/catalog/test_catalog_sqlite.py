@@ -75,7 +75,7 @@ def test_sqlite_pragmas_and_full_cycle(sqlite_url: str) -> None:
 def test_prepare_database_seeds_only_a_fresh_catalog(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite+pysqlite:///{tmp_path / 'c.db'}")
     first = prepare_database(settings)
-    assert first is not None and first.coordinates_added == 24
+    assert first is not None and first.coordinates_added == 54
     assert prepare_database(settings) is None
     again = prepare_database(settings, seed=True)
     assert again is not None and again.coordinates_added == 0
@@ -97,7 +97,7 @@ def test_cli_seed_migrate_and_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     runner = CliRunner()
     assert runner.invoke(app, ["catalog", "migrate"]).exit_code == 0
     seeded = runner.invoke(app, ["catalog", "seed"])
-    assert seeded.exit_code == 0 and "10 models and 24 coordinates" in seeded.output
+    assert seeded.exit_code == 0 and "19 models and 54 coordinates" in seeded.output
     assert "0 models and 0 coordinates" in runner.invoke(app, ["catalog", "seed"]).output
     created = runner.invoke(app, ["keys", "create", "--owner", "ci", "--scope", "submit", "--scope", "admin"])
     assert created.exit_code == 0

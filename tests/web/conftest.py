@@ -20,6 +20,7 @@ from catalog.db import make_engine, make_session_factory
 from catalog.repositories import ApiKeyRepository, record_run
 from catalog.seed import load_seed
 from catalog.settings import Settings
+from contracts.lineage import RelationKind
 from tests.live_server import served
 from tests.postgres import migrated_database
 
@@ -40,6 +41,8 @@ DATA = Path(__file__).parent / "data"
 
 #: the demo model as `swi index` stores it: a local GGUF file, named by its file, pinned by its sha256
 SMOLLM2_ID = "local/SmolLM2-135M-Instruct.Q4_1.gguf"
+#: the hub model the GGUF file is a build of (`swi index FILE --build-of`)
+SMOLLM2_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_REVISION = "sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SMOLLM2_SUPER_WEIGHT = (11, 507, 1229)
 SMOLLM2_CONFIG = {
@@ -178,6 +181,29 @@ def record_smollm2(session: Session, **kwargs: Any) -> int:
     return recorded.run_id
 
 
+#: the planted tiny base model and its fine-tune (tests/tiny.py) the compare page shows
+PLANTED_BASE, PLANTED_FINE_TUNE = "planted/tiny-base", "planted/tiny-fine-tune"
+
+
+def record_planted_lineage(session: Session) -> None:
+    """Detect the planted base and fine-tune (the real detector, in a second) and record both runs."""
+    from indexer.detect import detect
+    from tests.tiny import planted_base_and_fine_tune
+
+    base, tuned = planted_base_and_fine_tune()
+    for model_id, loaded, parent in ((PLANTED_BASE, base, None), (PLANTED_FINE_TUNE, tuned, PLANTED_BASE)):
+        record_run(
+            session,
+            None,
+            model_id,
+            "e" * 40,
+            "main",
+            SMOLLM2_CONFIG,
+            detect(loaded).to_dict(),
+            base_model=parent,
+        )
+
+
 @dataclass(frozen=True)
 class WebCatalog:
     """The seeded catalog the browser tests read."""
@@ -196,8 +222,13 @@ def web_catalog() -> Iterator[WebCatalog]:
             with make_session_factory(engine)() as session:
                 load_seed(session)
                 run_id = record_smollm2(
-                    session, family="SmolLM2", timings={"load": 15.9, "detect": 0.81, "validate": 1510.0}
+                    session,
+                    family="SmolLM2",
+                    timings={"load": 15.9, "detect": 0.81, "validate": 1510.0},
+                    base_model=SMOLLM2_BASE,
+                    relation=RelationKind.QUANTIZED_BUILD,
                 )
+                record_planted_lineage(session)
                 _, secret = ApiKeyRepository(session).create("web-tests", ["submit"])
                 session.commit()
         finally:
