@@ -4,11 +4,13 @@
 # sources vendored in the pinned llama-cpp-python sdist. Both are cached; a second run does nothing.
 #
 #   scripts/tools_venv.sh            # prints the venv's python and the llama-quantize binary
-#   SWI_TOOLS_DIR=... overrides the cache folder (default: .cache/tools under the repo, git-ignored)
+#   scripts/tools_venv.sh venv       # only the venv (prints its python)
+#   SWI_TOOLS_DIR=... overrides the cache folder (default: super-weight-index/tools in the user cache,
+#   so CI's fresh clones reuse it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TOOLS_DIR="${SWI_TOOLS_DIR:-$PWD/.cache/tools}"
+TOOLS_DIR="${SWI_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/super-weight-index/tools}"
 VENV="$TOOLS_DIR/venv"
 # torch 2.13.0 is the CPU build pip finds on this machine kind; every tool below accepts it
 TORCH="torch==2.13.0"
@@ -17,6 +19,11 @@ LLAMA_CPP_PYTHON="llama-cpp-python==0.3.36"
 STAMP="$VENV/.swi-tools-$(printf '%s ' "$TORCH" "${TOOLS[@]}" | sha256sum | cut -c1-12)"
 
 log() { echo "tools_venv: $*" >&2; }
+
+mkdir -p "$TOOLS_DIR"
+# one builder at a time: a second run waits for the first instead of deleting its work
+exec 9>"$TOOLS_DIR/.lock-${1:-all}"
+flock 9
 
 if [ ! -f "$STAMP" ]; then
   log "creating $VENV"
@@ -27,6 +34,11 @@ if [ ! -f "$STAMP" ]; then
   "$VENV/bin/python" -m pip install --quiet "$TORCH"
   "$VENV/bin/python" -m pip install --quiet "$TORCH" "${TOOLS[@]}"
   touch "$STAMP"
+fi
+
+if [ "${1:-all}" = venv ]; then
+  echo "$VENV/bin/python"
+  exit 0
 fi
 
 QUANTIZE="$TOOLS_DIR/llama.cpp/bin/llama-quantize"

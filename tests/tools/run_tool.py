@@ -47,11 +47,16 @@ def _load(model_dir: Path) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
-def _calibration(tokenizer: Any, corpus: Path, samples: int = 8, length: int = 256) -> list[dict[str, Any]]:
+def _calibration(
+    tokenizer: Any, corpus: Path, seed: int = 0, samples: int = 8, length: int = 256
+) -> list[dict[str, Any]]:
+    """`samples` windows from the end of the file (never the evaluated tokens); each seed takes others."""
     text = corpus.read_text(encoding="utf-8")
-    ids = tokenizer(text[-200_000:])["input_ids"]  # the end of the file: not the evaluated tokens
+    ids = tokenizer(text[-200_000:])["input_ids"]
+    start = seed * samples
     return [
-        {"input_ids": ids[i * length : (i + 1) * length], "attention_mask": [1] * length} for i in range(samples)
+        {"input_ids": ids[i * length : (i + 1) * length], "attention_mask": [1] * length}
+        for i in range(start, start + samples)
     ]
 
 
@@ -99,7 +104,7 @@ def gptqmodel(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Na
     dynamic = json.loads(bundle.read_text())["dynamic"] if bundle else None
     config = QuantizeConfig(bits=args.bits, group_size=args.group_size, dynamic=dynamic)
     model = GPTQModel.load(str(model_dir), config, dtype=torch.float32)
-    model.quantize(_calibration(model.tokenizer, args.corpus))
+    model.quantize(_calibration(model.tokenizer, args.calibration or args.corpus, args.seed))
     model.save(str(out / "artifact"))
     loaded = GPTQModel.load(str(out / "artifact"), device="cpu")
     return loaded.model, loaded.tokenizer
@@ -107,7 +112,7 @@ def gptqmodel(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Na
 
 def autoround(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
     env = dict(os.environ)
-    command = [str(Path(sys.executable).with_name("auto-round")), "--model", str(model_dir)]
+    command = [sys.executable, "-m", "auto_round", "--model", str(model_dir)]
     command += ["--bits", str(args.bits), "--group_size", str(args.group_size), "--iters", "0"]
     command += ["--disable_opt_rtn", "--device", "cpu", "--output_dir", str(out / "artifact")]
     if bundle is not None:
@@ -131,8 +136,18 @@ def baseline(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Nam
     return _load(model_dir)
 
 
+def gguf(model_file: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
+    """A GGUF file, dequantized by transformers (for its perplexity)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = model_file.parent, model_file.name
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(folder, gguf_file=name)
+
+
 TOOLS = {"llm-compressor": llm_compressor, "torchao": torchao, "gptqmodel": gptqmodel, "autoround": autoround,
-         "baseline": baseline}
+         "baseline": baseline, "gguf": gguf}
 
 
 def main() -> None:
@@ -142,13 +157,15 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--corpus", type=Path)
+    parser.add_argument("--calibration", type=Path, help="text for calibrating tools (default: --corpus)")
     parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=64)
     args = parser.parse_args()
     import torch
 
-    torch.manual_seed(args.seed if hasattr(args, "seed") else 0)
+    torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = TOOLS[args.tool](args.model_dir, args.out, args.bundle, args)
     ppl = perplexity(model, tokenizer, args.corpus, args.tokens) if args.corpus else None
