@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.tools import harness  # noqa: E402
+from tests.tools import harness
 
 
 def main() -> None:
@@ -33,14 +33,20 @@ def main() -> None:
         work = Path(tmp)
         gguf_file, folder, bundle = harness.smollm2(work)
         base = harness.run_python_tool("baseline", folder, work / "baseline", None)["perplexity"]
-        print(f"SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32): perplexity {base:.2f} "
-              f"on {args.tokens} WikiText-2 tokens (windows of 512)")
+        print(
+            f"SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32): perplexity {base:.2f} "
+            f"on {args.tokens} WikiText-2 tokens (windows of 512)"
+        )
         for tool in args.tools.split(","):
             settings = [("Q4_K_M", False), ("Q2_K", True)] if tool == "llama.cpp" else [("W4A16 g64", False)]
             for setting, pure in settings:
                 runs = {}
-                for label, keep, seed in (("without", None, 0), ("without/seed1", None, 1),
-                                          ("with int8", "int8", 0), ("with full", "full", 0)):
+                for label, keep, seed in (
+                    ("without", None, 0),
+                    ("without/seed1", None, 1),
+                    ("with int8", "int8", 0),
+                    ("with full", "full", 0),
+                ):
                     out = work / f"{tool}-{setting}-{label}".replace(" ", "_").replace("/", "_")
                     if tool == "llama.cpp":
                         if seed == 1:
@@ -59,9 +65,13 @@ def main() -> None:
         reference = runs["without"][0]
         for label, (ppl, check) in runs.items():
             weight = check["weights"][0]
-            verdict = f"{'pass' if check['passed'] else 'FAIL'} {weight['storage']} {weight['dequantized']:.6g}"
-            print(f"{tool:<15} {setting:<14} {label:<14} {ppl:>9.2f} {ppl / reference:>10.3f}x "
-                  f"{noise:>7.3f}  {verdict}")
+            verdict = (
+                f"{'pass' if check['passed'] else 'FAIL'} {weight['storage']} {weight['dequantized']:.6g}"
+            )
+            print(
+                f"{tool:<15} {setting:<14} {label:<14} {ppl:>9.2f} {ppl / reference:>10.3f}x "
+                f"{noise:>7.3f}  {verdict}"
+            )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ from contracts.errors import BundleFormatError
 from contracts.manifest import COARSE_NOTE, check_manifest, float32_of
 
 FORMATS = ("json", "safetensors", "llama.cpp", "llm-compressor", "gptqmodel", "autoround", "torchao")
-#: GGML types a super-weight tensor may be kept at (llama.cpp's lower-case names): never below any mix's choice
+#: GGML types a super-weight tensor may be kept at (llama.cpp's names): never below any mix's choice
 LLAMA_CPP_TYPES = ("f32", "f16", "bf16", "q8_0")
-#: types that a `--tensor-type` override could make *lower* than the mix's own choice, and why they are refused
+#: why the other types are refused: a `--tensor-type` override could make them lower than the mix's choice
 LLAMA_CPP_REFUSED_TYPE_REASON = (
     "llama-quantize applies a --tensor-type override instead of its mix's own choice, and the K-quant mixes "
     "already keep some ffn_down tensors at q6_k (Q4_K_M keeps blk.N.ffn_down at Q6_K by itself), so a type "
@@ -215,7 +215,8 @@ def group_size_for(manifest: Mapping[str, Any], requested: int | None = None) ->
         bad = [w for w in widths if w % requested]
         if bad:
             raise BundleFormatError(
-                f"group size {requested} does not divide the model's input widths {', '.join(map(str, bad))}; "
+                f"group size {requested} does not divide the model's input widths "
+                f"{', '.join(map(str, bad))}; "
                 f"choose one that divides {', '.join(map(str, widths))}"
             )
         return requested
@@ -226,7 +227,7 @@ def group_size_for(manifest: Mapping[str, Any], requested: int | None = None) ->
 
 
 def llama_cpp_type_for(manifest: Mapping[str, Any], options: RenderOptions) -> str:
-    """The llama.cpp type super-weight tensors are kept at: the option, q8_0, or the type storing them exactly."""
+    """The llama.cpp type of super-weight tensors: the option, q8_0, or the type storing them exactly."""
     if options.tensor_type is not None:
         return _llama_cpp_type(options.tensor_type)
     if options.keep == "int8":
@@ -454,15 +455,17 @@ def render_llama_cpp(manifest: Mapping[str, Any], options: RenderOptions | None 
             *_header_lines(manifest, "#"),
             "",
             "tensor-types.txt keeps every GGUF tensor that holds a super weight at "
-            f"{mapping['tensor_type']}; mapping.json names the HF tensor, the GGUF tensor, its `ne` shape and",
-            "both indices (GGUF `ne` order is [col, row]). Quantize from an F16/BF16/F32 GGUF of this revision:",
+            f"{mapping['tensor_type']}; mapping.json names the HF tensor, the GGUF tensor, its `ne` shape",
+            "and both indices (GGUF `ne` order is [col, row]). Quantize from an F16/BF16/F32 GGUF of this",
+            "revision:",
             "",
             "    llama-quantize --tensor-type-file tensor-types.txt model-f32.gguf model-q4_k_m.gguf Q4_K_M",
             "    swi check model-q4_k_m.gguf --bundle <this bundle as .swi.json>",
             "",
             "The type is never below what any mix would pick (q8_0, or f16/bf16/f32 for the exact value); do",
             "not use the file for an F16/BF16/F32 target, which is above it. The file has no comments on",
-            "purpose: llama-quantize reads whitespace-separated pattern=type entries and rejects anything else.",
+            "purpose: llama-quantize reads whitespace-separated pattern=type entries and rejects anything",
+            "else.",
             f"lm_head: {LM_HEAD_RULE}.",
             "",
         ]
@@ -570,7 +573,7 @@ def render_llm_compressor(manifest: Mapping[str, Any], options: RenderOptions | 
 
 
 def _yaml_lines(value: Mapping[str, Any], indent: int) -> list[str]:
-    """Block YAML for nested mappings; lists and scalars as JSON (a YAML subset), so no YAML library is needed."""
+    """Block YAML for nested mappings; lists and scalars as JSON (a YAML subset): no YAML library needed."""
     lines = []
     pad = " " * indent
     for key, item in value.items():
@@ -583,7 +586,7 @@ def _yaml_lines(value: Mapping[str, Any], indent: int) -> list[str]:
 
 
 def render_gptqmodel(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> bytes:
-    """GPTQModel settings: the group size and `dynamic` entries promoting (`+:`, 8 bits) or skipping (`-:`)."""
+    """GPTQModel settings: group size, `dynamic` entries promoting (`+:`, 8 bits) or skipping (`-:`)."""
     options = options or RenderOptions()
     modules = protected_modules(manifest)
     if options.keep == "full":
@@ -599,7 +602,7 @@ def render_gptqmodel(manifest: Mapping[str, Any], options: RenderOptions | None 
         "model_check": model_check(manifest),
         "dynamic": dynamic,
         "exact": (
-            "a skipped module is saved in the dtype GPTQModel loads the model in (bfloat16 on CPU by default): "
+            "a skipped module is saved in the dtype GPTQModel loads the model in (bfloat16 by default): "
             "load with torch_dtype=torch.float32 to keep a float32 super weight exact"
         ),
     }
@@ -607,7 +610,7 @@ def render_gptqmodel(manifest: Mapping[str, Any], options: RenderOptions | None 
 
 
 def render_autoround(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> bytes:
-    """A POSIX-shell snippet: the `--layer_config` (8 bits) or `--ignore_layers` (full) value and a model check."""
+    """A POSIX-shell snippet: `--layer_config` (8 bits) or `--ignore_layers` (full) values, a model check."""
     options = options or RenderOptions()
     ident = _identity(manifest)
     modules = protected_modules(manifest)
@@ -635,7 +638,8 @@ def render_autoround(manifest: Mapping[str, Any], options: RenderOptions | None 
         "config = json.load(open(sys.argv[1]))",
         "problems = []",
         "if check['num_layers'] is not None and config.get('num_hidden_layers') != check['num_layers']:",
-        "    problems.append(f\"{config.get('num_hidden_layers')} layers, the bundle's model {check['num_layers']}\")",
+        "    layers = config.get('num_hidden_layers')",
+        "    problems.append(f\"{layers} layers, the bundle's model {check['num_layers']}\")",
         "shape = [config.get('hidden_size'), config.get('intermediate_size')]",
         "if check['down_proj_shape'] is not None and shape != check['down_proj_shape']:",
         "    problems.append(f\"down_proj is {shape}, the bundle's {check['down_proj_shape']}\")",
@@ -680,7 +684,7 @@ def render_torchao(manifest: Mapping[str, Any], options: RenderOptions | None = 
         "",
         "",
         "def check_model(model: Any) -> None:",
-        '    """Raise ValueError unless `model` is the bundle\'s: layers, shapes, and id/commit where known."""',
+        '    """Raise ValueError unless `model` is the bundle\'s: layers, shapes, id/commit where known."""',
         "    config = getattr(model, 'config', None)",
         "    problems = []",
         "    commit = getattr(config, '_commit_hash', None)",
@@ -721,7 +725,7 @@ def render_torchao(manifest: Mapping[str, Any], options: RenderOptions | None = 
         "",
         "",
         "def quantize_filter(module: Any, fqn: str) -> bool:",
-        '    """`filter_fn` for a one-config `quantize_`: every Linear but lm_head and the super-weight modules."""',
+        '    """`filter_fn` for a one-config `quantize_`: Linears but lm_head, super-weight modules."""',
         "    import torch",
         "",
         "    return (",

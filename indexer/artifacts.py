@@ -97,9 +97,7 @@ def check_artifact(path: str | Path, bundle: Bundle, tolerance: float = DEFAULT_
         tensors = _SafetensorsFolder(artifact)
         method = str(config.get("quant_method", ""))
         kind = "compressed-tensors" if method == "compressed-tensors" else "gptq"
-        checks = tuple(
-            _check_folder_weight(tensors, config, w, tolerance) for w in bundle.weights
-        )
+        checks = tuple(_check_folder_weight(tensors, config, w, tolerance) for w in bundle.weights)
         return ArtifactCheck(str(artifact), kind, tolerance, checks)
     raise ArtifactError(f"{artifact}: not a .gguf file, a .pt state dict or a safetensors folder")
 

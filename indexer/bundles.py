@@ -463,7 +463,7 @@ class UnsupportedQuantizerError(BundleError):
 
 @dataclass
 class _Snapshot:
-    """Everything a quantizer can change in a model, to put it back exactly (`restore`) or compare (`changes`)."""
+    """All a quantizer can change in a model: to put back exactly (`restore`) or compare (`changes`)."""
 
     modules: dict[str, tuple[nn.Module, type[nn.Module], dict[str, Any]]]
     tensors: list[tuple[torch.Tensor, torch.Tensor]]  # (the parameter or buffer object, a copy of its data)
@@ -474,7 +474,7 @@ class _Snapshot:
         """Record every module (object, class, attributes), every parameter and buffer (object and data)."""
         modules = {}
         for name, module in model.named_modules(remove_duplicate=False):
-            # the per-module dicts (_parameters, _modules, hooks...) are copied: quantizers mutate them in place
+            # per-module dicts (_parameters, _modules, hooks...) are copied: quantizers mutate them in place
             attributes = {k: dict(v) if isinstance(v, dict) else v for k, v in vars(module).items()}
             modules[name] = (module, type(module), attributes)
         seen: set[int] = set()
@@ -492,7 +492,9 @@ class _Snapshot:
         for name, (module, kind, _) in self.modules.items():
             current = now.get(name)
             if current is not module or type(current) is not kind:
-                found.append(f"{name or 'the model'} is now a {type(current).__name__}, was a {kind.__name__}")
+                found.append(
+                    f"{name or 'the model'} is now a {type(current).__name__}, was a {kind.__name__}"
+                )
         layout = _layout(model)
         added = sorted(set(layout) - set(self.layout))
         removed = sorted(set(self.layout) - set(layout))

@@ -18,7 +18,7 @@ from indexer.artifacts import ArtifactError, check_artifact
 from indexer.bundles import Bundle, load_bundle
 from swi.cli import app
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "artifacts"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "quantized"
 runner = CliRunner()
 
 
@@ -121,7 +121,7 @@ def test_swi_check_prints_each_weight_and_exits_by_the_verdict(tmp_path: Path) -
 
 def test_unreadable_artifacts_are_one_clear_error(tiny_bundle: Bundle, tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("no")
-    with pytest.raises(ArtifactError, match="not a .gguf file"):
+    with pytest.raises(ArtifactError, match=r"not a \.gguf file"):
         check_artifact(tmp_path / "x.txt", tiny_bundle)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ArtifactError, match="no safetensors files"):

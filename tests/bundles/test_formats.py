@@ -249,7 +249,8 @@ def test_gptqmodel_dynamic_promotes_or_skips_exactly_the_super_weight_modules(
 def _autoround_values(tmp_path: Path, **options: Any) -> list[str]:
     path = tmp_path / "bundle.autoround.sh"
     path.write_bytes(render_bundle(_smollm2_like(), "autoround", **options).body)
-    script = '. "$1" && printf "%s|%s|%s|%s" "$SWI_LAYER_CONFIG" "$SWI_IGNORE_LAYERS" "$SWI_REVISION" "$SWI_GROUP_SIZE"'
+    script = '. "$1" && printf "%s|%s|%s|%s" "$SWI_LAYER_CONFIG" "$SWI_IGNORE_LAYERS" '
+    script += '"$SWI_REVISION" "$SWI_GROUP_SIZE"'
     shown = subprocess.run(
         ["sh", "-c", script, "sh", str(path)], capture_output=True, text=True, check=True
     ).stdout

@@ -121,13 +121,17 @@ def test_a_quantizer_that_fails_half_way_leaves_the_model_bit_identical(
     planted: LoadedModel, planted_manifest: dict[str, Any]
 ) -> None:
     before = _state(planted)
+
+    def quantizer_that_fails() -> None:
+        rtn_quantize_model_(planted.model, 2, Granularity(group_size=16))
+        planted.model.get_submodule("model.layers.2.mlp.up_proj").weight.data = torch.zeros(3)
+        raise RuntimeError("out of memory")
+
     with (
         pytest.raises(RuntimeError, match="out of memory"),
         protect_super_weights(planted, parse_manifest(planted_manifest)),
     ):
-        rtn_quantize_model_(planted.model, 2, Granularity(group_size=16))
-        planted.model.get_submodule("model.layers.2.mlp.up_proj").weight.data = torch.zeros(3)
-        raise RuntimeError("out of memory")
+        quantizer_that_fails()
     _assert_identical(planted, before)
 
 

@@ -1,6 +1,6 @@
 """Run `protect_super_weights` around a real quantizer (tools venv); print what happened as JSON.
 
-    python tests/tools/protect_real.py llm-compressor|torchao   (with PYTHONPATH at the repo root)
+python tests/tools/protect_real.py llm-compressor|torchao   (with PYTHONPATH at the repo root)
 """
 
 from __future__ import annotations
@@ -10,14 +10,22 @@ import sys
 
 import torch
 
-from indexer.bundles import UnsupportedQuantizerError, manifest_from_detection, parse_manifest, protect_super_weights
+from indexer.bundles import (
+    UnsupportedQuantizerError,
+    manifest_from_detection,
+    parse_manifest,
+    protect_super_weights,
+)
 from indexer.detect import detect
 from tests.tiny import plant_super_weight, tiny_model
 
 
 def _state(model: torch.nn.Module) -> dict[str, tuple[str, bytes]]:
     named = [*model.named_parameters(), *model.named_buffers()]
-    state = {n: (type(t.data).__name__, t.detach().contiguous().view(torch.uint8).numpy().tobytes()) for n, t in named}
+    state = {
+        n: (type(t.data).__name__, t.detach().contiguous().view(torch.uint8).numpy().tobytes())
+        for n, t in named
+    }
     state |= {f"module:{n}": (type(m).__name__, b"") for n, m in model.named_modules()}
     return state
 
@@ -36,7 +44,10 @@ def main() -> None:
                 from llmcompressor import oneshot
                 from llmcompressor.modifiers.quantization import QuantizationModifier
 
-                oneshot(model=model, recipe=QuantizationModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"]))
+                oneshot(
+                    model=model,
+                    recipe=QuantizationModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"]),
+                )
             else:
                 from torchao.quantization import IntxWeightOnlyConfig, quantize_
                 from torchao.quantization.granularity import PerGroup

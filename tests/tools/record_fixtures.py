@@ -3,7 +3,7 @@
     .venv/bin/python tests/tools/record_fixtures.py   # after scripts/tools_venv.sh
 
 Quantizes the tiny planted model with each tool and its bundle (keep=int8) and without, and keeps the
-small artifacts under tests/fixtures/artifacts/, so the readers are tested on real producers' output.
+small artifacts under tests/fixtures/quantized/, so the readers are tested on real producers' output.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from indexer.detect import detect  # noqa: E402
 from indexer.loading import LoadOptions, load_model  # noqa: E402
 from tests.unit.test_loading import save_tiny  # noqa: E402
 
-FIXTURES = ROOT / "tests" / "fixtures" / "artifacts"
+FIXTURES = ROOT / "tests" / "fixtures" / "quantized"
 SUFFIX = {"llm-compressor": "llm-compressor.yaml", "torchao": "torchao.py", "gptqmodel": "gptqmodel.json",
           "autoround": "autoround.sh"}  # fmt: skip
 
@@ -52,7 +52,9 @@ def main() -> None:
                 target = FIXTURES / f"{tool}-{setting}"
                 shutil.rmtree(target, ignore_errors=True)
                 artifact = out / "artifact"
-                shutil.copytree(artifact, target, ignore=shutil.ignore_patterns("*.jinja", "tokenizer*", "*.txt"))
+                shutil.copytree(
+                    artifact, target, ignore=shutil.ignore_patterns("*.jinja", "tokenizer*", "*.txt")
+                )
                 print(json.dumps({"recorded": str(target.relative_to(ROOT))}))
 
 

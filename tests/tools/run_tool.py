@@ -67,7 +67,8 @@ def llm_compressor(model_dir: Path, out: Path, bundle: Path | None, args: argpar
     if bundle is None:  # the same scheme and group size, without the super-weight group
         recipe.write_text(
             "quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n"
-            '      ignore: ["lm_head"]\n      config_groups:\n        group_0:\n          targets: ["Linear"]\n'
+            '      ignore: ["lm_head"]\n      config_groups:\n        group_0:\n'
+            '          targets: ["Linear"]\n'
             f"          weights: {{num_bits: {args.bits}, type: int, symmetric: true, strategy: group, "
             f"group_size: {args.group_size}}}\n"
         )
@@ -82,7 +83,9 @@ def torchao(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Name
     from torchao.quantization.granularity import PerGroup
 
     model, tokenizer = _load(model_dir)
-    config = IntxWeightOnlyConfig(weight_dtype=getattr(torch, f"int{args.bits}"), granularity=PerGroup(args.group_size))
+    config = IntxWeightOnlyConfig(
+        weight_dtype=getattr(torch, f"int{args.bits}"), granularity=PerGroup(args.group_size)
+    )
     if bundle is None:
         quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and fqn != "lm_head")
     else:
@@ -117,14 +120,22 @@ def autoround(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Na
     command += ["--disable_opt_rtn", "--device", "cpu", "--output_dir", str(out / "artifact")]
     if bundle is not None:
         shown = subprocess.run(
-            ["sh", "-c", '. "$1" && swi_check_model "$2" && printf "%s\\n%s" "$SWI_LAYER_CONFIG" '
-             '"$SWI_IGNORE_LAYERS"', "sh", str(bundle), str(model_dir)],
-            capture_output=True, text=True, check=True,
+            [
+                "sh",
+                "-c",
+                '. "$1" && swi_check_model "$2" && printf "%s\\n%s" "$SWI_LAYER_CONFIG" "$SWI_IGNORE_LAYERS"',
+                "sh",
+                str(bundle),
+                str(model_dir),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split("\n")
         command += ["--layer_config", shown[0], "--ignore_layers", shown[1]]
     subprocess.run(command, check=True, env=env)
-    from auto_round import AutoRoundConfig  # noqa: F401  (registers the format with transformers)
     import torch
+    from auto_round import AutoRoundConfig  # noqa: F401  (registers the format with transformers)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = next((out / "artifact").glob("**/config.json")).parent
@@ -146,8 +157,14 @@ def gguf(model_file: Path, out: Path, bundle: Path | None, args: argparse.Namesp
     return model, AutoTokenizer.from_pretrained(folder, gguf_file=name)
 
 
-TOOLS = {"llm-compressor": llm_compressor, "torchao": torchao, "gptqmodel": gptqmodel, "autoround": autoround,
-         "baseline": baseline, "gguf": gguf}
+TOOLS = {
+    "llm-compressor": llm_compressor,
+    "torchao": torchao,
+    "gptqmodel": gptqmodel,
+    "autoround": autoround,
+    "baseline": baseline,
+    "gguf": gguf,
+}
 
 
 def main() -> None:
