@@ -31,15 +31,13 @@ def check_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Check that each super weight of a bundle survived in a quantized ARTIFACT; exit 1 when one did not."""
-    from catalog.bundle_formats import BundleFormatError
-    from catalog.errors import CatalogError
+    from contracts.errors import DomainError
     from indexer.artifacts import check_artifact
     from indexer.bundles import load_bundle, parse_manifest
-    from indexer.errors import IndexerError
 
     if (bundle is None) == (model is None):
         fail("give exactly one of --bundle FILE and --model ORG/NAME")
-    with clear_errors(IndexerError, CatalogError, BundleFormatError):
+    with clear_errors(DomainError):
         if bundle is not None:
             loaded = load_bundle(bundle)
         else:

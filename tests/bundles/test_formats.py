@@ -148,7 +148,7 @@ def _smollm2_like(dtype: str = "float32") -> dict[str, Any]:
     """A manifest whose provenance has SmolLM2's widths: 576 columns, which 128 does not divide."""
     manifest = sample_manifest(dtype)
     manifest["provenance"] = {**manifest["provenance"], "hidden_size": 576, "intermediate_size": 1536}
-    manifest["sha256"] = formats.manifest_sha256(manifest)
+    manifest["sha256"] = manifest_sha256(manifest)
     return manifest
 
 
@@ -327,7 +327,7 @@ def test_torchao_model_check_enforces_shapes_and_a_known_commit_only() -> None:
         "hidden_size": hidden,
         "intermediate_size": intermediate,
     }
-    manifest["sha256"] = formats.manifest_sha256(manifest)
+    manifest["sha256"] = manifest_sha256(manifest)
     check = _torchao(manifest)["check_model"]
     check(model)  # a local model without a commit sha: shapes and layers decide
     model.config._commit_hash = "0" * 40
@@ -337,12 +337,12 @@ def test_torchao_model_check_enforces_shapes_and_a_known_commit_only() -> None:
     model.config._name_or_path = "acme/llama-tiny"
     check(model)
     wrong = dict(manifest, provenance={**manifest["provenance"], "intermediate_size": intermediate * 2})
-    wrong["sha256"] = formats.manifest_sha256(wrong)
+    wrong["sha256"] = manifest_sha256(wrong)
     with pytest.raises(ValueError, match="bundle mismatch"):
         _torchao(wrong)["check_model"](model)
     # a GGUF bundle has a sha256: revision no model can have: it is not compared
     gguf = dict(manifest, revision="sha256:" + "a" * 64, model="SmolLM2.Q4_1.gguf")
-    gguf["sha256"] = formats.manifest_sha256(gguf)
+    gguf["sha256"] = manifest_sha256(gguf)
     namespace = _torchao(gguf)
     assert namespace["REVISION"] is None
     namespace["check_model"](model)
