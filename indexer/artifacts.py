@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from indexer.bundles import Bundle, BundleError, BundleWeight
+from contracts.errors import BundleError
+from indexer.bundles import Bundle, BundleWeight
 
 #: a super weight passes when its dequantized value is within this relative error of the exact value
 DEFAULT_TOLERANCE = 0.02
@@ -145,7 +146,7 @@ class _SafetensorsFolder:
     def __init__(self, folder: Path) -> None:
         from safetensors import safe_open
 
-        self.files = {}
+        self.files: dict[str, Path] = {}
         for path in sorted(folder.glob("*.safetensors")):
             with safe_open(str(path), framework="pt") as opened:
                 for key in opened.keys():  # noqa: SIM118 (safe_open is no mapping)
@@ -160,7 +161,8 @@ class _SafetensorsFolder:
         from safetensors import safe_open
 
         with safe_open(str(self.files[name]), framework="pt") as opened:
-            return opened.get_tensor(name)
+            tensor: torch.Tensor = opened.get_tensor(name)
+        return tensor
 
 
 def _unpack(words: torch.Tensor, index: int, bits: int) -> int:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,21 +29,29 @@ SUFFIX = {
 }
 
 
-@dataclass(frozen=True)
-class Tools:
-    """The tools venv's python and the llama-quantize binary."""
-
-    python: Path
-    quantize: Path
-
-
 @cache
-def tools() -> Tools:
-    """Create (or find, cached) the tools venv and llama-quantize; `SWI_TOOLS_DIR` moves the cache."""
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "tools_venv.sh")], capture_output=True, text=True, check=True
-    ).stdout.split()
-    return Tools(Path(out[0]), Path(out[1]))
+def _tools_venv(part: str) -> list[str]:
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "tools_venv.sh"), part], capture_output=True, text=True, check=True
+    )
+    return done.stdout.split()
+
+
+class _Lazy:
+    """The tools, made on first use: the venv alone for the Python tools, llama-quantize when needed."""
+
+    @property
+    def python(self) -> Path:
+        return Path(_tools_venv("venv")[0])
+
+    @property
+    def quantize(self) -> Path:
+        return Path(_tools_venv("all")[1])
+
+
+def tools() -> _Lazy:
+    """The tools venv's python and llama-quantize (cached by `scripts/tools_venv.sh`; `SWI_TOOLS_DIR`)."""
+    return _Lazy()
 
 
 def wikitext() -> Path:

@@ -102,6 +102,11 @@ def torchao(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Name
 
 def gptqmodel(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
     import torch
+
+    # GPTQModel 7.6 sizes its CPU pool as (cores + 1) // 2 and asks 2 "model_loader:cpu" workers of it: on
+    # 2 cores it raises "Virtual pool 'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1"
+    cores = os.cpu_count() or 1
+    os.cpu_count = lambda: max(cores, 4)
     from gptqmodel import GPTQModel, QuantizeConfig
 
     dynamic = json.loads(bundle.read_text())["dynamic"] if bundle else None
