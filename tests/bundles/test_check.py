@@ -85,6 +85,8 @@ def test_a_super_weight_quantized_away_fails(tiny_bundle: Bundle, tmp_path: Path
     [
         ("llm-compressor-with", "compressed-tensors", "int8 per channel", True),
         ("llm-compressor-without", "compressed-tensors", "int4 group 32", None),
+        ("gptqmodel-with", "gptq", "int8 group 32", True),
+        ("gptqmodel-without", "gptq", "int4 group 32", None),
         ("torchao-with", "torchao", "Int8Tensor", True),
         ("torchao-without", "torchao", "IntxUnpackedToInt8Tensor torch.int4", None),
     ],
