@@ -26,7 +26,9 @@ from tests.tools.harness import (
     tools,
 )
 
-pytestmark = pytest.mark.tools
+#: each test runs a tool two or three times on SmolLM2: minutes each on two busy cores (the tier as a
+#: whole is bounded by `make test-tools`' TOOLS_TIMEOUT)
+pytestmark = [pytest.mark.tools, pytest.mark.timeout(2400)]
 
 #: the largest relative perplexity increase with the bundle that counts as run noise (the benchmark
 #: measures 0 for the deterministic tools and well under this for GPTQModel's calibration)
