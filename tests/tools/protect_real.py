@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -17,7 +19,16 @@ from indexer.bundles import (
     protect_super_weights,
 )
 from indexer.detect import detect
+from indexer.loading import LoadOptions, load_model
 from tests.tiny import plant_super_weight, tiny_model
+
+#: W4A16 in groups of 32 (the preset's 128 does not divide the tiny model's 64 columns)
+GROUPS = {
+    "group_0": {
+        "targets": ["Linear"],
+        "weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 32},
+    }
+}
 
 
 def _state(model: torch.nn.Module) -> dict[str, tuple[str, bytes]]:
@@ -32,8 +43,13 @@ def _state(model: torch.nn.Module) -> dict[str, tuple[str, bytes]]:
 
 def main() -> None:
     tool = sys.argv[1]
-    loaded = tiny_model("llama", num_layers=4)
-    plant_super_weight(loaded, 1, 10, 20, weight=4.0, pre_activation=16.0)
+    planted = tiny_model("llama", num_layers=4)
+    plant_super_weight(planted, 1, 10, 20, weight=4.0, pre_activation=16.0)
+    # from a folder, as users load models: llm-compressor reads the config from `_name_or_path`
+    folder = Path(tempfile.mkdtemp())
+    planted.model.save_pretrained(folder)
+    planted.tokenizer.save_pretrained(folder)
+    loaded = load_model(str(folder), options=LoadOptions(device="cpu", dtype="float32"))
     bundle = parse_manifest(manifest_from_detection(detect(loaded)))
     model = loaded.model
     before = _state(model)
@@ -46,7 +62,7 @@ def main() -> None:
 
                 oneshot(
                     model=model,
-                    recipe=QuantizationModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"]),
+                    recipe=QuantizationModifier(config_groups=GROUPS, ignore=["lm_head"]),
                 )
             else:
                 from torchao.quantization import IntxWeightOnlyConfig, quantize_

@@ -144,6 +144,12 @@ def autoround(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Na
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = next((out / "artifact").glob("**/config.json")).parent
+    for path in folder.iterdir():  # the artifact is the folder AutoRound names after the model
+        path.rename(out / "artifact" / path.name)
+    folder.rmdir()
+    folder = out / "artifact"
+    if args.corpus is None:
+        return None, None
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, device_map="cpu")
     return model, AutoTokenizer.from_pretrained(folder)
 
@@ -190,7 +196,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = TOOLS[args.tool](args.model_dir, args.out, args.bundle, args)
-    ppl = perplexity(model, tokenizer, args.corpus, args.tokens) if args.corpus else None
+    evaluate = args.corpus is not None and model is not None
+    ppl = perplexity(model, tokenizer, args.corpus, args.tokens) if evaluate else None
     artifact = args.out / "artifact"
     print(json.dumps({"tool": args.tool, "artifact": str(artifact), "perplexity": ppl}))
 
