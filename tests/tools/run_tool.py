@@ -140,7 +140,6 @@ def autoround(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Na
         command += ["--layer_config", shown[0], "--ignore_layers", shown[1]]
     subprocess.run(command, check=True, env=env)
     import torch
-    from auto_round import AutoRoundConfig  # noqa: F401  (registers the format with transformers)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = next((out / "artifact").glob("**/config.json")).parent
