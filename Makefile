@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install model demo test test-fast lint format bench clean
+.PHONY: install model demo test test-fast test-tools lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ lint: install
 
 test: model lint
 	$(BIN)/python -m pytest
+
+# the real quantizers in a venv of their own and llama-quantize from the pinned sdist (both cached in the
+# user cache: the first run takes about 25 minutes on 2 cores, later ones only the tests); time-limited
+TOOLS_TIMEOUT ?= 35m
+test-tools: model
+	bash scripts/tools_venv.sh >/dev/null
+	timeout $(TOOLS_TIMEOUT) $(BIN)/python -m pytest -m tools tests/tools -q
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"

@@ -34,8 +34,9 @@ from api.schemas import (
 )
 from api.services import Services, ServicesDep
 from catalog.bundle_formats import (
-    DEFAULT_LLAMA_CPP_TYPE,
+    DEFAULT_KEEP,
     DEFAULT_SCHEME,
+    RenderOptions,
     check_options,
     render_bundle,
 )
@@ -279,18 +280,26 @@ def get_bundle(
     org: Org,
     name: Name,
     format: Annotated[BundleFormat, Query(description="Bundle format.")] = "json",
+    keep: Annotated[
+        Text, Query(max_length=8, description="Tool formats: super-weight modules at 8 bits (int8) or full.")
+    ] = DEFAULT_KEEP,
     tensor_type: Annotated[
-        Text, Query(max_length=8, description="llama.cpp: the type super-weight tensors are kept at.")
-    ] = DEFAULT_LLAMA_CPP_TYPE,
+        Text | None,
+        Query(max_length=8, description="llama.cpp: q8_0, f16, bf16 or f32 (default: from `keep`)."),
+    ] = None,
     scheme: Annotated[
-        Text, Query(max_length=40, description="llm-compressor: the quantization scheme of the recipe.")
+        Text, Query(max_length=40, description="Python tool formats: W2A16, W3A16, W4A16 or W8A16.")
     ] = DEFAULT_SCHEME,
+    group_size: Annotated[
+        int | None, Query(ge=1, le=4096, description="Python tool formats: the group size.")
+    ] = None,
     revision: RevisionQuery = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """A model's super-weight coordinates as a JSON manifest, safetensors, or a quantizer's configuration."""
     hub_id = _model_id(org, name)
-    check_options(format, tensor_type=tensor_type, scheme=scheme)
+    options = RenderOptions(keep=keep, tensor_type=tensor_type, scheme=scheme, group_size=group_size)
+    check_options(format, options)
     with services.session() as session:
         model = ModelRepository(session).get(hub_id)
         view = RunRepository(session).coordinates(model, revision)
@@ -305,7 +314,9 @@ def get_bundle(
             ),
             provenance=view.run.provenance if view.run else {},
         )
-    rendered = render_bundle(manifest, format, tensor_type=tensor_type, scheme=scheme)
+    rendered = render_bundle(
+        manifest, format, keep=keep, tensor_type=tensor_type, scheme=scheme, group_size=group_size
+    )
     return conditional_response(
         request,
         rendered.body,

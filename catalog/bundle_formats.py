@@ -25,13 +25,32 @@ from contracts.errors import BundleFormatError
 from contracts.manifest import COARSE_NOTE, check_manifest, float32_of
 
 FORMATS = ("json", "safetensors", "llama.cpp", "llm-compressor", "gptqmodel", "autoround", "torchao")
-#: higher-precision GGML types a super-weight tensor may be kept at (llama.cpp's lower-case type names)
-LLAMA_CPP_TYPES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k", "q5_1", "q5_0")
+#: GGML types a super-weight tensor may be kept at (llama.cpp's names): never below any mix's choice
+LLAMA_CPP_TYPES = ("f32", "f16", "bf16", "q8_0")
+#: why the other types are refused: a `--tensor-type` override could make them lower than the mix's choice
+LLAMA_CPP_REFUSED_TYPE_REASON = (
+    "llama-quantize applies a --tensor-type override instead of its mix's own choice, and the K-quant mixes "
+    "already keep some ffn_down tensors at q6_k (Q4_K_M keeps blk.N.ffn_down at Q6_K by itself), so a type "
+    "below q8_0 can lower a super-weight tensor; choose q8_0 (8 bits) or f16, bf16, f32 (the exact value)"
+)
 DEFAULT_LLAMA_CPP_TYPE = "q8_0"
+#: how the tool formats keep a super-weight module: at 8 bits, or at full precision (the exact value)
+KEEP_MODES = ("int8", "full")
+DEFAULT_KEEP = "int8"
+#: the llama.cpp type that stores each source dtype exactly
+LLAMA_CPP_EXACT_TYPES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 DEFAULT_SCHEME = "W4A16"
+#: group sizes tried, largest first, when the options name none: the largest dividing every input width wins
+GROUP_SIZES = (128, 64, 32, 16)
+#: what every format does with the output head (one rule): it is never quantized by a bundle's recipe
+LM_HEAD_RULE = (
+    "lm_head stays unquantized in every Python format (llm-compressor ignore, torchao map, GPTQModel and "
+    "AutoRound defaults); in a GGUF the output tensor is left to llama.cpp's mix"
+)
 #: safetensors dtype codes of the dtypes super weights are stored in
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
-_SCHEME_RE = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+_SCHEME_RE = re.compile(r"^W(?P<bits>[2348])A16$")
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -48,6 +67,16 @@ class RenderedBundle:
     def content_disposition(self) -> str:
         """The `Content-Disposition` header value for a download."""
         return f'attachment; filename="{self.filename}"'
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """The tool-format options: how super-weight modules are kept, the llama.cpp type, scheme, group size."""
+
+    keep: str = DEFAULT_KEEP
+    tensor_type: str | None = None  # llama.cpp; None: q8_0 for keep=int8, the exact type for keep=full
+    scheme: str = DEFAULT_SCHEME
+    group_size: int | None = None  # None: the largest of GROUP_SIZES dividing the model's input widths
 
 
 def module_name(weight: Mapping[str, Any]) -> str:
@@ -102,14 +131,14 @@ def render_bundle(
     manifest: Mapping[str, Any],
     format: str,
     *,
-    tensor_type: str = DEFAULT_LLAMA_CPP_TYPE,
+    tensor_type: str | None = None,
     scheme: str = DEFAULT_SCHEME,
+    keep: str = DEFAULT_KEEP,
+    group_size: int | None = None,
 ) -> RenderedBundle:
-    """Render a checked manifest in `format` (one of `FORMATS`).
-
-    `tensor_type`: the llama.cpp type super-weight tensors are kept at; `scheme`: the llm-compressor scheme.
-    """
-    name = check_options(format, tensor_type=tensor_type, scheme=scheme)
+    """Render a checked manifest in `format` (one of `FORMATS`); the options are `RenderOptions`' fields."""
+    options = RenderOptions(keep=keep, tensor_type=tensor_type, scheme=scheme, group_size=group_size)
+    name = check_options(format, options)
     check_manifest(manifest)
     stem = bundle_filename_stem(manifest)
     if name == "json":
@@ -119,34 +148,94 @@ def render_bundle(
             render_safetensors(manifest), "application/octet-stream", f"{stem}.swi.safetensors"
         )
     if name == "llama.cpp":
-        return RenderedBundle(
-            render_llama_cpp(manifest, tensor_type), "application/zip", f"{stem}.llama-cpp.zip"
-        )
+        return RenderedBundle(render_llama_cpp(manifest, options), "application/zip", f"{stem}.llama-cpp.zip")
     if name == "llm-compressor":
         return RenderedBundle(
-            render_llm_compressor(manifest, scheme), "application/yaml", f"{stem}.llm-compressor.yaml"
+            render_llm_compressor(manifest, options), "application/yaml", f"{stem}.llm-compressor.yaml"
         )
     if name == "gptqmodel":
-        return RenderedBundle(render_gptqmodel(manifest), "application/json", f"{stem}.gptqmodel.json")
+        return RenderedBundle(
+            render_gptqmodel(manifest, options), "application/json", f"{stem}.gptqmodel.json"
+        )
     if name == "autoround":
         return RenderedBundle(
-            render_autoround(manifest), "text/x-shellscript; charset=utf-8", f"{stem}.autoround.sh"
+            render_autoround(manifest, options), "text/x-shellscript; charset=utf-8", f"{stem}.autoround.sh"
         )
-    return RenderedBundle(render_torchao(manifest), "text/x-python; charset=utf-8", f"{stem}.torchao.py")
+    return RenderedBundle(
+        render_torchao(manifest, options), "text/x-python; charset=utf-8", f"{stem}.torchao.py"
+    )
 
 
-def check_options(
-    format: str, *, tensor_type: str = DEFAULT_LLAMA_CPP_TYPE, scheme: str = DEFAULT_SCHEME
-) -> str:
+def check_options(format: str, options: RenderOptions | None = None) -> str:
     """The normalised format name; `BundleFormatError` for an unknown format or option (check before work)."""
+    options = options or RenderOptions()
     name = format.strip().lower()
     if name not in FORMATS:
         raise BundleFormatError(f"unknown bundle format {format!r}; choose from {', '.join(FORMATS)}")
-    if name == "llama.cpp":
-        _llama_cpp_type(tensor_type)
-    if name == "llm-compressor" and not _SCHEME_RE.match(scheme):
-        raise BundleFormatError(f"invalid llm-compressor scheme {scheme!r} (e.g. W4A16, W8A8)")
+    if options.keep not in KEEP_MODES:
+        raise BundleFormatError(f"unknown keep mode {options.keep!r}; choose from {', '.join(KEEP_MODES)}")
+    if options.tensor_type is not None:
+        _llama_cpp_type(options.tensor_type)
+    scheme_bits(options.scheme)
+    if options.group_size is not None and (
+        options.group_size < 1 or options.group_size & (options.group_size - 1)
+    ):
+        raise BundleFormatError(f"the group size must be a power of two, got {options.group_size}")
     return name
+
+
+def scheme_bits(scheme: str) -> int:
+    """The weight bits of a weight-only scheme `W<bits>A16`; `BundleFormatError` for any other."""
+    match = _SCHEME_RE.match(scheme.strip().upper())
+    if match is None:
+        raise BundleFormatError(
+            f"unsupported scheme {scheme!r}: the bundle renders weight-only int schemes W2A16, W3A16, W4A16 "
+            "and W8A16 as explicit config_groups"
+        )
+    return int(match.group("bits"))
+
+
+def input_widths(manifest: Mapping[str, Any]) -> tuple[int, ...]:
+    """The input widths of the model's linear layers the manifest's provenance names (empty when unknown)."""
+    provenance = manifest.get("provenance") or {}
+    widths = {provenance.get(key) for key in ("hidden_size", "intermediate_size")}
+    heads, head_dim = provenance.get("num_attention_heads"), provenance.get("head_dim")
+    if isinstance(heads, int) and isinstance(head_dim, int):
+        widths.add(heads * head_dim)  # o_proj's input
+    return tuple(sorted(w for w in widths if isinstance(w, int) and w > 0))
+
+
+def group_size_for(manifest: Mapping[str, Any], requested: int | None = None) -> int:
+    """The group size of a grouped scheme: `requested` if it divides every input width, else the largest fit.
+
+    Tools refuse a group size that does not divide a layer's input width (SmolLM2's 576 columns and 128).
+    """
+    widths = input_widths(manifest)
+    if requested is not None:
+        bad = [w for w in widths if w % requested]
+        if bad:
+            raise BundleFormatError(
+                f"group size {requested} does not divide the model's input widths "
+                f"{', '.join(map(str, bad))}; "
+                f"choose one that divides {', '.join(map(str, widths))}"
+            )
+        return requested
+    for size in GROUP_SIZES:
+        if all(w % size == 0 for w in widths):
+            return size
+    raise BundleFormatError(f"no group size of {GROUP_SIZES} divides the input widths {widths}")
+
+
+def llama_cpp_type_for(manifest: Mapping[str, Any], options: RenderOptions) -> str:
+    """The llama.cpp type of super-weight tensors: the option, q8_0, or the type storing them exactly."""
+    if options.tensor_type is not None:
+        return _llama_cpp_type(options.tensor_type)
+    if options.keep == "int8":
+        return DEFAULT_LLAMA_CPP_TYPE
+    dtypes = {w.get("dtype") for w in manifest["super_weights"]}
+    if len(dtypes) == 1 and (dtype := dtypes.pop()) in LLAMA_CPP_EXACT_TYPES:
+        return LLAMA_CPP_EXACT_TYPES[str(dtype)]
+    return "f32"  # unknown or mixed stored dtypes: f32 holds every float16/bfloat16/float32 value
 
 
 def render_json(manifest: Mapping[str, Any]) -> bytes:
@@ -299,11 +388,12 @@ def llama_cpp_pattern(gguf_tensor: str) -> str:
     return "^" + re.escape(gguf_tensor) + "$"
 
 
-def llama_cpp_mapping(
-    manifest: Mapping[str, Any], tensor_type: str = DEFAULT_LLAMA_CPP_TYPE
-) -> dict[str, Any]:
-    """HF <-> GGUF names and indices of every super-weight tensor, with the type it is kept at."""
-    kept = _llama_cpp_type(tensor_type)
+def llama_cpp_mapping(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> dict[str, Any]:
+    """HF <-> GGUF names, indices and shapes of every super-weight tensor, with the type it is kept at."""
+    kept = llama_cpp_type_for(manifest, options or RenderOptions())
+    provenance = manifest.get("provenance") or {}
+    hidden, intermediate = provenance.get("hidden_size"), provenance.get("intermediate_size")
+    ne = [intermediate, hidden] if isinstance(hidden, int) and isinstance(intermediate, int) else None
     tensors: dict[str, dict[str, Any]] = {}
     for weight in manifest["super_weights"]:
         name = gguf_tensor_name(weight)
@@ -315,6 +405,7 @@ def llama_cpp_mapping(
                 "layer": weight["layer"],
                 "type": kept,
                 "pattern": llama_cpp_pattern(name),
+                "ne": ne,
                 "super_weights": [],
             },
         )
@@ -333,15 +424,16 @@ def llama_cpp_mapping(
         **_identity(manifest),
         "schema_version": manifest["schema_version"],
         "note": COARSE_NOTE,
+        "lm_head": LM_HEAD_RULE,
         "gguf_index_order": "ne order, fastest dimension first: [col, row] = [input channel, output channel]",
         "tensor_type": kept,
         "tensors": sorted(tensors.values(), key=lambda t: (t["layer"], t["gguf_tensor"])),
     }
 
 
-def llama_cpp_tensor_types(manifest: Mapping[str, Any], tensor_type: str = DEFAULT_LLAMA_CPP_TYPE) -> str:
+def llama_cpp_tensor_types(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> str:
     """The `--tensor-type-file` text: `pattern=type` lines and nothing else (llama.cpp has no comments)."""
-    mapping = llama_cpp_mapping(manifest, tensor_type)
+    mapping = llama_cpp_mapping(manifest, options)
     return "".join(f"{t['pattern']}={t['type']}\n" for t in mapping["tensors"])
 
 
@@ -349,28 +441,32 @@ def _llama_cpp_type(tensor_type: str) -> str:
     kept = tensor_type.strip().lower()
     if kept not in LLAMA_CPP_TYPES:
         raise BundleFormatError(
-            f"unknown llama.cpp tensor type {tensor_type!r}; choose a higher-precision type: "
-            + ", ".join(LLAMA_CPP_TYPES)
+            f"llama.cpp tensor type {tensor_type!r} is refused: {LLAMA_CPP_REFUSED_TYPE_REASON}"
         )
     return kept
 
 
-def render_llama_cpp(manifest: Mapping[str, Any], tensor_type: str = DEFAULT_LLAMA_CPP_TYPE) -> bytes:
+def render_llama_cpp(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> bytes:
     """A zip of `tensor-types.txt` (for `llama-quantize --tensor-type-file`), `mapping.json`, `README.txt`."""
-    mapping = llama_cpp_mapping(manifest, tensor_type)
-    types_text = llama_cpp_tensor_types(manifest, tensor_type)
+    mapping = llama_cpp_mapping(manifest, options)
+    types_text = llama_cpp_tensor_types(manifest, options)
     readme = "\n".join(
         [
             *_header_lines(manifest, "#"),
             "",
             "tensor-types.txt keeps every GGUF tensor that holds a super weight at "
-            f"{mapping['tensor_type']}; mapping.json names the HF tensor, the GGUF tensor and both indices",
-            "(GGUF `ne` order is [col, row]). Quantize from an F16/BF16/F32 GGUF of this revision:",
+            f"{mapping['tensor_type']}; mapping.json names the HF tensor, the GGUF tensor, its `ne` shape",
+            "and both indices (GGUF `ne` order is [col, row]). Quantize from an F16/BF16/F32 GGUF of this",
+            "revision:",
             "",
-            "    llama-quantize --tensor-type-file tensor-types.txt model-f16.gguf model-q4_k_m.gguf Q4_K_M",
+            "    llama-quantize --tensor-type-file tensor-types.txt model-f32.gguf model-q4_k_m.gguf Q4_K_M",
+            "    swi check model-q4_k_m.gguf --bundle <this bundle as .swi.json>",
             "",
-            "The file has no comments on purpose: llama-quantize reads whitespace-separated pattern=type",
-            "entries and rejects anything else.",
+            "The type is never below what any mix would pick (q8_0, or f16/bf16/f32 for the exact value); do",
+            "not use the file for an F16/BF16/F32 target, which is above it. The file has no comments on",
+            "purpose: llama-quantize reads whitespace-separated pattern=type entries and rejects anything",
+            "else.",
+            f"lm_head: {LM_HEAD_RULE}.",
             "",
         ]
     )
@@ -397,86 +493,246 @@ def _regex_for_module(name: str) -> str:
     return "^" + re.escape(name) + "$"
 
 
-def render_llm_compressor(manifest: Mapping[str, Any], scheme: str = DEFAULT_SCHEME) -> bytes:
-    """An llm-compressor recipe (YAML) whose `ignore` list keeps the super-weight modules unquantized."""
-    if not _SCHEME_RE.match(scheme):
-        raise BundleFormatError(f"invalid llm-compressor scheme {scheme!r} (e.g. W4A16, W8A8)")
-    ignore = ["lm_head", *(f"re:{_regex_for_module(m)}" for m in protected_modules(manifest))]
+def model_check(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What a tool's snippet checks before quantizing: model id and commit where known, layers, shapes.
+
+    `revision` is only a commit sha (None for GGUF files and published-only coordinates, which no loaded
+    model can be compared with); `down_proj_shape` is `[hidden, intermediate]` (`nn.Linear`'s `[out, in]`).
+    """
+    provenance = manifest.get("provenance") or {}
+    revision = manifest.get("revision")
+    hidden, intermediate = provenance.get("hidden_size"), provenance.get("intermediate_size")
+    layers = provenance.get("num_layers")
+    model = str(manifest["model"])
+    return {
+        "model": model if _is_hub_id(model) else None,
+        "revision": revision if isinstance(revision, str) and _COMMIT_SHA.match(revision) else None,
+        "num_layers": layers if isinstance(layers, int) else None,
+        "down_proj_shape": (
+            [hidden, intermediate] if isinstance(hidden, int) and isinstance(intermediate, int) else None
+        ),
+        "modules": protected_modules(manifest),
+    }
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", name)) and not (
+        name.endswith(".gguf")
+    )
+
+
+def _int_weights(bits: int, strategy: str, group_size: int | None) -> dict[str, Any]:
+    weights: dict[str, Any] = {"num_bits": bits, "type": "int", "symmetric": True, "strategy": strategy}
+    if group_size is not None:
+        weights["group_size"] = group_size
+    return weights
+
+
+def llm_compressor_recipe(
+    manifest: Mapping[str, Any], options: RenderOptions | None = None
+) -> dict[str, Any]:
+    """The llm-compressor recipe as data: explicit `config_groups`, super-weight modules at 8 bits or ignored.
+
+    The grouped scheme's group size divides every input width the provenance names; the super-weight
+    modules' group quantizes per output channel at 8 bits (keep=int8), or they are in `ignore` (keep=full).
+    """
+    options = options or RenderOptions()
+    bits = scheme_bits(options.scheme)
+    modules = [f"re:{_regex_for_module(m)}" for m in protected_modules(manifest)]
+    groups: dict[str, Any] = {
+        "group_0": {
+            "targets": ["Linear"],
+            "weights": _int_weights(bits, "group", group_size_for(manifest, options.group_size)),
+        }
+    }
+    ignore = ["lm_head"]
+    if options.keep == "full":
+        ignore += modules
+    elif modules:
+        # a module name target is more specific than a class target: compressed-tensors picks this group
+        groups["super_weights"] = {"targets": modules, "weights": _int_weights(8, "channel", None)}
+    return {
+        "quant_stage": {
+            "quant_modifiers": {"QuantizationModifier": {"ignore": ignore, "config_groups": groups}}
+        }
+    }
+
+
+def render_llm_compressor(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> bytes:
+    """An llm-compressor recipe (YAML, written as JSON-compatible flow values) with explicit config_groups."""
+    recipe = llm_compressor_recipe(manifest, options)
+    check = model_check(manifest)
     lines = [
         *_header_lines(manifest, "#"),
-        "quant_stage:",
-        "  quant_modifiers:",
-        "    QuantizationModifier:",
-        '      targets: ["Linear"]',
-        f"      scheme: {json.dumps(scheme)}",
-        "      ignore:",
-        *(f"        - {json.dumps(item)}" for item in ignore),
+        f"# lm_head: {LM_HEAD_RULE}",
+        f"# model check (swi check verifies the saved folder): {json.dumps(check)}",
+        *_yaml_lines(recipe, 0),
         "",
     ]
     return "\n".join(lines).encode("utf-8")
 
 
-def render_gptqmodel(manifest: Mapping[str, Any]) -> bytes:
-    """GPTQModel `dynamic` entries: a `-:` (skip) pattern per super-weight module, with the identity."""
+def _yaml_lines(value: Mapping[str, Any], indent: int) -> list[str]:
+    """Block YAML for nested mappings; lists and scalars as JSON (a YAML subset): no YAML library needed."""
+    lines = []
+    pad = " " * indent
+    for key, item in value.items():
+        if isinstance(item, Mapping) and item:
+            lines.append(f"{pad}{key}:")
+            lines += _yaml_lines(item, indent + 2)
+        else:
+            lines.append(f"{pad}{key}: {json.dumps(item)}")
+    return lines
+
+
+def render_gptqmodel(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> bytes:
+    """GPTQModel settings: group size, `dynamic` entries promoting (`+:`, 8 bits) or skipping (`-:`)."""
+    options = options or RenderOptions()
+    modules = protected_modules(manifest)
+    if options.keep == "full":
+        dynamic: dict[str, Any] = {f"-:{_regex_for_module(m)}": {} for m in modules}
+    else:
+        dynamic = {f"+:{_regex_for_module(m)}": {"bits": 8} for m in modules}
     document = {
         **_identity(manifest),
         "note": COARSE_NOTE,
-        "dynamic": {f"-:{_regex_for_module(m)}": {} for m in protected_modules(manifest)},
+        "lm_head": LM_HEAD_RULE,
+        "bits": scheme_bits(options.scheme),
+        "group_size": group_size_for(manifest, options.group_size),
+        "model_check": model_check(manifest),
+        "dynamic": dynamic,
+        "exact": (
+            "a skipped module is saved in the dtype GPTQModel loads the model in (bfloat16 by default): "
+            "load with torch_dtype=torch.float32 to keep a float32 super weight exact"
+        ),
     }
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def render_autoround(manifest: Mapping[str, Any]) -> bytes:
-    """A POSIX-shell snippet that sets `SWI_FP_LAYERS`, the value for AutoRound's `--fp_layers`."""
+def render_autoround(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> bytes:
+    """A POSIX-shell snippet: `--layer_config` (8 bits) or `--ignore_layers` (full) values, a model check."""
+    options = options or RenderOptions()
     ident = _identity(manifest)
+    modules = protected_modules(manifest)
+    check = model_check(manifest)
+    layer_config = {m: {"bits": 8} for m in modules} if options.keep == "int8" else {}
     lines = [
         *_header_lines(manifest, "#"),
-        "# usage: . ./this-file && auto-round --model <local copy of this revision> \\",
-        '#            --fp_layers "$SWI_FP_LAYERS"',
+        f"# lm_head: {LM_HEAD_RULE}",
+        "# usage: . ./this-file && swi_check_model ./model && auto-round --model ./model \\",
+        '#            --bits "$SWI_BITS" --group_size "$SWI_GROUP_SIZE" \\',
+        '#            --layer_config "$SWI_LAYER_CONFIG" --ignore_layers "$SWI_IGNORE_LAYERS" ...',
         f"SWI_MODEL={shlex.quote(ident['model'])}",
-        f"SWI_REVISION={shlex.quote(ident['revision'])}",
-        f"SWI_FP_LAYERS={shlex.quote(','.join(protected_modules(manifest)))}",
+        f"SWI_REVISION={shlex.quote(check['revision'] or '')}",
+        f"SWI_BITS={scheme_bits(options.scheme)}",
+        f"SWI_GROUP_SIZE={group_size_for(manifest, options.group_size)}",
+        f"SWI_LAYER_CONFIG={shlex.quote(json.dumps(layer_config, separators=(',', ':')))}",
+        f"SWI_IGNORE_LAYERS={shlex.quote(','.join(modules) if options.keep == 'full' else '')}",
+        "# SWI_REVISION is empty for a GGUF file or published-only coordinates: use your own local copy",
+        "",
+        "# swi_check_model DIR: refuse a model folder whose config.json does not match the bundle",
+        "swi_check_model() {",
+        "  python3 - \"$1/config.json\" <<'SWI_EOF'",
+        "import json, sys",
+        f"check = {check!r}",
+        "config = json.load(open(sys.argv[1]))",
+        "problems = []",
+        "if check['num_layers'] is not None and config.get('num_hidden_layers') != check['num_layers']:",
+        "    layers = config.get('num_hidden_layers')",
+        "    problems.append(f\"{layers} layers, the bundle's model {check['num_layers']}\")",
+        "shape = [config.get('hidden_size'), config.get('intermediate_size')]",
+        "if check['down_proj_shape'] is not None and shape != check['down_proj_shape']:",
+        "    problems.append(f\"down_proj is {shape}, the bundle's {check['down_proj_shape']}\")",
+        "if problems:",
+        "    sys.exit('bundle mismatch: ' + '; '.join(problems))",
+        "SWI_EOF",
+        "}",
         "",
     ]
     return "\n".join(lines).encode("utf-8")
 
 
-def render_torchao(manifest: Mapping[str, Any]) -> bytes:
-    """A Python module with a `filter_fn` for `torchao.quantization.quantize_` and a per-module config map."""
+def render_torchao(manifest: Mapping[str, Any], options: RenderOptions | None = None) -> bytes:
+    """A Python module: `check_model`, a per-module `FqnToConfig` map (no `_default`) and a `filter_fn`."""
     ident = _identity(manifest)
+    check = model_check(manifest)
     modules = protected_modules(manifest)
-    module_lines = [f"        {m!r}," for m in modules]
+    keep = (options or RenderOptions()).keep
     lines = [
         '"""' + f"Super-weight bundle for {ident['model']} (torchao).",
         "",
         f"{COARSE_NOTE}",
+        f"lm_head: {LM_HEAD_RULE}.",
         '"""',
         "",
         "from __future__ import annotations",
         "",
         "from typing import Any",
         "",
-        f"MODEL = {ident['model']!r}",
-        f"REVISION = {ident['revision'] or None!r}",
+        "#: the hub id, or None (a local file name is no id a loaded model could report)",
+        f"MODEL = {check['model']!r}",
+        "#: the commit sha, or None (a GGUF file or published-only coordinates: nothing to compare with)",
+        f"REVISION = {check['revision']!r}",
         f"MANIFEST_SHA256 = {ident['manifest_sha256']!r}",
-        "#: modules that hold a super weight (kept unquantized)",
-        "SUPER_WEIGHT_MODULES = frozenset(",
-        "    {",
-        *module_lines,
-        "    }",
-        ")",
+        f"NUM_LAYERS = {check['num_layers']!r}",
+        "#: [out, in] of each super-weight module's weight (None when the bundle does not record it)",
+        f"DOWN_PROJ_SHAPE = {check['down_proj_shape']!r}",
+        "#: how the super-weight modules are kept: 'int8' (the keep config) or 'full' (unquantized)",
+        f"KEEP = {keep!r}",
+        "#: modules that hold a super weight",
+        f"SUPER_WEIGHT_MODULES = ({''.join(f'{m!r}, ' for m in modules).rstrip()})",
+        "",
+        "",
+        "def check_model(model: Any) -> None:",
+        '    """Raise ValueError unless `model` is the bundle\'s: layers, shapes, id/commit where known."""',
+        "    config = getattr(model, 'config', None)",
+        "    problems = []",
+        "    commit = getattr(config, '_commit_hash', None)",
+        "    if REVISION is not None and commit is not None and commit != REVISION:",
+        "        problems.append(f'the model is revision {commit}, the bundle {REVISION}')",
+        "    name = getattr(config, '_name_or_path', None)",
+        "    if MODEL is not None and commit is not None and name and name != MODEL:",
+        "        problems.append(f'the model is {name}, the bundle {MODEL!r}')",
+        "    layers = getattr(config, 'num_hidden_layers', None)",
+        "    if NUM_LAYERS is not None and layers != NUM_LAYERS:",
+        "        problems.append(f'the model has {layers} layers, the bundle {NUM_LAYERS}')",
+        "    for fqn in SUPER_WEIGHT_MODULES:",
+        "        try:",
+        "            shape = list(model.get_submodule(fqn).weight.shape)",
+        "        except AttributeError:",
+        "            problems.append(f'the model has no {fqn}')",
+        "            continue",
+        "        if DOWN_PROJ_SHAPE is not None and shape != DOWN_PROJ_SHAPE:",
+        "            problems.append(f'{fqn} is {shape}, the bundle {DOWN_PROJ_SHAPE}')",
+        "    if problems:",
+        "        raise ValueError('bundle mismatch: ' + '; '.join(problems))",
+        "",
+        "",
+        "def _linears(model: Any) -> list[str]:",
+        "    import torch",
+        "",
+        "    return [",
+        "        fqn",
+        "        for fqn, module in model.named_modules()",
+        "        if isinstance(module, torch.nn.Linear) and fqn.split('.')[-1] != 'lm_head'",
+        "    ]",
+        "",
+        "",
+        "def fqn_to_config(model: Any, config: Any, keep_config: Any = None) -> dict[str, Any]:",
+        '    """For `quantize_(model, FqnToConfig(...), filter_fn=None)`: every Linear but lm_head named."""',
+        "    keep = keep_config if KEEP == 'int8' else None",
+        "    return {fqn: keep if fqn in SUPER_WEIGHT_MODULES else config for fqn in _linears(model)}",
         "",
         "",
         "def quantize_filter(module: Any, fqn: str) -> bool:",
-        '    """`filter_fn` for torchao\'s `quantize_`: every Linear except the super-weight modules."""',
+        '    """`filter_fn` for a one-config `quantize_`: Linears but lm_head, super-weight modules."""',
         "    import torch",
         "",
-        "    return isinstance(module, torch.nn.Linear) and fqn not in SUPER_WEIGHT_MODULES",
-        "",
-        "",
-        "def fqn_to_config(default_config: Any) -> dict[str, Any]:",
-        '    """A map for torchao\'s `ModuleFqnToConfig`: None keeps a module as it is."""',
-        "    return {'_default': default_config, **{fqn: None for fqn in sorted(SUPER_WEIGHT_MODULES)}}",
+        "    return (",
+        "        isinstance(module, torch.nn.Linear)",
+        "        and fqn.split('.')[-1] != 'lm_head'",
+        "        and fqn not in SUPER_WEIGHT_MODULES",
+        "    )",
         "",
     ]
     return "\n".join(lines).encode("utf-8")

@@ -399,11 +399,15 @@ def resolve(
     module, adapter, model_revision = _parts(model)
     model_revision = revision or model_revision
     problems: list[str] = []
+    values_prove_identity = check_values and all(w.value is not None for w in bundle.weights)
     if bundle.revision and check_revision:
-        if model_revision is None:
+        if model_revision is None and values_prove_identity:
+            pass  # a local copy has no commit sha: the layers, shapes and exact stored values identify it
+        elif model_revision is None:
             problems.append(
                 f"the bundle is for revision {bundle.revision} but the model's revision is unknown "
-                "(pass revision=<the commit sha you loaded>, or check_revision=False to skip this check)"
+                "and the bundle records no values to compare (pass revision=<the commit sha you loaded>, "
+                "or check_revision=False to skip this check)"
             )
         elif model_revision != bundle.revision:
             problems.append(f"the bundle is for revision {bundle.revision}, the model is {model_revision}")
@@ -498,6 +502,73 @@ def clip_outliers_(model: nn.Module, clip: ClipSpec, targets: Sequence[LinearTar
     return len(chosen)
 
 
+class UnsupportedQuantizerError(BundleError):
+    """The quantizer stored scales or replaced tensor types or modules: no exact restore is possible."""
+
+
+@dataclass
+class _Snapshot:
+    """All a quantizer can change in a model: to put back exactly (`restore`) or compare (`changes`)."""
+
+    modules: dict[str, tuple[nn.Module, type[nn.Module], dict[str, Any]]]
+    tensors: list[tuple[torch.Tensor, torch.Tensor]]  # (the parameter or buffer object, a copy of its data)
+    layout: dict[str, tuple[type, torch.dtype, tuple[int, ...]]]  # name -> (tensor type, dtype, shape)
+
+    @classmethod
+    def take(cls, model: nn.Module) -> _Snapshot:
+        """Record every module (object, class, attributes), every parameter and buffer (object and data)."""
+        modules = {}
+        for name, module in model.named_modules(remove_duplicate=False):
+            # per-module dicts (_parameters, _modules, hooks...) are copied: quantizers mutate them in place
+            attributes = {k: dict(v) if isinstance(v, dict) else v for k, v in vars(module).items()}
+            modules[name] = (module, type(module), attributes)
+        seen: set[int] = set()
+        tensors = []
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                tensors.append((tensor, tensor.detach().clone()))
+        return cls(modules, tensors, _layout(model))
+
+    def changes(self, model: nn.Module) -> list[str]:
+        """What the quantizer changed beyond tensor values: modules, parameter/buffer names, tensor types."""
+        found = []
+        now = dict(model.named_modules(remove_duplicate=False))
+        for name, (module, kind, _) in self.modules.items():
+            current = now.get(name)
+            if current is not module or type(current) is not kind:
+                found.append(
+                    f"{name or 'the model'} is now a {type(current).__name__}, was a {kind.__name__}"
+                )
+        layout = _layout(model)
+        added = sorted(set(layout) - set(self.layout))
+        removed = sorted(set(self.layout) - set(layout))
+        if added:
+            found.append(f"new parameters/buffers {', '.join(added[:4])}{' …' if len(added) > 4 else ''}")
+        if removed:
+            found.append(f"removed parameters/buffers {', '.join(removed[:4])}")
+        for name in sorted(set(layout) & set(self.layout)):
+            if layout[name] != self.layout[name]:
+                kind, dtype, shape = layout[name]
+                found.append(f"{name} is now a {kind.__name__} {dtype} {list(shape)}")
+        return found
+
+    def restore(self, model: nn.Module) -> None:
+        """Put back every module object, its attributes, and every tensor's exact data."""
+        for module, _, attributes in self.modules.values():
+            vars(module).clear()
+            vars(module).update({k: dict(v) if isinstance(v, dict) else v for k, v in attributes.items()})
+        with torch.no_grad():
+            for tensor, data in self.tensors:
+                tensor.data = data.clone()
+
+
+def _layout(model: nn.Module) -> dict[str, tuple[type, torch.dtype, tuple[int, ...]]]:
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    # a tensor subclass (torchao) shows in the type of `.data`; a replaced Parameter in the type itself
+    return {name: (type(t.data), t.dtype, tuple(t.shape)) for name, t in named}
+
+
 @contextmanager
 def protect_super_weights(
     model: ModelLike,
@@ -515,10 +586,14 @@ def protect_super_weights(
     `hold_out`: while the block runs, each super weight is `STAND_IN` (0), so it cannot stretch the min/max
     (or absmax) of its block; with `indexer.quantize`'s RTN this gives exactly its super-weight hold-out.
     `clip`: first clip the other outliers of every linear weight (the paper's recipe; thresholds are taken
-    without the held-out super weights). The super weights are written back on exit, also after an error.
+    without the held-out super weights).
     `bundle` may be a model id (`org/name`): `client` (a server's `swi.client.Client`, or the local
     catalog's `swi.catalog_source.LocalCatalog`) gives its coordinates, checked like any bundle; the
     revision they were measured on is logged and kept as `ProtectedWeights.measured_revision`.
+
+    Transactional: if the block raises, or the quantizer turned out to store scales or replace tensor types
+    or modules (`UnsupportedQuantizerError`: a restored value would be clamped to or lost in its stored
+    range; use the tool's bundle format instead), the model is put back exactly as it was before the block.
     """
     if isinstance(bundle, str):
         if client is None:
@@ -531,6 +606,7 @@ def protect_super_weights(
     resolved = resolve(
         bundle, model, revision=revision, check_revision=check_revision, check_values=check_values
     )
+    snapshot = _Snapshot.take(module)
     originals = tuple(_stored_weight(module, r.module)[r.index].detach().clone() for r in resolved)
     try:
         with torch.no_grad():
@@ -540,11 +616,23 @@ def protect_super_weights(
             if clip is not None:
                 clip_outliers_(module, clip)
         yield ProtectedWeights(tuple(resolved), originals, bundle)
-    finally:
+        changes = snapshot.changes(module)
+        if changes:
+            raise UnsupportedQuantizerError(
+                "the quantizer stored scales or replaced tensor types or modules ("
+                + "; ".join(changes[:3])
+                + (" …" if len(changes) > 3 else "")
+                + "), so a restored super weight would be clamped to its stored range or lost; the model "
+                "is back as it was. Use the tool's bundle format instead (swi bundle -f llm-compressor, "
+                "torchao, gptqmodel, autoround or llama.cpp; docs/bundles.md)"
+            )
         with torch.no_grad():
             for r, original in zip(resolved, originals, strict=True):
                 weight = _stored_weight(module, r.module)
                 weight[r.index] = original.to(device=weight.device, dtype=weight.dtype)
+    except BaseException:
+        snapshot.restore(module)
+        raise
 
 
 # ---- holding the super activation out of activation quantization ----

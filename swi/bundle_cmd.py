@@ -43,12 +43,21 @@ def bundle_command(
     source: Annotated[
         str, typer.Option(help="auto (the catalog when it knows MODEL, else detect), catalog, or detect.")
     ] = "auto",
+    keep: Annotated[
+        str,
+        typer.Option(help="Tool formats: keep super-weight modules at 8 bits (int8) or unquantized (full)."),
+    ] = "int8",
     tensor_type: Annotated[
-        str, typer.Option(help="llama.cpp: the type super-weight tensors are kept at.")
-    ] = "q8_0",
+        str | None,
+        typer.Option(help="llama.cpp: q8_0, f16, bf16 or f32 (default: q8_0, or the exact type for full)."),
+    ] = None,
     scheme: Annotated[
-        str, typer.Option(help="llm-compressor: the quantization scheme of the recipe.")
+        str, typer.Option(help="Python tool formats: the weight-only scheme W2A16, W3A16, W4A16 or W8A16.")
     ] = "W4A16",
+    group_size: Annotated[
+        int | None,
+        typer.Option(help="Python tool formats: the group size (default: the largest dividing the model)."),
+    ] = None,
     validate: Annotated[
         bool, typer.Option(help="detect: also validate by pruning, so statuses are confirmed/inert.")
     ] = False,
@@ -63,15 +72,16 @@ def bundle_command(
     if server:
         if source == "detect" or validate:
             fail("--server downloads the service's bundle: --source detect and --validate are local only")
-        remote.bundle(server, model, format, output, revision, tensor_type, scheme)
+        remote.bundle(server, model, format, output, revision, tensor_type, scheme, keep, group_size)
         return
-    from catalog.bundle_formats import check_options, render_bundle
+    from catalog.bundle_formats import RenderOptions, check_options, render_bundle
     from contracts.errors import DomainError
 
     if source not in SOURCES:
         fail(f"unknown --source {source!r}; choose from {', '.join(SOURCES)}")
     with clear_errors(DomainError):
-        check_options(format, tensor_type=tensor_type, scheme=scheme)
+        options = RenderOptions(keep=keep, tensor_type=tensor_type, scheme=scheme, group_size=group_size)
+        check_options(format, options)
         manifest = None
         if source in ("auto", "catalog") and is_model_id(model) and not Path(model).exists():
             manifest = _from_catalog(model, revision, required=source == "catalog")
@@ -79,7 +89,9 @@ def bundle_command(
             fail(f"{model!r} is not a hub id: the catalog only knows org/name models")
         if manifest is None:
             manifest = _from_detection(model, revision, device, validate, corpus, max_tokens)
-        rendered = render_bundle(manifest, format, tensor_type=tensor_type, scheme=scheme)
+        rendered = render_bundle(
+            manifest, format, keep=keep, tensor_type=tensor_type, scheme=scheme, group_size=group_size
+        )
     if output == "-":
         sys.stdout.buffer.write(rendered.body)
         sys.stdout.flush()

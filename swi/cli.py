@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from swi import bundle_cmd, catalog_cmd, detect_cmd, index_cmd, query_cmd, validate_cmd
+from swi import bundle_cmd, catalog_cmd, check_cmd, detect_cmd, index_cmd, query_cmd, validate_cmd
 
 app = typer.Typer(
     name="swi",
@@ -14,7 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (detect_cmd, catalog_cmd, validate_cmd, bundle_cmd, index_cmd, query_cmd):
+for module in (detect_cmd, catalog_cmd, validate_cmd, bundle_cmd, check_cmd, index_cmd, query_cmd):
     module.register(app)
 
 

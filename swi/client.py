@@ -356,6 +356,8 @@ class Client:
         revision: str | None = None,
         tensor_type: str | None = None,
         scheme: str | None = None,
+        keep: str | None = None,
+        group_size: int | None = None,
     ) -> BundleFile:
         """Download the bundle in `format` to `dest` (a file, or a folder for the server's file name).
 
@@ -365,7 +367,14 @@ class Client:
         response = self.request(
             "GET",
             f"{_model_path(model_id)}/bundle",
-            params={"format": format, "revision": revision, "tensor_type": tensor_type, "scheme": scheme},
+            params={
+                "format": format,
+                "revision": revision,
+                "tensor_type": tensor_type,
+                "scheme": scheme,
+                "keep": keep,
+                "group_size": group_size,
+            },
             headers={"Accept": "*/*"},
         )
         body = response.content

@@ -136,21 +136,37 @@ def bundle(
     format: str,
     output: str | None,
     revision: str | None,
-    tensor_type: str,
+    tensor_type: str | None,
     scheme: str,
+    keep: str,
+    group_size: int | None,
 ) -> None:
     """`swi bundle --server`: download the checked bundle (revalidated by ETag when cached)."""
     with remote(server) as client:
         if output == "-":
             with tempfile.TemporaryDirectory() as folder:
                 got = client.bundle(
-                    model, format, Path(folder), revision=revision, tensor_type=tensor_type, scheme=scheme
+                    model,
+                    format,
+                    Path(folder),
+                    revision=revision,
+                    tensor_type=tensor_type,
+                    scheme=scheme,
+                    keep=keep,
+                    group_size=group_size,
                 )
                 sys.stdout.buffer.write(got.path.read_bytes())
                 sys.stdout.flush()
             return
         got = client.bundle(
-            model, format, output or Path.cwd(), revision=revision, tensor_type=tensor_type, scheme=scheme
+            model,
+            format,
+            output or Path.cwd(),
+            revision=revision,
+            tensor_type=tensor_type,
+            scheme=scheme,
+            keep=keep,
+            group_size=group_size,
         )
     count = len(got.manifest.super_weights)
     err_console.print(

@@ -40,7 +40,7 @@ def test_llama_cpp_bundle_to_stdout(folder: Path) -> None:
         "-f",
         "llama.cpp",
         "--tensor-type",
-        "q6_k",
+        "f16",
         "--source",
         "detect",
         "-o",
@@ -49,7 +49,7 @@ def test_llama_cpp_bundle_to_stdout(folder: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     archive = zipfile.ZipFile(io.BytesIO(result.stdout_bytes))
-    assert archive.read("tensor-types.txt").decode() == "^blk\\.1\\.ffn_down\\.weight$=q6_k\n"
+    assert archive.read("tensor-types.txt").decode() == "^blk\\.1\\.ffn_down\\.weight$=f16\n"
     assert (
         json.loads(archive.read("mapping.json"))["tensors"][0]["hf_tensor"]
         == "model.layers.1.mlp.down_proj.weight"
@@ -61,6 +61,9 @@ def test_llama_cpp_bundle_to_stdout(folder: Path) -> None:
     [
         (["-f", "gguf"], "unknown bundle format"),
         (["-f", "llama.cpp", "--tensor-type", "q2_k"], "llama.cpp tensor type"),
+        (["-f", "llama.cpp", "--tensor-type", "q6_k"], "below q8_0 can lower a super-weight tensor"),
+        (["-f", "llm-compressor", "--group-size", "96"], "power of two"),
+        (["-f", "torchao", "--keep", "fp4"], "unknown keep mode"),
         (["--source", "somewhere"], "unknown --source"),
         (["--source", "catalog"], "not a hub id"),
     ],

@@ -130,19 +130,40 @@ def test_unknown_formats_and_options_are_refused() -> None:
         render_bundle(manifest, "llama.cpp", tensor_type="q4_0")
     with pytest.raises(BundleFormatError, match="scheme"):
         render_bundle(manifest, "llm-compressor", scheme="W4A16; rm -rf")
+    with pytest.raises(BundleFormatError, match="unknown keep mode"):
+        render_bundle(manifest, "gptqmodel", keep="fp4")
+
+
+@pytest.mark.parametrize("lower", ["q6_k", "q5_k", "q5_1", "q5_0", "q4_k", "q2_k"])
+def test_llama_cpp_types_below_any_mix_are_refused_with_the_reason(lower: str) -> None:
+    with pytest.raises(BundleFormatError, match=r"Q4_K_M keeps blk\.N\.ffn_down at Q6_K by itself"):
+        render_bundle(sample_manifest(), "llama.cpp", tensor_type=lower)
 
 
 def _module_names(layers: int = 12) -> list[str]:
     return [f"model.layers.{i}.{part}" for i in range(layers) for part in ("mlp.down_proj", "mlp.up_proj")]
 
 
+def _smollm2_like(dtype: str = "float32") -> dict[str, Any]:
+    """A manifest whose provenance has SmolLM2's widths: 576 columns, which 128 does not divide."""
+    manifest = sample_manifest(dtype)
+    manifest["provenance"] = {**manifest["provenance"], "hidden_size": 576, "intermediate_size": 1536}
+    manifest["sha256"] = manifest_sha256(manifest)
+    return manifest
+
+
+def _tensor_types(manifest: dict[str, Any], **options: Any) -> list[str]:
+    archive = zipfile.ZipFile(io.BytesIO(render_bundle(manifest, "llama.cpp", **options).body))
+    return archive.read("tensor-types.txt").decode().split()
+
+
 def test_llama_cpp_tensor_type_file_is_pure_pattern_type_lines() -> None:
-    rendered = render_bundle(sample_manifest(), "llama.cpp", tensor_type="Q6_K")
+    rendered = render_bundle(sample_manifest(), "llama.cpp", tensor_type="F16")
     archive = zipfile.ZipFile(io.BytesIO(rendered.body))
     assert sorted(archive.namelist()) == ["README.txt", "mapping.json", "tensor-types.txt"]
     text = archive.read("tensor-types.txt").decode()
     entries = text.split()  # llama-quantize reads whitespace-separated tokens, each `pattern=type`
-    assert entries == [r"^blk\.1\.ffn_down\.weight$=q6_k", r"^blk\.11\.ffn_down\.weight$=q6_k"]
+    assert entries == [r"^blk\.1\.ffn_down\.weight$=f16", r"^blk\.11\.ffn_down\.weight$=f16"]
     names = [f"blk.{i}.{t}.weight" for i in range(12) for t in ("ffn_down", "ffn_up", "attn_q")]
     for entry in entries:
         pattern = entry.split("=", 1)[0].lower()  # llama.cpp lower-cases the pattern
@@ -152,59 +173,179 @@ def test_llama_cpp_tensor_type_file_is_pure_pattern_type_lines() -> None:
     assert first["hf_tensor"] == "model.layers.1.mlp.down_proj.weight"
     assert first["super_weights"][0]["gguf_index"] == [7890, 2533]
     assert first["super_weights"][0]["hf_index"] == [2533, 7890]
-    assert "coarse" in mapping["note"]
+    assert "coarse" in mapping["note"] and "lm_head" in mapping["lm_head"]
 
 
-def test_llm_compressor_recipe_ignores_exactly_the_super_weight_modules() -> None:
-    recipe = yaml.safe_load(render_bundle(sample_manifest(), "llm-compressor").body)
-    modifier = recipe["quant_stage"]["quant_modifiers"]["QuantizationModifier"]
-    assert modifier["scheme"] == "W4A16" and modifier["targets"] == ["Linear"]
+@pytest.mark.parametrize(("dtype", "exact"), [("float32", "f32"), ("bfloat16", "bf16"), ("float16", "f16")])
+def test_llama_cpp_keeps_8_bits_by_default_and_the_exact_type_for_full(dtype: str, exact: str) -> None:
+    manifest = sample_manifest(dtype)
+    assert {e.split("=")[1] for e in _tensor_types(manifest)} == {"q8_0"}
+    assert {e.split("=")[1] for e in _tensor_types(manifest, keep="full")} == {exact}
+    assert {e.split("=")[1] for e in _tensor_types(manifest, keep="full", tensor_type="f32")} == {"f32"}
+
+
+def test_group_size_divides_the_models_widths_or_is_refused() -> None:
+    manifest = _smollm2_like()
+    assert formats.group_size_for(manifest) == 64, "128 does not divide 576 columns"
+    assert formats.group_size_for(manifest, 32) == 32
+    with pytest.raises(BundleFormatError, match="does not divide the model's input widths 576"):
+        formats.group_size_for(manifest, 128)
+    assert formats.group_size_for(sample_manifest()) == 128, "widths unknown: the tools' usual 128"
+
+
+def _llm_compressor(manifest: dict[str, Any], **options: Any) -> dict[str, Any]:
+    recipe = yaml.safe_load(render_bundle(manifest, "llm-compressor", **options).body)
+    modifier: dict[str, Any] = recipe["quant_stage"]["quant_modifiers"]["QuantizationModifier"]
+    return modifier
+
+
+def test_llm_compressor_recipe_has_explicit_groups_and_promotes_the_super_weight_modules() -> None:
+    modifier = _llm_compressor(_smollm2_like())
+    assert modifier["ignore"] == ["lm_head"]
+    groups = modifier["config_groups"]
+    assert groups["group_0"]["targets"] == ["Linear"]
+    assert groups["group_0"]["weights"] == {
+        "num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 64
+    }  # fmt: skip
+    assert groups["super_weights"]["weights"]["num_bits"] == 8
+    assert groups["super_weights"]["weights"]["strategy"] == "channel"
+    patterns = [t.removeprefix("re:") for t in groups["super_weights"]["targets"]]
+    promoted = {n for n in _module_names() if any(re.match(p, n) for p in patterns)}
+    assert promoted == {"model.layers.1.mlp.down_proj", "model.layers.11.mlp.down_proj"}
+    assert (
+        _llm_compressor(_smollm2_like(), group_size=32)["config_groups"]["group_0"]["weights"]["group_size"]
+        == 32
+    )
+    assert (
+        _llm_compressor(_smollm2_like(), scheme="W8A16")["config_groups"]["group_0"]["weights"]["num_bits"]
+        == 8
+    )
+
+
+def test_llm_compressor_full_ignores_exactly_the_super_weight_modules() -> None:
+    modifier = _llm_compressor(sample_manifest(), keep="full")
     assert modifier["ignore"][0] == "lm_head"
+    assert set(modifier["config_groups"]) == {"group_0"}
     patterns = [item.removeprefix("re:") for item in modifier["ignore"][1:]]
     assert all(item.startswith("re:") for item in modifier["ignore"][1:])
     ignored = {n for n in _module_names() if any(re.match(p, n) for p in patterns)}
     assert ignored == {"model.layers.1.mlp.down_proj", "model.layers.11.mlp.down_proj"}
 
 
-def test_gptqmodel_dynamic_skips_exactly_the_super_weight_modules() -> None:
-    document = json.loads(render_bundle(sample_manifest(), "gptqmodel").body)
+@pytest.mark.parametrize(("keep", "prefix", "override"), [("int8", "+:", {"bits": 8}), ("full", "-:", {})])
+def test_gptqmodel_dynamic_promotes_or_skips_exactly_the_super_weight_modules(
+    keep: str, prefix: str, override: dict[str, Any]
+) -> None:
+    document = json.loads(render_bundle(_smollm2_like(), "gptqmodel", keep=keep).body)
     assert document["revision"] == SHA and "coarse" in document["note"]
+    assert document["group_size"] == 64 and document["bits"] == 4
+    assert document["model_check"]["down_proj_shape"] == [576, 1536]
     keys = list(document["dynamic"])
-    assert all(key.startswith("-:") and document["dynamic"][key] == {} for key in keys)
-    skipped = {n for n in _module_names() if any(re.match(k.removeprefix("-:"), n) for k in keys)}
-    assert skipped == {"model.layers.1.mlp.down_proj", "model.layers.11.mlp.down_proj"}
+    assert all(key.startswith(prefix) and document["dynamic"][key] == override for key in keys)
+    matched = {n for n in _module_names() if any(re.match(k[2:], n) for k in keys)}
+    assert matched == {"model.layers.1.mlp.down_proj", "model.layers.11.mlp.down_proj"}
 
 
-def test_autoround_snippet_sets_the_fp_layers_value(tmp_path: Path) -> None:
+def _autoround_values(tmp_path: Path, **options: Any) -> list[str]:
     path = tmp_path / "bundle.autoround.sh"
-    path.write_bytes(render_bundle(sample_manifest(), "autoround").body)
+    path.write_bytes(render_bundle(_smollm2_like(), "autoround", **options).body)
+    script = '. "$1" && printf "%s|%s|%s|%s" "$SWI_LAYER_CONFIG" "$SWI_IGNORE_LAYERS" '
+    script += '"$SWI_REVISION" "$SWI_GROUP_SIZE"'
     shown = subprocess.run(
-        ["sh", "-c", '. "$1" && printf "%s|%s" "$SWI_FP_LAYERS" "$SWI_REVISION"', "sh", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
+        ["sh", "-c", script, "sh", str(path)], capture_output=True, text=True, check=True
     ).stdout
-    assert shown == f"model.layers.1.mlp.down_proj,model.layers.11.mlp.down_proj|{SHA}"
+    return shown.split("|")
+
+
+def test_autoround_snippet_sets_the_layer_config_or_the_ignored_layers(tmp_path: Path) -> None:
+    layer_config, ignored, revision, group = _autoround_values(tmp_path)
+    assert json.loads(layer_config) == {
+        "model.layers.1.mlp.down_proj": {"bits": 8},
+        "model.layers.11.mlp.down_proj": {"bits": 8},
+    }
+    assert ignored == "" and revision == SHA and group == "64"
+    layer_config, ignored, _, _ = _autoround_values(tmp_path, keep="full")
+    assert json.loads(layer_config) == {}
+    assert ignored == "model.layers.1.mlp.down_proj,model.layers.11.mlp.down_proj"
     # AutoRound matches each name as a substring: layer 1's name is no substring of layer 11's
-    names = shown.split("|")[0].split(",")
+    names = ignored.split(",")
     assert {n for n in _module_names() if any(name in n for name in names)} == set(names)
 
 
-def test_torchao_snippet_filters_the_super_weight_modules() -> None:
-    source = render_bundle(sample_manifest(), "torchao").body.decode()
+def test_autoround_model_check_refuses_another_model(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.autoround.sh"
+    path.write_bytes(render_bundle(_smollm2_like(), "autoround").body)
+    (tmp_path / "model").mkdir()
+    config = {"num_hidden_layers": 12, "hidden_size": 576, "intermediate_size": 1536}
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    check = ["sh", "-c", '. "$1" && swi_check_model "$2"', "sh", str(path), str(tmp_path / "model")]
+    assert subprocess.run(check, capture_output=True, text=True).returncode == 0
+    config["intermediate_size"] = 1024
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    refused = subprocess.run(check, capture_output=True, text=True)
+    assert refused.returncode != 0 and "down_proj is [576, 1024]" in refused.stderr
+
+
+def _torchao(manifest: dict[str, Any], **options: Any) -> dict[str, Any]:
+    source = render_bundle(manifest, "torchao", **options).body.decode()
     namespace: dict[str, Any] = {}
     exec(compile(source, "bundle.torchao.py", "exec"), namespace)  # generated by us, not downloaded
+    return namespace
+
+
+def test_torchao_snippet_maps_every_linear_but_lm_head_without_default() -> None:
+    from tests.tiny import tiny_model
+
+    model = tiny_model("llama", num_layers=12).model
+    namespace = _torchao(sample_manifest())
     assert namespace["REVISION"] == SHA
+    mapping = namespace["fqn_to_config"](model, "int4", "int8")
+    assert "_default" not in mapping and "lm_head" not in mapping
+    assert mapping["model.layers.1.mlp.down_proj"] == "int8"
+    assert mapping["model.layers.11.mlp.down_proj"] == "int8"
+    assert mapping["model.layers.2.mlp.down_proj"] == "int4"
+    linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"]
+    assert sorted(mapping) == sorted(linears)
+    full = _torchao(sample_manifest(), keep="full")["fqn_to_config"](model, "int4", "int8")
+    assert full["model.layers.1.mlp.down_proj"] is None
     linear = torch.nn.Linear(2, 2)
     assert namespace["quantize_filter"](linear, "model.layers.2.mlp.down_proj")
     assert not namespace["quantize_filter"](linear, "model.layers.1.mlp.down_proj")
+    assert not namespace["quantize_filter"](linear, "lm_head")
     assert not namespace["quantize_filter"](torch.nn.LayerNorm(2), "model.norm")
-    config = namespace["fqn_to_config"]("int4")
-    assert config == {
-        "_default": "int4",
-        "model.layers.1.mlp.down_proj": None,
-        "model.layers.11.mlp.down_proj": None,
+
+
+def test_torchao_model_check_enforces_shapes_and_a_known_commit_only() -> None:
+    from tests.tiny import tiny_model
+
+    loaded = tiny_model("llama", num_layers=12)
+    model = loaded.model
+    hidden, intermediate = model.get_submodule("model.layers.1.mlp.down_proj").weight.shape
+    manifest = sample_manifest()
+    manifest["provenance"] = {
+        **manifest["provenance"],
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
     }
+    manifest["sha256"] = manifest_sha256(manifest)
+    check = _torchao(manifest)["check_model"]
+    check(model)  # a local model without a commit sha: shapes and layers decide
+    model.config._commit_hash = "0" * 40
+    with pytest.raises(ValueError, match="the model is revision 0000"):
+        check(model)
+    model.config._commit_hash = SHA
+    model.config._name_or_path = "acme/llama-tiny"
+    check(model)
+    wrong = dict(manifest, provenance={**manifest["provenance"], "intermediate_size": intermediate * 2})
+    wrong["sha256"] = manifest_sha256(wrong)
+    with pytest.raises(ValueError, match="bundle mismatch"):
+        _torchao(wrong)["check_model"](model)
+    # a GGUF bundle has a sha256: revision no model can have: it is not compared
+    gguf = dict(manifest, revision="sha256:" + "a" * 64, model="SmolLM2.Q4_1.gguf")
+    gguf["sha256"] = manifest_sha256(gguf)
+    namespace = _torchao(gguf)
+    assert namespace["REVISION"] is None
+    namespace["check_model"](model)
 
 
 def test_reported_coordinates_without_values_still_render() -> None:

@@ -16,6 +16,7 @@ from indexer.bundles import (
     BundleFormatError,
     BundleMismatchError,
     BundleUnavailableError,
+    UnsupportedQuantizerError,
     load_bundle,
     parse_manifest,
     protect_super_weights,
@@ -96,13 +97,97 @@ def test_originals_come_back_after_a_failing_quantizer(
         assert torch.equal(weight, planted.model.get_parameter(name)), name
 
 
+def _state(loaded: LoadedModel) -> dict[str, tuple[type, torch.Tensor]]:
+    """Every parameter and buffer with its type, and every module's class: what must come back exactly."""
+    model = loaded.model
+    state = {f"p:{n}": (type(p.data), p.detach().clone()) for n, p in model.named_parameters()}
+    state |= {f"b:{n}": (type(b), b.detach().clone()) for n, b in model.named_buffers()}
+    state |= {f"m:{n}": (type(m), torch.empty(0)) for n, m in model.named_modules()}
+    return state
+
+
+def _assert_identical(loaded: LoadedModel, before: dict[str, tuple[type, torch.Tensor]]) -> None:
+    after = _state(loaded)
+    assert after.keys() == before.keys()
+    for name, (kind, tensor) in before.items():
+        assert after[name][0] is kind, name
+        assert after[name][1].dtype == tensor.dtype and torch.equal(
+            after[name][1].view(torch.uint8) if tensor.numel() else after[name][1],
+            tensor.view(torch.uint8) if tensor.numel() else tensor,
+        ), f"{name} is not bit-identical"
+
+
+def test_a_quantizer_that_fails_half_way_leaves_the_model_bit_identical(
+    planted: LoadedModel, planted_manifest: dict[str, Any]
+) -> None:
+    before = _state(planted)
+
+    def quantizer_that_fails() -> None:
+        rtn_quantize_model_(planted.model, 2, Granularity(group_size=16))
+        planted.model.get_submodule("model.layers.2.mlp.up_proj").weight.data = torch.zeros(3)
+        raise RuntimeError("out of memory")
+
+    with (
+        pytest.raises(RuntimeError, match="out of memory"),
+        protect_super_weights(planted, parse_manifest(planted_manifest)),
+    ):
+        quantizer_that_fails()
+    _assert_identical(planted, before)
+
+
+def _store_scales(model: torch.nn.Module) -> None:
+    """What llm-compressor does: a scale parameter per module, the weight clamped to the stored range."""
+    for target in linear_targets(model):
+        scale = target.weight.detach().abs().amax(dim=1, keepdim=True) / 7
+        target.module.register_parameter("weight_scale", torch.nn.Parameter(scale, requires_grad=False))
+        with torch.no_grad():
+            target.weight.copy_((target.weight / scale).round().clamp(-8, 7) * scale)
+
+
+class _Packed(torch.nn.Module):
+    """A module swapped in for a Linear (what torchao and packing quantizers do)."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.register_buffer("qweight", linear.weight.detach().to(torch.int8))
+
+
+def _swap_modules(model: torch.nn.Module) -> None:
+    mlp = model.get_submodule("model.layers.1.mlp")
+    mlp.down_proj = _Packed(mlp.down_proj)
+
+
+def _replace_tensor_type(model: torch.nn.Module) -> None:
+    weight = model.get_submodule("model.layers.1.mlp.down_proj").weight
+    weight.data = weight.data.to(torch.float16)
+
+
+@pytest.mark.parametrize(
+    ("quantize", "named"),
+    [(_store_scales, "weight_scale"), (_swap_modules, "_Packed"), (_replace_tensor_type, "float16")],
+    ids=["stores-scales", "swaps-modules", "replaces-tensor-types"],
+)
+def test_quantizers_that_store_scales_or_replace_types_are_refused_and_undone(
+    planted: LoadedModel, planted_manifest: dict[str, Any], quantize: Any, named: str
+) -> None:
+    before = _state(planted)
+    with (
+        pytest.raises(UnsupportedQuantizerError, match=rf"{named}.*Use the tool's bundle format"),
+        protect_super_weights(planted, parse_manifest(planted_manifest)),
+    ):
+        quantize(planted.model)
+    _assert_identical(planted, before)
+
+
 def test_a_bundle_of_another_revision_is_refused(
     planted: LoadedModel, planted_manifest: dict[str, Any]
 ) -> None:
     manifest = _rehashed({**planted_manifest, "revision": SHA})
     bundle = parse_manifest(manifest)
+    # a local copy has no commit sha: its layers, shapes and exact stored values identify it
+    assert len(bundle.check(planted)) == 1
     with pytest.raises(BundleMismatchError, match="revision is unknown"):
-        bundle.check(planted)
+        bundle.check(planted, check_values=False)
     with pytest.raises(BundleMismatchError, match=f"the model is {'0' * 40}"):
         bundle.check(planted, revision="0" * 40)
     assert len(bundle.check(planted, revision=SHA)) == 1

@@ -1,0 +1,78 @@
+"""Perplexity of SmolLM2 quantized by the real tools, with and without its bundle (tool x setting).
+
+    .venv/bin/python benchmarks/bundles.py [--tools llm-compressor,torchao,...] [--tokens 4096]
+
+Every tool runs twice without the bundle (seeds 0 and 1: calibration samples differ where a tool
+calibrates) so the table shows the run noise next to the bundle's effect; the with-bundle runs use
+seed 0 and keep the super-weight modules at 8 bits (int8) or unquantized (full). `swi check` states
+whether each artifact kept the super weight. Medians are not needed: every row is a single run and
+the noise column is the measured seed spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.tools import harness
+
+
+def main() -> None:
+    """Print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tools", default=",".join((*harness.PYTHON_TOOLS, "llama.cpp")))
+    parser.add_argument("--tokens", type=int, default=harness.TOKENS)
+    args = parser.parse_args()
+    harness.TOKENS = args.tokens
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        gguf_file, folder, bundle = harness.smollm2(work)
+        base = harness.run_python_tool("baseline", folder, work / "baseline", None)["perplexity"]
+        print(
+            f"SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32): perplexity {base:.2f} "
+            f"on {args.tokens} WikiText-2 tokens (windows of 512)"
+        )
+        for tool in args.tools.split(","):
+            settings = [("Q4_K_M", False), ("Q2_K", True)] if tool == "llama.cpp" else [("W4A16 g64", False)]
+            for setting, pure in settings:
+                runs = {}
+                for label, keep, seed in (
+                    ("without", None, 0),
+                    ("without/seed1", None, 1),
+                    ("with int8", "int8", 0),
+                    ("with full", "full", 0),
+                ):
+                    out = work / f"{tool}-{setting}-{label}".replace(" ", "_").replace("/", "_")
+                    if tool == "llama.cpp":
+                        if seed == 1:
+                            continue  # llama-quantize is deterministic: a rerun is bit-identical
+                        zipped = harness.render(bundle, tool, work, keep=keep) if keep else None
+                        result = harness.run_llama_quantize(gguf_file, out, setting.split()[0], zipped, pure)
+                    else:
+                        rendered = harness.render(bundle, tool, work, keep=keep) if keep else None
+                        result = harness.run_python_tool(tool, folder, out, rendered, seed=seed)
+                    check = harness.swi_check(Path(result["artifact"]), bundle, tool)
+                    runs[label] = (result["perplexity"], check)
+                noise = abs(runs["without"][0] - runs["without/seed1"][0]) if "without/seed1" in runs else 0.0
+                rows.append((tool, setting + (" --pure" if pure else ""), runs, noise))
+    print(f"{'tool':<15} {'setting':<14} {'run':<14} {'ppl':>9} {'vs without':>11} {'noise':>7}  swi check")
+    for tool, setting, runs, noise in rows:
+        reference = runs["without"][0]
+        for label, (ppl, check) in runs.items():
+            weight = check["weights"][0]
+            verdict = (
+                f"{'pass' if check['passed'] else 'FAIL'} {weight['storage']} {weight['dequantized']:.6g}"
+            )
+            print(
+                f"{tool:<15} {setting:<14} {label:<14} {ppl:>9.2f} {ppl / reference:>10.3f}x "
+                f"{noise:>7.3f}  {verdict}"
+            )
+
+
+if __name__ == "__main__":
+    main()

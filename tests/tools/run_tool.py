@@ -1,0 +1,205 @@
+"""Run one real quantizer on a model folder, with or without a bundle, in the tools venv.
+
+Standard library + the tool's own packages only (this runs in the tools venv, not the project's):
+
+    python tests/tools/run_tool.py TOOL MODEL_DIR OUT_DIR [--bundle FILE] [--corpus FILE --tokens N]
+
+writes the artifact into OUT_DIR and prints one JSON line: {"tool", "artifact", "perplexity"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+WINDOW = 512
+
+
+def perplexity(model: Any, tokenizer: Any, corpus: Path, tokens: int) -> float:
+    """Perplexity over the first `tokens` tokens of `corpus` in windows of WINDOW (no overlap)."""
+    import torch
+
+    text = corpus.read_text(encoding="utf-8")[: tokens * 12]
+    ids = tokenizer(text, return_tensors="pt")["input_ids"][0][:tokens]
+    windows = ids[: len(ids) // WINDOW * WINDOW].view(-1, WINDOW)  # (windows, WINDOW)
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for window in windows:
+            logits = model(input_ids=window[None]).logits.float()  # (1, WINDOW, vocab)
+            loss = torch.nn.functional.cross_entropy(logits[0, :-1], window[1:], reduction="sum")
+            total += float(loss)
+            count += WINDOW - 1
+    return math.exp(total / count)
+
+
+def _load(model_dir: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def _calibration(
+    tokenizer: Any, corpus: Path, seed: int = 0, samples: int = 8, length: int = 256
+) -> list[dict[str, Any]]:
+    """`samples` windows from the end of the file (never the evaluated tokens); each seed takes others."""
+    text = corpus.read_text(encoding="utf-8")
+    ids = tokenizer(text[-200_000:])["input_ids"]
+    start = seed * samples
+    return [
+        {"input_ids": ids[i * length : (i + 1) * length], "attention_mask": [1] * length}
+        for i in range(start, start + samples)
+    ]
+
+
+def llm_compressor(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
+    from llmcompressor import oneshot
+
+    recipe = bundle or out / "recipe.yaml"
+    if bundle is None:  # the same scheme and group size, without the super-weight group
+        recipe.write_text(
+            "quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n"
+            '      ignore: ["lm_head"]\n      config_groups:\n        group_0:\n'
+            '          targets: ["Linear"]\n'
+            f"          weights: {{num_bits: {args.bits}, type: int, symmetric: true, strategy: group, "
+            f"group_size: {args.group_size}}}\n"
+        )
+    model, tokenizer = _load(model_dir)
+    oneshot(model=model, recipe=str(recipe), output_dir=str(out / "artifact"))
+    return model, tokenizer
+
+
+def torchao(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
+    import torch
+    from torchao.quantization import FqnToConfig, Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerGroup
+
+    model, tokenizer = _load(model_dir)
+    config = IntxWeightOnlyConfig(
+        weight_dtype=getattr(torch, f"int{args.bits}"), granularity=PerGroup(args.group_size)
+    )
+    if bundle is None:
+        quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and fqn != "lm_head")
+    else:
+        spec = importlib.util.spec_from_file_location("sw", bundle)
+        assert spec is not None and spec.loader is not None
+        sw = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sw)
+        sw.check_model(model)
+        quantize_(model, FqnToConfig(sw.fqn_to_config(model, config, Int8WeightOnlyConfig())), filter_fn=None)
+    (out / "artifact").mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "artifact" / "model.pt")
+    return model, tokenizer
+
+
+def gptqmodel(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
+    import torch
+
+    # GPTQModel 7.6 sizes its CPU pool as (cores + 1) // 2 and asks 2 "model_loader:cpu" workers of it: on
+    # 2 cores it raises "Virtual pool 'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1"
+    cores = os.cpu_count() or 1
+    os.cpu_count = lambda: max(cores, 4)
+    from gptqmodel import GPTQModel, QuantizeConfig
+
+    dynamic = json.loads(bundle.read_text())["dynamic"] if bundle else None
+    config = QuantizeConfig(bits=args.bits, group_size=args.group_size, dynamic=dynamic)
+    model = GPTQModel.load(str(model_dir), config, dtype=torch.float32)
+    model.quantize(_calibration(model.tokenizer, args.calibration or args.corpus, args.seed))
+    model.save(str(out / "artifact"))
+    loaded = GPTQModel.load(str(out / "artifact"), device="cpu")
+    return loaded.model, loaded.tokenizer
+
+
+def autoround(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
+    env = dict(os.environ)
+    command = [sys.executable, "-m", "auto_round", "--model", str(model_dir)]
+    command += ["--bits", str(args.bits), "--group_size", str(args.group_size), "--iters", "0"]
+    command += ["--disable_opt_rtn", "--device", "cpu", "--output_dir", str(out / "artifact")]
+    if bundle is not None:
+        shown = subprocess.run(
+            [
+                "sh",
+                "-c",
+                '. "$1" && swi_check_model "$2" && printf "%s\\n%s" "$SWI_LAYER_CONFIG" "$SWI_IGNORE_LAYERS"',
+                "sh",
+                str(bundle),
+                str(model_dir),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+        command += ["--layer_config", shown[0], "--ignore_layers", shown[1]]
+    subprocess.run(command, check=True, env=env)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = next((out / "artifact").glob("**/config.json")).parent
+    for path in folder.iterdir():  # the artifact is the folder AutoRound names after the model
+        path.rename(out / "artifact" / path.name)
+    folder.rmdir()
+    folder = out / "artifact"
+    if args.corpus is None:
+        return None, None
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, device_map="cpu")
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def baseline(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
+    return _load(model_dir)
+
+
+def gguf(model_file: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
+    """A GGUF file, dequantized by transformers (for its perplexity)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = model_file.parent, model_file.name
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(folder, gguf_file=name)
+
+
+TOOLS = {
+    "llm-compressor": llm_compressor,
+    "torchao": torchao,
+    "gptqmodel": gptqmodel,
+    "autoround": autoround,
+    "baseline": baseline,
+    "gguf": gguf,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("tool", choices=sorted(TOOLS))
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--bundle", type=Path)
+    parser.add_argument("--corpus", type=Path)
+    parser.add_argument("--calibration", type=Path, help="text for calibrating tools (default: --corpus)")
+    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bits", type=int, default=4)
+    parser.add_argument("--group-size", type=int, default=64)
+    args = parser.parse_args()
+    import torch
+
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = TOOLS[args.tool](args.model_dir, args.out, args.bundle, args)
+    evaluate = args.corpus is not None and model is not None
+    ppl = perplexity(model, tokenizer, args.corpus, args.tokens) if evaluate else None
+    artifact = args.out / "artifact"
+    print(json.dumps({"tool": args.tool, "artifact": str(artifact), "perplexity": ppl}))
+
+
+if __name__ == "__main__":
+    main()

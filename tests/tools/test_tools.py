@@ -1,0 +1,87 @@
+"""The real quantizers on SmolLM2 with and without its bundle; `swi check` on every artifact.
+
+Done when: with the bundle no tool is worse than without by more than the run noise
+(`benchmarks/bundles.py` measures it), llama.cpp Q2_K `--pure` improves clearly, `swi check` passes on
+every with-bundle artifact, and `protect_super_weights` refuses scale-storing quantizers, undoing them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.tools.harness import (
+    PYTHON_TOOLS,
+    ROOT,
+    render,
+    run_llama_quantize,
+    run_python_tool,
+    smollm2,
+    swi_check,
+    tools,
+)
+
+#: each test runs a tool two or three times on SmolLM2: minutes each on two busy cores (the tier as a
+#: whole is bounded by `make test-tools`' TOOLS_TIMEOUT)
+pytestmark = [pytest.mark.tools, pytest.mark.timeout(2400)]
+
+#: the largest relative perplexity increase with the bundle that counts as run noise (the benchmark
+#: measures 0 for the deterministic tools and well under this for GPTQModel's calibration)
+NOISE = 0.01
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tools")
+
+
+@pytest.mark.parametrize("tool", PYTHON_TOOLS)
+def test_python_tool_with_the_bundle_keeps_the_super_weight_and_is_no_worse(tool: str, work: Path) -> None:
+    _, folder, bundle = smollm2(work)
+    with_bundle = run_python_tool(tool, folder, work / f"{tool}-with", render(bundle, tool, work))
+    without = run_python_tool(tool, folder, work / f"{tool}-without", None)
+    report = swi_check(Path(with_bundle["artifact"]), bundle, tool)
+    assert report["passed"], json.dumps(report, indent=2)
+    assert report["weights"][0]["bits"] >= 8
+    assert with_bundle["perplexity"] <= without["perplexity"] * (1 + NOISE), (with_bundle, without)
+
+
+@pytest.mark.parametrize("tool", PYTHON_TOOLS)
+def test_python_tool_full_precision_keeps_the_exact_value(tool: str, work: Path) -> None:
+    _, folder, bundle = smollm2(work)
+    full = run_python_tool(tool, folder, work / f"{tool}-full", render(bundle, tool, work, keep="full"))
+    report = swi_check(Path(full["artifact"]), bundle, tool)
+    weight = report["weights"][0]
+    assert report["passed"], json.dumps(report, indent=2)
+    assert weight["dequantized"] == weight["exact"], weight
+
+
+@pytest.mark.parametrize(("mix", "pure"), [("Q4_K_M", False), ("Q2_K", True)])
+def test_llama_quantize_with_the_tensor_type_file(mix: str, pure: bool, work: Path) -> None:
+    gguf_file, _, bundle = smollm2(work)
+    zipped = render(bundle, "llama.cpp", work)
+    label = f"{mix}{'-pure' if pure else ''}"
+    with_bundle = run_llama_quantize(gguf_file, work / f"llama-{label}-with", mix, zipped, pure=pure)
+    without = run_llama_quantize(gguf_file, work / f"llama-{label}-without", mix, None, pure=pure)
+    report = swi_check(Path(with_bundle["artifact"]), bundle, "llama.cpp")
+    assert report["passed"] and report["weights"][0]["storage"] == "Q8_0", report
+    assert with_bundle["perplexity"] <= without["perplexity"] * (1 + NOISE), (with_bundle, without)
+    if pure:
+        assert with_bundle["perplexity"] < 0.7 * without["perplexity"], (with_bundle, without)
+
+
+@pytest.mark.parametrize("tool", ["llm-compressor", "torchao"])
+def test_protect_super_weights_refuses_real_scale_storing_quantizers(tool: str) -> None:
+    command = [str(tools().python), str(ROOT / "tests" / "tools" / "protect_real.py"), tool]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["outcome"].startswith("refused") and "bundle format" in result["outcome"], result
+    assert result["identical"], "the model is bit-identical to before the block"
