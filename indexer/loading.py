@@ -246,27 +246,53 @@ def check_memory(parameter_count: int, dtype: torch.dtype, device: torch.device,
     return need
 
 
-def load_model(
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's config, tokenizer and weights are, before anything heavy is read."""
+
+    source: ModelSource
+    folder: Path
+    #: extra `from_pretrained` arguments: `gguf_file` when the weights are read from a GGUF file
+    load_args: dict[str, Any]
+    config: Any
+    revision_sha: str | None
+    quantization: str | None
+    device: torch.device
+    dtype: torch.dtype
+    parameter_count: int
+
+    @property
+    def gguf_file(self) -> Path | None:
+        """The GGUF file the weights come from, when they are not read from safetensors."""
+        name = self.load_args.get("gguf_file")
+        return self.folder / name if name else None
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights in the dtype they are loaded in."""
+        return int(self.parameter_count * torch.finfo(self.dtype).bits / 8)
+
+
+def resolve_model(
     spec: str,
     revision: str | None = None,
     options: LoadOptions | None = None,
     progress: ProgressCallback | None = None,
-) -> LoadedModel:
-    """Load `spec` (hub id, folder, or .gguf file) for detection; every refusal is an `IndexerError`."""
+) -> ResolvedModel:
+    """Find `spec`'s files, read its config and count its parameters; every refusal is an `IndexerError`."""
     options = options or LoadOptions()
     say = progress or (lambda _msg: None)
-    started = time.perf_counter()
     source = parse_source(spec, revision)
     if source.kind != "hub" and revision is not None:
         raise InvalidInputError("--revision only applies to hub models")
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
 
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig
 
     sha: str | None = None
     quantization: str | None = None
-    load_args: dict[str, Any] = {"use_safetensors": True}
+    load_args: dict[str, Any] = {}
     if source.kind == "gguf":
         quantization = gguf_file_type(Path(source.reference))
         cached = dequantized_cache_folder(Path(source.reference)) if options.gguf_cache else None
@@ -285,8 +311,36 @@ def load_model(
             folder = Path(source.reference)
         check_folder(folder, source.display_name)
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    adapter_for(config.model_type)  # refuse an unknown family before anything is read
+    return ResolvedModel(
+        source, folder, load_args, config, sha, quantization, device, dtype, count_parameters(config)
+    )
+
+
+def load_model(
+    spec: str,
+    revision: str | None = None,
+    options: LoadOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> LoadedModel:
+    """Load `spec` (hub id, folder, or .gguf file) for detection; every refusal is an `IndexerError`."""
+    options = options or LoadOptions()
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    resolved = resolve_model(spec, revision, options, progress)
+    return load_resolved(resolved, options, say, started)
+
+
+def load_resolved(
+    resolved: ResolvedModel, options: LoadOptions, say: ProgressCallback, started: float
+) -> LoadedModel:
+    """Load a resolved model's weights into memory (refused when they do not fit)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, folder, config = resolved.source, resolved.folder, resolved.config
+    device, dtype, parameter_count = resolved.device, resolved.dtype, resolved.parameter_count
+    load_args: dict[str, Any] = {"use_safetensors": True} if not resolved.load_args else resolved.load_args
     adapter = adapter_for(config.model_type)
-    parameter_count = count_parameters(config)
     need = check_memory(parameter_count, dtype, device, options.memory_limit_bytes)
 
     device_map: Any = None
@@ -313,8 +367,8 @@ def load_model(
         tokenizer=tokenizer,
         adapter=adapter,
         source=source,
-        revision_sha=sha,
-        quantization=quantization,
+        revision_sha=resolved.revision_sha,
+        quantization=resolved.quantization,
         dtype=dtype,
         device=device,
         parameter_count=parameter_count,
@@ -354,19 +408,29 @@ def dequantized_cache_folder(gguf_path: Path) -> Path:
 
 def save_dequantized(model: nn.Module, tokenizer: Any, folder: Path) -> None:
     """Write model (safetensors), config and tokenizer atomically into `folder`."""
+    import safetensors.torch
+
+    config = getattr(model, "config")  # noqa: B009 (nn.Module types attributes as tensors)
+    write_model_folder(
+        folder, config, tokenizer, lambda path: safetensors.torch.save_model(model, str(path))
+    )
+
+
+def write_model_folder(
+    folder: Path, config: Any, tokenizer: Any, write_weights: Callable[[Path], None]
+) -> None:
+    """Write `model.safetensors` (by `write_weights`), the tokenizer and the config atomically into `folder`."""
     import shutil
     import tempfile
-
-    import safetensors.torch
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
     try:
-        config = getattr(model, "config").to_dict()  # noqa: B009 (nn.Module types attributes as tensors)
-        config.pop("quantization_config", None)  # the copy is plain safetensors, not GGUF
-        safetensors.torch.save_model(model, str(staging / "model.safetensors"))
+        settings = config.to_dict()
+        settings.pop("quantization_config", None)  # the copy is plain safetensors, not GGUF
+        write_weights(staging / "model.safetensors")
         tokenizer.save_pretrained(staging)
-        (staging / "config.json").write_text(json.dumps(config, indent=2))  # written last: marks completion
+        (staging / "config.json").write_text(json.dumps(settings, indent=2))  # written last: marks completion
         with contextlib.suppress(OSError):  # another process finished the same copy first
             os.replace(staging, folder)
     finally:
@@ -377,16 +441,71 @@ def gguf_file_type(path: Path) -> str:
     """The GGUF file's quantization type, e.g. `Q4_1` (from `general.file_type`)."""
     import gguf
 
-    reader = gguf.GGUFReader(path)
-    field_ = reader.fields.get("general.file_type")
-    if field_ is None:
+    value = gguf_header_field(path, "general.file_type")
+    if value is None:
+        # no declared type: name the tensor types (this parses the whole file, as it must)
+        reader = gguf.GGUFReader(path)
         types = {t.tensor_type.name for t in reader.tensors}
         return "+".join(sorted(types))
-    value = int(field_.parts[field_.data[0]][0])
     try:
-        return gguf.LlamaFileType(value).name.removeprefix("MOSTLY_")
+        return gguf.LlamaFileType(int(value)).name.removeprefix("MOSTLY_")
     except ValueError:
         return f"file_type_{value}"
+
+
+#: struct formats of GGUF's scalar value types (by type id); 8 is a string, 9 an array
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def gguf_header_field(path: Path, key: str) -> int | float | bool | str | None:
+    """One scalar metadata field of a GGUF file, read from the header up to that key only.
+
+    `gguf.GGUFReader` parses every field (the tokenizer's vocabulary arrays: seconds); the type of a
+    file is one integer near the start.
+    """
+    import struct
+
+    def unpack(fmt: str) -> Any:
+        return struct.unpack(fmt, handle.read(struct.calcsize(fmt)))[0]
+
+    def string() -> str:
+        return str(handle.read(unpack("<Q")), encoding="utf-8", errors="replace")
+
+    def skip(value_type: int) -> None:
+        if value_type in _GGUF_SCALARS:
+            handle.seek(struct.calcsize(_GGUF_SCALARS[value_type]), os.SEEK_CUR)
+        elif value_type == 8:
+            handle.seek(unpack("<Q"), os.SEEK_CUR)
+        elif value_type == 9:
+            item_type, count = unpack("<I"), unpack("<Q")
+            if item_type in _GGUF_SCALARS:
+                handle.seek(count * struct.calcsize(_GGUF_SCALARS[item_type]), os.SEEK_CUR)
+            else:
+                for _ in range(count):
+                    skip(item_type)
+        else:
+            raise ValueError(f"unknown GGUF value type {value_type}")
+
+    with path.open("rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise InvalidInputError(f"{path.name} is not a GGUF file")
+        version = unpack("<I")
+        if version < 2:
+            raise InvalidInputError(f"{path.name}: GGUF version {version} is not supported")
+        _tensor_count, field_count = unpack("<Q"), unpack("<Q")
+        for _ in range(field_count):
+            name = string()
+            value_type = unpack("<I")
+            if name != key:
+                skip(value_type)
+            elif value_type == 8:
+                return string()
+            elif value_type in _GGUF_SCALARS:
+                value: int | float | bool = unpack(_GGUF_SCALARS[value_type])
+                return value
+            else:
+                return None
+    return None
 
 
 def _env_flag(name: str) -> bool:

@@ -1,0 +1,445 @@
+"""The layer-streamed engine: a model whose decoder layers live in the checkpoint, not in memory.
+
+The model is built as a skeleton (parameters on the meta device, buffers such as rotary frequencies
+computed as usual); everything outside the decoder layers (embeddings, final norm, head) is read once
+and stays resident. Each decoder layer is read from the checkpoint by a forward pre-hook just before
+the model calls it and dropped back to the meta device by a forward hook right after, so the model's
+own `forward` runs unchanged: rotary embeddings, per-layer attention masks (Gemma's sliding and global
+layers), soft caps and every other family detail are computed by the family's code, never copied here.
+
+Edits (a zeroed super weight) are overrides applied to a layer each time it is read; the checkpoint
+is never written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from indexer.ablation import Coordinate
+from indexer.adapters import ArchitectureAdapter, adapter_for
+from indexer.checkpoint import Checkpoint, GGUFCheckpoint, SafetensorsCheckpoint, write_safetensors
+from indexer.detect import DetectConfig, detect
+from indexer.errors import InsufficientMemoryError, InvalidInputError, StreamingUnsupportedError
+from indexer.hooks import forward_hooks
+from indexer.loading import (
+    MEMORY_HEADROOM,
+    LoadedModel,
+    LoadOptions,
+    ProgressCallback,
+    ResolvedModel,
+    available_memory,
+    dequantized_cache_folder,
+    load_resolved,
+    resolve_model,
+    write_model_folder,
+)
+from indexer.types import DetectionResult
+
+Engine = Literal["auto", "memory", "streamed"]
+ENGINES: tuple[Engine, ...] = ("auto", "memory", "streamed")
+
+
+def parse_engine(text: str) -> Engine:
+    """`auto`, `memory` or `streamed`, or a clear error."""
+    for engine in ENGINES:
+        if text == engine:
+            return engine
+    raise InvalidInputError(f"unknown engine {text!r}; choose {', '.join(ENGINES)}")
+
+
+@dataclass
+class StreamedModel:
+    """A skeleton model whose decoder layers are read from `checkpoint` while the model calls them."""
+
+    loaded: LoadedModel  # `loaded.model` is the skeleton
+    checkpoint: Checkpoint
+    #: per decoder layer: (name relative to the layer, checkpoint name) of each tensor it holds
+    layer_tensors: tuple[tuple[tuple[str, str], ...], ...]
+    #: bytes kept in memory for the whole run (everything outside the decoder layers)
+    resident_bytes: int
+    #: why this engine was chosen (shown to the user), e.g. the memory budget the weights exceed
+    reason: str = ""
+    _overrides: dict[int, dict[tuple[int, int], float]] = field(default_factory=dict)
+    _down_cache: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def adapter(self) -> ArchitectureAdapter:
+        """The family's adapter."""
+        return self.loaded.adapter
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The skeleton's decoder layers."""
+        return self.adapter.decoder_layers(self.loaded.model)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of all weights in the run's dtype."""
+        return self.loaded.parameter_count * _element_bytes(self.loaded.dtype)
+
+    @property
+    def largest_layer_bytes(self) -> int:
+        """Bytes of the largest decoder layer in the run's dtype (what one materialised layer costs)."""
+        return max(self._layer_bytes(i) for i in range(len(self.layer_tensors)))
+
+    def _layer_bytes(self, index: int) -> int:
+        layer = self.layers[index]
+        return sum(
+            layer.get_parameter(rel).numel() * _element_bytes(self.loaded.dtype)
+            if _is_parameter(layer, rel)
+            else 0
+            for rel, _ in self.layer_tensors[index]
+        )
+
+    def materialise(self, index: int) -> None:
+        """Read decoder layer `index` from the checkpoint into the skeleton, with the overrides applied."""
+        layer = self.layers[index]
+        tensors = self.checkpoint.read([name for _, name in self.layer_tensors[index]])
+        for rel, name in self.layer_tensors[index]:
+            _assign(layer, rel, self._convert(tensors.pop(name)))
+        overrides = self._overrides.get(index)
+        if overrides:
+            down = self.adapter.down_weight(self.loaded.model, index)
+            with torch.no_grad():
+                for storage_index, value in overrides.items():
+                    down[storage_index] = value
+
+    def release(self, index: int) -> None:
+        """Drop decoder layer `index` back to the meta device."""
+        layer = self.layers[index]
+        for rel, _ in self.layer_tensors[index]:
+            current = _tensor_at(layer, rel)
+            if current.device.type != "meta":
+                _assign(layer, rel, torch.empty_like(current, device="meta"))
+
+    @contextmanager
+    def passing(self) -> Iterator[None]:
+        """Stream the decoder layers through the model's own forward for the duration of the block."""
+        prefix = self.adapter.layers_path(self.loaded.model)
+
+        def before(index: int) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+            def hook(_module: nn.Module, _args: tuple[Any, ...]) -> None:
+                self.materialise(index)
+
+            return hook
+
+        def after(index: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+            def hook(_module: nn.Module, _args: tuple[Any, ...], _output: Any) -> None:
+                self.release(index)
+
+            return hook
+
+        count = len(self.layer_tensors)
+        pre = {f"{prefix}.{i}": before(i) for i in range(count)}
+        post = {f"{prefix}.{i}": after(i) for i in range(count)}
+        try:
+            with forward_hooks(self.loaded.model, post, pre):
+                yield
+        except NotImplementedError as exc:  # a meta tensor reached an operation outside a layer call
+            raise StreamingUnsupportedError(
+                f"{self.adapter.model_type}: the model uses decoder-layer weights outside the layer calls "
+                f"({exc}); use the in-memory engine"
+            ) from exc
+        finally:
+            for index in range(count):
+                self.release(index)
+
+    def down_weight(self, layer: int) -> torch.Tensor:
+        """Layer `layer`'s down-projection weight as stored, read from the checkpoint with the overrides."""
+        if self._down_cache is not None and self._down_cache[0] == layer:
+            return self._down_cache[1]
+        rel = f"{self.adapter.down_proj}.weight"
+        name = dict(self.layer_tensors[layer])[rel]
+        weight = self._convert(self.checkpoint.read([name])[name])
+        for storage_index, value in self._overrides.get(layer, {}).items():
+            weight[storage_index] = value
+        self._down_cache = (layer, weight)
+        return weight
+
+    @contextmanager
+    def zeroed(self, coordinates: Iterable[Coordinate]) -> Iterator[None]:
+        """Zero each `(layer, row, col)` whenever its layer is read; nothing is written anywhere."""
+        added: list[tuple[int, tuple[int, int]]] = []
+        try:
+            for layer, row, col in coordinates:
+                index = self.adapter.storage_index(row, col)
+                self._overrides.setdefault(layer, {})[index] = 0.0
+                added.append((layer, index))
+            self._down_cache = None
+            yield
+        finally:
+            for layer, index in added:
+                self._overrides[layer].pop(index, None)
+            self._down_cache = None
+
+    def _convert(self, tensor: torch.Tensor) -> torch.Tensor:
+        dtype = self.loaded.dtype if tensor.is_floating_point() else tensor.dtype
+        return tensor.to(device=self.loaded.device, dtype=dtype)
+
+
+def _element_bytes(dtype: torch.dtype) -> int:
+    return torch.finfo(dtype).bits // 8
+
+
+def _split(path: str) -> tuple[str, str]:
+    owner, _, leaf = path.rpartition(".")
+    return owner, leaf
+
+
+def _is_parameter(module: nn.Module, path: str) -> bool:
+    owner, leaf = _split(path)
+    return leaf in module.get_submodule(owner)._parameters
+
+
+def _tensor_at(module: nn.Module, path: str) -> torch.Tensor:
+    owner, leaf = _split(path)
+    found = getattr(module.get_submodule(owner), leaf)
+    assert isinstance(found, torch.Tensor)
+    return found
+
+
+def _assign(module: nn.Module, path: str, tensor: torch.Tensor) -> None:
+    owner_path, leaf = _split(path)
+    owner = module.get_submodule(owner_path)
+    if leaf in owner._parameters:
+        owner._parameters[leaf] = nn.Parameter(tensor, requires_grad=False)
+    else:
+        owner._buffers[leaf] = tensor
+
+
+def _checkpoint_names(skeleton: nn.Module, names: frozenset[str]) -> dict[str, str]:
+    """The checkpoint name of each of the model's state-dict keys that the checkpoint holds as one tensor.
+
+    Keys are renamed by transformers' own loading rules (e.g. GPT-NeoX's `embed_out` is `lm_head`,
+    checkpoints of the base model lack its prefix); a tensor transformers would merge or split on load
+    (fused experts) has no one-to-one name and is left out, so the model cannot be streamed.
+    """
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    transforms = get_model_conversion_mapping(skeleton)  # type: ignore[arg-type]
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    state = skeleton.state_dict(keep_vars=True)
+    prefix = str(getattr(skeleton, "base_model_prefix", "")) or None
+    found: dict[str, str] = {}
+    for name in sorted(names):
+        key, converted = rename_source_key(name, renamings, converters, prefix, state)
+        if converted is None and key in state:
+            found[key] = name
+    return found
+
+
+def _skeleton(config: Any, dtype: torch.dtype) -> nn.Module:
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
+    assert isinstance(model, nn.Module)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _gguf_checkpoint(
+    resolved: ResolvedModel, skeleton: nn.Module, tokenizer: Any, options: LoadOptions, say: ProgressCallback
+) -> tuple[Checkpoint, Path | None]:
+    """The GGUF file itself, or (with the cache on) its dequantized copy, written one tensor at a time."""
+    gguf_path = resolved.gguf_file
+    assert gguf_path is not None
+    checkpoint = GGUFCheckpoint(gguf_path, skeleton)
+    if not options.gguf_cache:
+        return checkpoint, None
+    folder = dequantized_cache_folder(gguf_path)
+    say("caching the dequantized weights as safetensors, one tensor at a time")
+    write_model_folder(
+        folder,
+        resolved.config,
+        tokenizer,
+        lambda path: write_safetensors(path, checkpoint, sorted(checkpoint.names), torch.float32),
+    )
+    return SafetensorsCheckpoint(folder), folder
+
+
+def open_streamed(
+    resolved: ResolvedModel,
+    options: LoadOptions | None = None,
+    progress: ProgressCallback | None = None,
+    reason: str = "",
+    started: float | None = None,
+) -> StreamedModel:
+    """A streamed model of `resolved`: the skeleton with its non-layer weights read, no layer resident."""
+    from transformers import AutoTokenizer
+
+    options = options or LoadOptions()
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter() if started is None else started
+    config = resolved.config
+    adapter = adapter_for(config.model_type)
+    skeleton = _skeleton(config, resolved.dtype)
+    try:
+        prefix = adapter.layers_path(skeleton)
+    except Exception as exc:
+        raise StreamingUnsupportedError(str(exc)) from exc
+    tokenizer = AutoTokenizer.from_pretrained(resolved.folder, trust_remote_code=False, **resolved.load_args)
+    if resolved.gguf_file is not None:
+        checkpoint, _ = _gguf_checkpoint(resolved, skeleton, tokenizer, options, say)
+    else:
+        checkpoint = SafetensorsCheckpoint(resolved.folder)
+
+    names = _checkpoint_names(skeleton, checkpoint.names)
+    keys = list(skeleton.state_dict(keep_vars=True))
+    layer_count = len(adapter.decoder_layers(skeleton))
+    per_layer: list[list[tuple[str, str]]] = [[] for _ in range(layer_count)]
+    resident: list[tuple[str, str]] = []
+    missing_in_layers: list[str] = []
+    for key in keys:
+        name = names.get(key)
+        if key.startswith(f"{prefix}."):
+            index_text, _, rel = key[len(prefix) + 1 :].partition(".")
+            if name is None:
+                missing_in_layers.append(key)
+            else:
+                per_layer[int(index_text)].append((rel, name))
+        elif name is not None:
+            resident.append((key, name))
+    if missing_in_layers:
+        raise StreamingUnsupportedError(
+            f"{resolved.source.display_name}: the checkpoint lacks decoder-layer tensors the model has "
+            f"({', '.join(missing_in_layers[:3])}{'...' if len(missing_in_layers) > 3 else ''})"
+        )
+
+    resident_bytes = sum(checkpoint.nbytes(name) for _, name in resident)
+    if resident_bytes:
+        # the resident part must fit: a model whose embeddings alone exceed the budget cannot run at all
+        budget = _budget(resolved.device, options)
+        layer_budget = int((resident_bytes + max(_layer_sizes(checkpoint, per_layer))) * MEMORY_HEADROOM)
+        if layer_budget > budget:
+            raise InsufficientMemoryError(
+                f"even streamed, {resolved.source.display_name} needs about {layer_budget / 2**30:.2f} GiB "
+                f"(embeddings, head and one layer) but only {budget / 2**30:.2f} GiB is available"
+            )
+    say(f"reading the {resident_bytes / 2**20:.0f} MiB outside the decoder layers")
+    tensors = checkpoint.read([name for _, name in resident])
+    for key, name in resident:
+        tensor = tensors.pop(name)
+        dtype = resolved.dtype if tensor.is_floating_point() else tensor.dtype
+        _assign(skeleton, key, tensor.to(device=resolved.device, dtype=dtype))
+    tie = getattr(skeleton, "tie_weights", None)
+    if callable(tie):
+        tie()
+    for module in skeleton.modules():  # buffers computed at build time (rotary frequencies) follow the run
+        for buffer_name, buffer in list(module._buffers.items()):
+            if buffer is not None and buffer.device.type != "meta":
+                module._buffers[buffer_name] = buffer.to(resolved.device)
+    layer_keys = {f"{prefix}.{i}.{rel}" for i, entries in enumerate(per_layer) for rel, _ in entries}
+    still_empty = [
+        key for key, value in skeleton.state_dict(keep_vars=True).items()
+        if value.device.type == "meta" and key not in layer_keys
+    ]
+    if still_empty:
+        raise StreamingUnsupportedError(
+            f"{resolved.source.display_name}: the checkpoint lacks {', '.join(still_empty[:3])}"
+        )
+    loaded = LoadedModel(
+        model=skeleton,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        source=resolved.source,
+        revision_sha=resolved.revision_sha,
+        quantization=resolved.quantization,
+        dtype=resolved.dtype,
+        device=resolved.device,
+        parameter_count=resolved.parameter_count,
+        load_time_s=time.perf_counter() - started,
+        config=config,
+    )
+    return StreamedModel(
+        loaded=loaded,
+        checkpoint=checkpoint,
+        layer_tensors=tuple(tuple(entries) for entries in per_layer),
+        resident_bytes=resident_bytes,
+        reason=reason,
+    )
+
+
+def _layer_sizes(checkpoint: Checkpoint, per_layer: Sequence[Sequence[tuple[str, str]]]) -> list[int]:
+    return [sum(checkpoint.nbytes(name) for _, name in entries) for entries in per_layer] or [0]
+
+
+def _budget(device: torch.device, options: LoadOptions) -> int:
+    have = available_memory(device)
+    return min(have, options.memory_limit_bytes) if options.memory_limit_bytes is not None else have
+
+
+@dataclass(frozen=True)
+class OpenedModel:
+    """A model opened by one engine, and why that engine when it is not the one asked for."""
+
+    model: LoadedModel | StreamedModel
+    #: the reason for the engine, to show the user ("" when it is simply the one asked for)
+    note: str = ""
+
+    @property
+    def engine(self) -> Literal["memory", "streamed"]:
+        """The engine that runs the model."""
+        return "streamed" if isinstance(self.model, StreamedModel) else "memory"
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The loaded model (the skeleton, for the streamed engine)."""
+        return self.model.loaded if isinstance(self.model, StreamedModel) else self.model
+
+
+def open_model(
+    spec: str,
+    revision: str | None = None,
+    options: LoadOptions | None = None,
+    engine: Engine = "auto",
+    progress: ProgressCallback | None = None,
+) -> OpenedModel:
+    """Open `spec` with `engine`: `auto` loads it into memory when it fits and streams it when it does not.
+
+    `streamed` on a model that cannot be streamed falls back to the in-memory engine (and says why);
+    `auto` on a model that neither fits nor streams raises the memory error.
+    """
+    options = options or LoadOptions()
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    resolved = resolve_model(spec, revision, options, progress)
+    if engine == "memory":
+        return OpenedModel(load_resolved(resolved, options, say, started))
+    if engine == "auto":
+        try:
+            return OpenedModel(load_resolved(resolved, options, say, started))
+        except InsufficientMemoryError as refusal:
+            note = f"{refusal}: streaming the decoder layers one at a time instead"
+            say(note)
+            try:
+                return OpenedModel(open_streamed(resolved, options, progress, note, started), note)
+            except StreamingUnsupportedError as exc:
+                raise InsufficientMemoryError(f"{refusal}; streaming is not possible either: {exc}") from exc
+    try:
+        return OpenedModel(open_streamed(resolved, options, progress, "asked for", started))
+    except StreamingUnsupportedError as exc:
+        note = f"{exc}: falling back to the in-memory engine"
+        say(note)
+        return OpenedModel(load_resolved(resolved, options, say, started), note)
+
+
+def detect_opened(
+    opened: OpenedModel, config: DetectConfig | None = None, progress: ProgressCallback | None = None
+) -> DetectionResult:
+    """Detect on a model opened by either engine (the streamed one reads each layer once per pass)."""
+    if isinstance(opened.model, StreamedModel):
+        return detect(opened.model.loaded, config, progress, weights=opened.model)
+    return detect(opened.model, config, progress)
