@@ -297,6 +297,12 @@ def open_streamed(
         checkpoint = SafetensorsCheckpoint(resolved.folder)
 
     names = _checkpoint_names(skeleton, checkpoint.names)
+    tied: dict[str, str] = dict(getattr(skeleton, "all_tied_weights_keys", None) or {})  # target -> source
+    for target, source in tied.items():
+        if source not in names and target in names:  # a copy saved with the head kept, the embedding not
+            names[source] = names[target]
+    for target in tied:
+        names.pop(target, None)  # tied to its source below, never read twice
     keys = list(skeleton.state_dict(keep_vars=True))
     layer_count = len(adapter.decoder_layers(skeleton))
     per_layer: list[list[tuple[str, str]]] = [[] for _ in range(layer_count)]
