@@ -432,8 +432,8 @@ def open_model(
             say(note)
             try:
                 return OpenedModel(open_streamed(resolved, options, progress, note, started), note)
-            except StreamingUnsupportedError as exc:
-                raise InsufficientMemoryError(f"{refusal}; streaming is not possible either: {exc}") from exc
+            except (StreamingUnsupportedError, InsufficientMemoryError) as exc:
+                raise InsufficientMemoryError(f"{refusal}; streaming does not help: {exc}") from exc
     try:
         return OpenedModel(open_streamed(resolved, options, progress, "asked for", started))
     except StreamingUnsupportedError as exc:
