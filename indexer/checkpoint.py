@@ -1,8 +1,9 @@
-"""Read a checkpoint tensor by tensor: safetensors shards (memory-mapped per read) or a GGUF file.
+"""Read a checkpoint tensor by tensor: safetensors shards or a GGUF file.
 
-The streamed engine never holds more than the tensors it asked for: each read opens the shard,
-copies the named tensors out of the mapping and closes it again (a mapping kept open would keep every
-page it ever touched resident), and a GGUF tensor is dequantized only when it is read.
+The streamed engine never holds more than the tensors it asked for. A safetensors tensor is read with
+one positional read straight into the memory of the tensor it becomes: no mapping of the file (pages of
+a mapping count in the resident set while it is open, so copying a tensor out of one costs twice its
+size) and no second copy. A GGUF tensor is dequantized only when it is read.
 Every checkpoint counts the bytes it has read, so benchmarks can compare them with the weight bytes.
 """
 
@@ -68,16 +69,24 @@ class Checkpoint(Protocol):
 @dataclass(frozen=True)
 class _Entry:
     file: Path
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start: int  # absolute offset of the data in the file
     nbytes: int
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of one safetensors file (tensor name -> dtype, shape, data offsets)."""
+    header, _ = _header_and_data_start(path)
+    return header
+
+
+def _header_and_data_start(path: Path) -> tuple[dict[str, Any], int]:
     with path.open("rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header: dict[str, Any] = json.loads(handle.read(length))
     header.pop("__metadata__", None)
-    return header
+    return header, 8 + length
 
 
 class SafetensorsCheckpoint:
@@ -90,9 +99,17 @@ class SafetensorsCheckpoint:
             raise ModelNotFoundError(f"{folder.name}: no .safetensors weights in the model folder")
         self._entries: dict[str, _Entry] = {}
         for file in files:
-            for name, info in safetensors_header(file).items():
-                start, end = info["data_offsets"]
-                self._entries[name] = _Entry(file, int(end) - int(start))
+            header, data_start = _header_and_data_start(file)
+            for name, info in header.items():
+                start, end = (int(v) for v in info["data_offsets"])
+                dtype = SAFETENSORS_DTYPES.get(info["dtype"])
+                if dtype is None:
+                    raise ModelNotFoundError(
+                        f"{file.name}: tensor {name} has unsupported dtype {info['dtype']}"
+                    )
+                self._entries[name] = _Entry(
+                    file, dtype, tuple(info["shape"]), data_start + start, end - start
+                )
         self._names = frozenset(self._entries)
         self._weight_bytes = sum(e.nbytes for e in self._entries.values())
         self._bytes_read = 0
@@ -117,18 +134,25 @@ class SafetensorsCheckpoint:
         return self._entries[name].nbytes
 
     def read(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Open each shard holding one of `names`, copy those tensors out, close it."""
-        from safetensors import safe_open
-
+        """Read each named tensor into a tensor of its own (one positional read each, shard by shard)."""
         by_file: dict[Path, list[str]] = {}
         for name in names:
             by_file.setdefault(self._entries[name].file, []).append(name)
         tensors: dict[str, torch.Tensor] = {}
         for file, wanted in by_file.items():
-            with safe_open(str(file), framework="pt") as shard:  # type: ignore[no-untyped-call]
-                for name in wanted:
-                    tensors[name] = shard.get_tensor(name)
-                    self._bytes_read += self._entries[name].nbytes
+            with file.open("rb", buffering=0) as handle:
+                for name in sorted(wanted, key=lambda n: self._entries[n].start):  # forward through the file
+                    entry = self._entries[name]
+                    tensor = torch.empty(entry.shape, dtype=entry.dtype)
+                    target = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+                    done = 0
+                    while done < entry.nbytes:
+                        got = os.preadv(handle.fileno(), [target[done:]], entry.start + done)
+                        if got <= 0:
+                            raise ModelNotFoundError(f"{file.name}: truncated at tensor {name}")
+                        done += got
+                    tensors[name] = tensor
+                    self._bytes_read += entry.nbytes
         return tensors
 
 
@@ -149,9 +173,7 @@ class GGUFCheckpoint:
 
         self.path = path
         self._reader = gguf.GGUFReader(path)
-        architecture = str(
-            bytes(self._reader.fields["general.architecture"].parts[-1]), encoding="utf-8"
-        )
+        architecture = str(bytes(self._reader.fields["general.architecture"].parts[-1]), encoding="utf-8")
         config = getattr(skeleton, "config").to_dict()  # noqa: B009 (nn.Module types attributes as tensors)
         self._processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config)
         gguf_to_hf = get_gguf_hf_weights_map(skeleton, self._processor)

@@ -210,7 +210,11 @@ class Detector:
     def forward_pass(self) -> _PassRecord:
         """One recorded forward pass on the prompt."""
         record = _PassRecord([None] * self.num_layers, [None] * self.num_layers, [None] * self.num_layers)
-        with self.weights.passing(), _recording_hooks(self.model, self.adapter, record), torch.inference_mode():
+        with (
+            self.weights.passing(),
+            _recording_hooks(self.model, self.adapter, record),
+            torch.inference_mode(),
+        ):
             self.model(input_ids=self.input_ids.to(self._device()), use_cache=False)
         self.forward_passes += 1
         if any(r is None for r in (*record.inputs, *record.outputs, *record.residuals)):

@@ -35,7 +35,7 @@ class InsufficientMemoryError(IndexerError):
 
 
 class StreamingUnsupportedError(IndexerError):
-    """The model cannot be driven one decoder layer at a time (its checkpoint or forward does not allow it)."""
+    """The model cannot be driven one decoder layer at a time (its checkpoint or forward forbids it)."""
 
 
 class HubUnavailableError(IndexerError):

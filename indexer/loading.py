@@ -7,10 +7,12 @@ Safe by construction: only safetensors or GGUF weights are read, never pickle fi
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,8 +219,9 @@ def _check_no_remote_code(config: dict[str, Any], name: str) -> None:
 def count_parameters(config: Any) -> int:
     """Exact parameter count from a config, by building the model on the meta device (no memory)."""
     from transformers import AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
 
-    with torch.device("meta"):
+    with torch.device("meta"), no_init_weights():
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)  # type: ignore[no-untyped-call]
     return sum(p.numel() for p in model.parameters())
 
@@ -348,13 +351,22 @@ def load_resolved(
     if several_gpus and need > int(torch.cuda.mem_get_info(0)[0]):
         device_map = "auto"  # split across GPUs only when one cannot hold the weights
     say(f"loading {parameter_count / 1e6:.0f}M parameters as {str(dtype).removeprefix('torch.')}")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=dtype, trust_remote_code=False, device_map=device_map, **load_args
+    # the tokenizer is read while the weights are: its JSON parsing overlaps the weights' reads
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer") as pool:
+        tokenizer_future = pool.submit(
+            AutoTokenizer.from_pretrained, folder, trust_remote_code=False, **load_args
         )
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **load_args)
-    except (ValueError, OSError) as exc:
-        raise ModelNotFoundError(f"{source.display_name}: could not load: {exc}") from None
+        try:
+            model = None
+            if device_map is None and not resolved.load_args:
+                model = read_safetensors_model(folder, config, dtype, device)
+            if model is None:
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=dtype, trust_remote_code=False, device_map=device_map, **load_args
+                )
+            tokenizer = tokenizer_future.result()
+        except (ValueError, OSError) as exc:
+            raise ModelNotFoundError(f"{source.display_name}: could not load: {exc}") from None
     if "gguf_file" in load_args and options.gguf_cache:
         say("caching the dequantized weights as safetensors")
         save_dequantized(model, tokenizer, dequantized_cache_folder(Path(source.reference)))
@@ -375,6 +387,30 @@ def load_resolved(
         load_time_s=time.perf_counter() - started,
         config=config,
     )
+
+
+def read_safetensors_model(folder: Path, config: Any, dtype: torch.dtype, device: torch.device) -> Any:
+    """The model of `folder`'s safetensors read tensor by tensor into a skeleton, or None when it cannot be.
+
+    `from_pretrained` first builds and randomly initialises every weight its checkpoint lacks (a tied
+    embedding saved as the head only: half a second for SmolLM2) and goes through a mapping of the file;
+    here each tensor is read once, into its own memory, in the dtype asked for. A checkpoint whose
+    tensors do not map one to one onto the model's (renamed beyond transformers' rules, fused, missing)
+    returns None, and `from_pretrained` loads it as before.
+    """
+    from indexer.checkpoint import SafetensorsCheckpoint
+    from indexer.skeleton import build_skeleton, converter, finish, plan_weights, read_into, tied_keys
+
+    checkpoint = SafetensorsCheckpoint(folder)
+    skeleton = build_skeleton(config, dtype)
+    plan = plan_weights(skeleton, checkpoint, "", 0)
+    covered = {key for key, _ in plan.resident} | set(tied_keys(skeleton))
+    if any(key not in covered for key in skeleton.state_dict(keep_vars=True)):
+        return None  # before reading anything: the fallback must not hold two copies
+    read_into(skeleton, checkpoint, plan.resident, converter(dtype, device))
+    if finish(skeleton, device, set()):
+        return None
+    return skeleton
 
 
 def wrap_model(model: nn.Module, tokenizer: Any = None, name: str = "in-memory") -> LoadedModel:
@@ -401,9 +437,19 @@ def wrap_model(model: nn.Module, tokenizer: Any = None, name: str = "in-memory")
 
 def dequantized_cache_folder(gguf_path: Path) -> Path:
     """Cache folder of a GGUF file's dequantized weights, keyed by the file's sha256."""
-    from indexer.demo_model import model_cache_dir, sha256_of
+    from indexer.demo_model import model_cache_dir
 
-    return model_cache_dir() / "gguf-dequantized" / f"{gguf_path.stem}-{sha256_of(gguf_path)[:16]}"
+    stat = gguf_path.stat()
+    digest = _file_sha256(str(gguf_path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return model_cache_dir() / "gguf-dequantized" / f"{gguf_path.stem}-{digest[:16]}"
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, _size: int, _mtime_ns: int) -> str:
+    # keyed by size and modification time too: a file rewritten in place is hashed again
+    from indexer.demo_model import sha256_of
+
+    return sha256_of(Path(path))
 
 
 def save_dequantized(model: nn.Module, tokenizer: Any, folder: Path) -> None:
@@ -411,15 +457,13 @@ def save_dequantized(model: nn.Module, tokenizer: Any, folder: Path) -> None:
     import safetensors.torch
 
     config = getattr(model, "config")  # noqa: B009 (nn.Module types attributes as tensors)
-    write_model_folder(
-        folder, config, tokenizer, lambda path: safetensors.torch.save_model(model, str(path))
-    )
+    write_model_folder(folder, config, tokenizer, lambda path: safetensors.torch.save_model(model, str(path)))
 
 
 def write_model_folder(
     folder: Path, config: Any, tokenizer: Any, write_weights: Callable[[Path], None]
 ) -> None:
-    """Write `model.safetensors` (by `write_weights`), the tokenizer and the config atomically into `folder`."""
+    """Write `model.safetensors` (by `write_weights`), tokenizer and config atomically into `folder`."""
     import shutil
     import tempfile
 
@@ -454,7 +498,19 @@ def gguf_file_type(path: Path) -> str:
 
 
 #: struct formats of GGUF's scalar value types (by type id); 8 is a string, 9 an array
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 
 
 def gguf_header_field(path: Path, key: str) -> int | float | bool | str | None:

@@ -41,6 +41,16 @@ from indexer.loading import (
     resolve_model,
     write_model_folder,
 )
+from indexer.skeleton import (
+    assign,
+    build_skeleton,
+    converter,
+    finish,
+    plan_weights,
+    read_into,
+    split_path,
+    tensor_at,
+)
 from indexer.types import DetectionResult
 
 Engine = Literal["auto", "memory", "streamed"]
@@ -104,7 +114,7 @@ class StreamedModel:
         layer = self.layers[index]
         tensors = self.checkpoint.read([name for _, name in self.layer_tensors[index]])
         for rel, name in self.layer_tensors[index]:
-            _assign(layer, rel, self._convert(tensors.pop(name)))
+            assign(layer, rel, self._convert(tensors.pop(name)))
         overrides = self._overrides.get(index)
         if overrides:
             down = self.adapter.down_weight(self.loaded.model, index)
@@ -116,9 +126,9 @@ class StreamedModel:
         """Drop decoder layer `index` back to the meta device."""
         layer = self.layers[index]
         for rel, _ in self.layer_tensors[index]:
-            current = _tensor_at(layer, rel)
+            current = tensor_at(layer, rel)
             if current.device.type != "meta":
-                _assign(layer, rel, torch.empty_like(current, device="meta"))
+                assign(layer, rel, torch.empty_like(current, device="meta"))
 
     @contextmanager
     def passing(self) -> Iterator[None]:
@@ -181,73 +191,16 @@ class StreamedModel:
             self._down_cache = None
 
     def _convert(self, tensor: torch.Tensor) -> torch.Tensor:
-        dtype = self.loaded.dtype if tensor.is_floating_point() else tensor.dtype
-        return tensor.to(device=self.loaded.device, dtype=dtype)
+        return converter(self.loaded.dtype, self.loaded.device)(tensor)
 
 
 def _element_bytes(dtype: torch.dtype) -> int:
     return torch.finfo(dtype).bits // 8
 
 
-def _split(path: str) -> tuple[str, str]:
-    owner, _, leaf = path.rpartition(".")
-    return owner, leaf
-
-
 def _is_parameter(module: nn.Module, path: str) -> bool:
-    owner, leaf = _split(path)
+    owner, leaf = split_path(path)
     return leaf in module.get_submodule(owner)._parameters
-
-
-def _tensor_at(module: nn.Module, path: str) -> torch.Tensor:
-    owner, leaf = _split(path)
-    found = getattr(module.get_submodule(owner), leaf)
-    assert isinstance(found, torch.Tensor)
-    return found
-
-
-def _assign(module: nn.Module, path: str, tensor: torch.Tensor) -> None:
-    owner_path, leaf = _split(path)
-    owner = module.get_submodule(owner_path)
-    if leaf in owner._parameters:
-        owner._parameters[leaf] = nn.Parameter(tensor, requires_grad=False)
-    else:
-        owner._buffers[leaf] = tensor
-
-
-def _checkpoint_names(skeleton: nn.Module, names: frozenset[str]) -> dict[str, str]:
-    """The checkpoint name of each of the model's state-dict keys that the checkpoint holds as one tensor.
-
-    Keys are renamed by transformers' own loading rules (e.g. GPT-NeoX's `embed_out` is `lm_head`,
-    checkpoints of the base model lack its prefix); a tensor transformers would merge or split on load
-    (fused experts) has no one-to-one name and is left out, so the model cannot be streamed.
-    """
-    from transformers.conversion_mapping import get_model_conversion_mapping
-    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
-
-    transforms = get_model_conversion_mapping(skeleton)  # type: ignore[arg-type]
-    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
-    converters = [t for t in transforms if isinstance(t, WeightConverter)]
-    state = skeleton.state_dict(keep_vars=True)
-    prefix = str(getattr(skeleton, "base_model_prefix", "")) or None
-    found: dict[str, str] = {}
-    for name in sorted(names):
-        key, converted = rename_source_key(name, renamings, converters, prefix, state)
-        if converted is None and key in state:
-            found[key] = name
-    return found
-
-
-def _skeleton(config: Any, dtype: torch.dtype) -> nn.Module:
-    from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
-
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
-    assert isinstance(model, nn.Module)
-    model.eval()
-    model.requires_grad_(False)
-    return model
 
 
 def _gguf_checkpoint(
@@ -285,7 +238,7 @@ def open_streamed(
     started = time.perf_counter() if started is None else started
     config = resolved.config
     adapter = adapter_for(config.model_type)
-    skeleton = _skeleton(config, resolved.dtype)
+    skeleton = build_skeleton(config, resolved.dtype)
     try:
         prefix = adapter.layers_path(skeleton)
     except Exception as exc:
@@ -296,28 +249,9 @@ def open_streamed(
     else:
         checkpoint = SafetensorsCheckpoint(resolved.folder)
 
-    names = _checkpoint_names(skeleton, checkpoint.names)
-    tied: dict[str, str] = dict(getattr(skeleton, "all_tied_weights_keys", None) or {})  # target -> source
-    for target, source in tied.items():
-        if source not in names and target in names:  # a copy saved with the head kept, the embedding not
-            names[source] = names[target]
-    for target in tied:
-        names.pop(target, None)  # tied to its source below, never read twice
-    keys = list(skeleton.state_dict(keep_vars=True))
-    layer_count = len(adapter.decoder_layers(skeleton))
-    per_layer: list[list[tuple[str, str]]] = [[] for _ in range(layer_count)]
-    resident: list[tuple[str, str]] = []
-    missing_in_layers: list[str] = []
-    for key in keys:
-        name = names.get(key)
-        if key.startswith(f"{prefix}."):
-            index_text, _, rel = key[len(prefix) + 1 :].partition(".")
-            if name is None:
-                missing_in_layers.append(key)
-            else:
-                per_layer[int(index_text)].append((rel, name))
-        elif name is not None:
-            resident.append((key, name))
+    plan = plan_weights(skeleton, checkpoint, prefix, len(adapter.decoder_layers(skeleton)))
+    resident, per_layer = plan.resident, plan.per_layer
+    missing_in_layers = plan.missing_in_layers
     if missing_in_layers:
         raise StreamingUnsupportedError(
             f"{resolved.source.display_name}: the checkpoint lacks decoder-layer tensors the model has "
@@ -335,23 +269,9 @@ def open_streamed(
                 f"(embeddings, head and one layer) but only {budget / 2**30:.2f} GiB is available"
             )
     say(f"reading the {resident_bytes / 2**20:.0f} MiB outside the decoder layers")
-    tensors = checkpoint.read([name for _, name in resident])
-    for key, name in resident:
-        tensor = tensors.pop(name)
-        dtype = resolved.dtype if tensor.is_floating_point() else tensor.dtype
-        _assign(skeleton, key, tensor.to(device=resolved.device, dtype=dtype))
-    tie = getattr(skeleton, "tie_weights", None)
-    if callable(tie):
-        tie()
-    for module in skeleton.modules():  # buffers computed at build time (rotary frequencies) follow the run
-        for buffer_name, buffer in list(module._buffers.items()):
-            if buffer is not None and buffer.device.type != "meta":
-                module._buffers[buffer_name] = buffer.to(resolved.device)
+    read_into(skeleton, checkpoint, resident, converter(resolved.dtype, resolved.device))
     layer_keys = {f"{prefix}.{i}.{rel}" for i, entries in enumerate(per_layer) for rel, _ in entries}
-    still_empty = [
-        key for key, value in skeleton.state_dict(keep_vars=True).items()
-        if value.device.type == "meta" and key not in layer_keys
-    ]
+    still_empty = finish(skeleton, resolved.device, layer_keys)
     if still_empty:
         raise StreamingUnsupportedError(
             f"{resolved.source.display_name}: the checkpoint lacks {', '.join(still_empty[:3])}"
@@ -372,7 +292,7 @@ def open_streamed(
     return StreamedModel(
         loaded=loaded,
         checkpoint=checkpoint,
-        layer_tensors=tuple(tuple(entries) for entries in per_layer),
+        layer_tensors=per_layer,
         resident_bytes=resident_bytes,
         reason=reason,
     )

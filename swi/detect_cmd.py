@@ -99,7 +99,9 @@ def open_with_engine(
     assert isinstance(options, LoadOptions)
     opened = open_model(model, revision, options, parse_engine(engine), progress)
     loaded = opened.loaded
-    err_console.print(f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s ({opened.engine} engine)[/]")
+    err_console.print(
+        f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s ({opened.engine} engine)[/]"
+    )
     if opened.note:
         err_console.print(f"[yellow]{opened.note}[/]")
     return opened

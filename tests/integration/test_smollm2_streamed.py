@@ -39,7 +39,9 @@ def test_streamed_from_the_dequantized_cache_equals_in_memory(
     assert torch.equal(embedding, smollm2.model.get_input_embeddings().weight)
 
 
-def test_streamed_from_the_gguf_file_equals_in_memory(demo_model_file: Path, in_memory: DetectionResult) -> None:
+def test_streamed_from_the_gguf_file_equals_in_memory(
+    demo_model_file: Path, in_memory: DetectionResult
+) -> None:
     options = LoadOptions(device="cpu", dtype="float32", gguf_cache=False)
     streamed = open_streamed(resolve_model(str(demo_model_file), options=options))
     assert_same_detection(detect_opened(OpenedModel(streamed)), in_memory)

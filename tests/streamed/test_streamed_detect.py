@@ -32,7 +32,9 @@ def planted_checkpoint(folder: Path, model_type: str, *, seed: int = 0) -> Path:
 
 def assert_same_detection(streamed: DetectionResult, memory: DetectionResult) -> None:
     """Same coordinates and values, same per-layer statistics up to float rounding."""
-    assert [sw.coordinates for sw in streamed.super_weights] == [sw.coordinates for sw in memory.super_weights]
+    assert [sw.coordinates for sw in streamed.super_weights] == [
+        sw.coordinates for sw in memory.super_weights
+    ]
     for a, b in zip(streamed.super_weights, memory.super_weights, strict=True):
         assert a.value == b.value and a.magnitude_rank == b.magnitude_rank and a.iteration == b.iteration
         assert math.isclose(a.output_activation, b.output_activation, rel_tol=1e-5)
@@ -43,7 +45,11 @@ def assert_same_detection(streamed: DetectionResult, memory: DetectionResult) ->
             for key, value in dataclasses.asdict(sa).items():
                 other = dataclasses.asdict(sb)[key]
                 if isinstance(value, float):
-                    assert math.isclose(value, other, rel_tol=1e-5, abs_tol=1e-7), (pa.iteration, sa.layer, key)
+                    assert math.isclose(value, other, rel_tol=1e-5, abs_tol=1e-7), (
+                        pa.iteration,
+                        sa.layer,
+                        key,
+                    )
                 else:
                     assert value == other, (pa.iteration, sa.layer, key)
     assert streamed.super_activation == memory.super_activation or (

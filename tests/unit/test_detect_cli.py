@@ -69,7 +69,9 @@ def _coordinates(stdout: str) -> list[list[int]]:
 
 def test_engine_streamed_gives_the_in_memory_result(folder: Path) -> None:
     memory = runner.invoke(app, ["detect", str(folder), "--json", "--device", "cpu", "--engine", "memory"])
-    streamed = runner.invoke(app, ["detect", str(folder), "--json", "--device", "cpu", "--engine", "streamed"])
+    streamed = runner.invoke(
+        app, ["detect", str(folder), "--json", "--device", "cpu", "--engine", "streamed"]
+    )
     assert memory.exit_code == 0 and streamed.exit_code == 0, streamed.output
     assert "(streamed engine)" in streamed.stderr and "(memory engine)" in memory.stderr
     assert _coordinates(streamed.stdout) == _coordinates(memory.stdout) == [[1, 10, 20]]
