@@ -129,7 +129,9 @@ def child_load(spec: str, repeats: int) -> dict[str, Any]:
         floors.append(time.perf_counter() - started)
         said: list[tuple[float, str]] = []
         started = time.perf_counter()
-        loaded = load_model(spec, options=options, progress=lambda m, said=said: said.append((time.perf_counter(), m)))
+        loaded = load_model(
+            spec, options=options, progress=lambda m, said=said: said.append((time.perf_counter(), m))
+        )
         loads.append(time.perf_counter() - started)
         phases.append([(round(t - started, 3), m) for t, m in said])
         del loaded

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: the key of a job's configuration that names a local source (never part of the run's configuration)
 SOURCE_PATH_KEY = "source_path"
+#: the key that picks the engine; not part of the run's configuration either (the results are the same)
+ENGINE_KEY = "engine"
 #: the keys always written; the others are written only when set, so equal settings hash equally
 BASE_KEYS = ("prompt", "max_super_weights", "z_threshold", "dtype", "validate", "quantization_checks")
 #: experiments of the quantization checks (the rest is prune validation)
@@ -63,8 +65,13 @@ class JobConfig(SubmissionOptions):
     source_path: str | None = Field(
         default=None, description="A local folder or .gguf file (local jobs only)."
     )
+    engine: Literal["auto", "memory", "streamed"] | None = Field(
+        default=None,
+        description="memory, streamed (one decoder layer at a time), or auto (None): streamed when the "
+        "weights exceed the worker's memory budget. Not part of the run key: both engines give the same.",
+    )
 
 
 def run_config_of(job_config: dict[str, Any]) -> dict[str, Any]:
-    """The configuration of the run (its hash is the run key): the job's, without the local path."""
-    return {key: value for key, value in job_config.items() if key != SOURCE_PATH_KEY}
+    """The configuration of the run (its hash is the run key): the job's, without the local path and engine."""
+    return {key: value for key, value in job_config.items() if key not in (SOURCE_PATH_KEY, ENGINE_KEY)}

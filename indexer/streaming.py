@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from contracts.results import DetectionResult
 from indexer.ablation import Coordinate
 from indexer.adapters import ArchitectureAdapter, adapter_for
 from indexer.checkpoint import Checkpoint, GGUFCheckpoint, SafetensorsCheckpoint, write_safetensors
@@ -51,7 +52,6 @@ from indexer.skeleton import (
     split_path,
     tensor_at,
 )
-from indexer.types import DetectionResult
 
 Engine = Literal["auto", "memory", "streamed"]
 ENGINES: tuple[Engine, ...] = ("auto", "memory", "streamed")
@@ -360,6 +360,17 @@ def open_model(
         note = f"{exc}: falling back to the in-memory engine"
         say(note)
         return OpenedModel(load_resolved(resolved, options, say, started), note)
+
+
+def require_in_memory(opened: OpenedModel, what: str = "the validation suite") -> LoadedModel:
+    """The in-memory model, or a clear refusal: `what` has no streamed engine yet (layer-major validation)."""
+    if isinstance(opened.model, StreamedModel):
+        raise StreamingUnsupportedError(
+            f"{what} needs the weights in memory: the layer-major streamed suite is not built yet "
+            f"({opened.note or 'the streamed engine was asked for'}); `swi detect --engine streamed` streams "
+            "detection"
+        )
+    return opened.model
 
 
 def detect_opened(

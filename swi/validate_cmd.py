@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from swi.console import clear_errors, console, err_console
+from swi.detect_cmd import ENGINE_HELP, open_with_engine, parse_memory
 
 if TYPE_CHECKING:
     from indexer.validate import ProgressEvent, ValidationResult
@@ -82,6 +83,10 @@ def validate_command(
     seed: Annotated[int, typer.Option(help="Seed of the random control.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, float16, bfloat16.")] = "auto",
+    max_memory: Annotated[
+        str | None, typer.Option(help="Memory budget of the weights (e.g. 8GB); above it `auto` streams.")
+    ] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP + " Validation needs memory for now.")] = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (detection and validation).")
     ] = False,
@@ -90,7 +95,8 @@ def validate_command(
     from contracts.errors import DomainError
     from indexer.corpus import load_corpus
     from indexer.detect import detect
-    from indexer.loading import LoadOptions, load_model
+    from indexer.loading import LoadOptions
+    from indexer.streaming import parse_engine, require_in_memory
     from indexer.validate import ValidateConfig, parse_experiments, validate
 
     with clear_errors(DomainError):
@@ -109,12 +115,12 @@ def validate_command(
             seed=seed,
         )
         config.check()
+        chosen = parse_engine(engine)
+        options = LoadOptions(dtype=dtype, device=device, memory_limit_bytes=parse_memory(max_memory))
         text = load_corpus(corpus)  # before the (slow) model load: a bad corpus fails at once
         with err_console.status(f"loading {model}") as status:
-            loaded = load_model(
-                model, revision, LoadOptions(dtype=dtype, device=device), progress=lambda m: status.update(m)
-            )
-            err_console.print(f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s[/]")
+            opened = open_with_engine(model, revision, options, chosen, lambda m: status.update(m))
+            loaded = require_in_memory(opened)
             status.update("detecting")
             detection = detect(loaded, progress=lambda m: status.update(m))
         if config.max_tokens is None:

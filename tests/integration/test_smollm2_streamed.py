@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from contracts.results import DetectionResult
 from indexer.detect import detect
 from indexer.loading import LoadedModel, LoadOptions, dequantized_cache_folder, resolve_model
 from indexer.streaming import OpenedModel, detect_opened, open_streamed
-from indexer.types import DetectionResult
 from tests.streamed.test_streamed_detect import assert_same_detection
 
 pytestmark = pytest.mark.slow
