@@ -73,5 +73,5 @@ class JobConfig(SubmissionOptions):
 
 
 def run_config_of(job_config: dict[str, Any]) -> dict[str, Any]:
-    """The configuration of the run (its hash is the run key): the job's, without the local path and engine."""
+    """The configuration of the run (its hash is the run key): the job's, less the local path and engine."""
     return {key: value for key, value in job_config.items() if key not in (SOURCE_PATH_KEY, ENGINE_KEY)}

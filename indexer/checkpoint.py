@@ -144,7 +144,7 @@ class SafetensorsCheckpoint:
                 for name in sorted(wanted, key=lambda n: self._entries[n].start):  # forward through the file
                     entry = self._entries[name]
                     tensor = torch.empty(entry.shape, dtype=entry.dtype)
-                    target = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+                    target = tensor.reshape(-1).view(torch.uint8).numpy().data  # the tensor's own bytes
                     done = 0
                     while done < entry.nbytes:
                         got = os.preadv(handle.fileno(), [target[done:]], entry.start + done)
@@ -175,7 +175,8 @@ class GGUFCheckpoint:
         self._reader = gguf.GGUFReader(path)
         architecture = str(bytes(self._reader.fields["general.architecture"].parts[-1]), encoding="utf-8")
         config = getattr(skeleton, "config").to_dict()  # noqa: B009 (nn.Module types attributes as tensors)
-        self._processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config)
+        processor_class = TENSOR_PROCESSORS.get(architecture, TensorProcessor)
+        self._processor = processor_class(config=config)  # type: ignore[no-untyped-call]
         gguf_to_hf = get_gguf_hf_weights_map(skeleton, self._processor)
         self._tensors = {}
         for tensor in self._reader.tensors:
@@ -215,7 +216,7 @@ class GGUFCheckpoint:
         for name in names:
             tensor = self._tensors[name]
             weights = dequantize(tensor.data, tensor.tensor_type)
-            result = self._processor.process(
+            result = self._processor.process(  # type: ignore[no-untyped-call]
                 weights=weights, name=tensor.name, tensor_key_mapping=self._gguf_to_hf, parsed_parameters={}
             )
             if self._gguf_to_hf.get(result.name) != name:

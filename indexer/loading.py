@@ -372,7 +372,7 @@ def load_resolved(
         save_dequantized(model, tokenizer, dequantized_cache_folder(Path(source.reference)))
     if device_map is None:
         model.to(device)  # type: ignore[arg-type]
-    model.eval()  # type: ignore[no-untyped-call]
+    model.eval()
     model.requires_grad_(False)
     return LoadedModel(
         model=model,

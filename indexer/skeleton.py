@@ -25,7 +25,7 @@ def build_skeleton(config: Any, dtype: torch.dtype) -> nn.Module:
 
     # no initialisation: on the meta device it computes nothing, yet costs a second for SmolLM2
     with init_empty_weights(include_buffers=False), no_init_weights():
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)  # type: ignore[no-untyped-call]
     assert isinstance(model, nn.Module)
     model.eval()
     model.requires_grad_(False)

@@ -1,4 +1,4 @@
-"""The in-memory loader reads a safetensors folder into a skeleton: the same model `from_pretrained` builds."""
+"""The in-memory loader reads safetensors into a skeleton: the same model `from_pretrained` builds."""
 
 from __future__ import annotations
 
