@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from swi.console import clear_errors, console, err_console, fail
+from swi.detect_cmd import ENGINE_HELP, parse_memory
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -100,6 +101,13 @@ def index_command(
         str | None,
         typer.Option(help="Embedded default only: auto, cpu, cuda, cuda:N (workers choose their own)."),
     ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help=ENGINE_HELP + " Validation needs memory for now.")
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(help="Embedded default only: memory budget of the weights (e.g. 8GB)."),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalog entry as JSON.")] = False,
 ) -> None:
@@ -115,7 +123,7 @@ def index_command(
     from workers.sources import content_digest, local_path_of
 
     with _errors():
-        settings = _settings(device=device)
+        settings = _settings(device=device, worker_memory_limit_bytes=parse_memory(max_memory))
         path = local_path_of(model)
         if path is not None:
             if revision is not None:
@@ -143,6 +151,7 @@ def index_command(
                     "corpus": corpus,
                     "experiments": _names(experiments),
                     "source_path": str(path) if path is not None else None,
+                    "engine": engine,
                 }
             ).as_config()
         except ValueError as exc:

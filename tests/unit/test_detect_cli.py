@@ -93,3 +93,12 @@ def test_auto_streams_when_the_weights_exceed_max_memory_and_says_so(folder: Pat
 def test_unknown_engine_is_one_clear_line(folder: Path) -> None:
     result = runner.invoke(app, ["detect", str(folder), "--engine", "disk"])
     assert result.exit_code != 0 and "unknown engine 'disk'" in result.output
+
+
+def test_validate_refuses_the_streamed_engine_clearly(folder: Path) -> None:
+    weights = (folder / "model.safetensors").stat().st_size
+    for extra in (["--engine", "streamed"], ["--max-memory", str(weights // 2)]):
+        result = runner.invoke(app, ["validate", str(folder), "--device", "cpu", *extra])
+        assert result.exit_code != 0
+        assert "layer-major streamed suite is not built yet" in result.output
+        assert "Traceback" not in result.output
