@@ -81,7 +81,7 @@ def child_detect(spec: str, engine: str) -> dict[str, Any]:
         "detect_s": finished - opened_at,
         "passes": result.provenance.forward_passes,
         "coordinates": [list(sw.coordinates) for sw in result.super_weights],
-        "profile": [[dict(vars(s)) for s in p.layers] for p in result.layer_profile],
+        "profile": [[s.model_dump() for s in p.layers] for p in result.layer_profile],
     }
 
 

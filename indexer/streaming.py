@@ -289,13 +289,17 @@ def open_streamed(
         load_time_s=time.perf_counter() - started,
         config=config,
     )
-    return StreamedModel(
+    streamed = StreamedModel(
         loaded=loaded,
         checkpoint=checkpoint,
         layer_tensors=per_layer,
         resident_bytes=resident_bytes,
         reason=reason,
     )
+    # a family whose forward does not call its layers one after the other cannot be streamed: find out
+    # now (stubs stand in for the layers, nothing is read) rather than in the middle of a pass
+    capture_layer_calls(streamed, torch.tensor([[0, 1]]))
+    return streamed
 
 
 def _layer_sizes(checkpoint: Checkpoint, per_layer: Sequence[Sequence[tuple[str, str]]]) -> list[int]:
@@ -380,3 +384,133 @@ def detect_opened(
     if isinstance(opened.model, StreamedModel):
         return detect(opened.model.loaded, config, progress, weights=opened.model)
     return detect(opened.model, config, progress)
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """How the model calls one decoder layer, less the hidden states: captured from its own forward."""
+
+    args: tuple[Any, ...]  # positional arguments after the hidden states
+    kwargs: dict[str, Any]  # rotary embeddings, this layer's attention mask, positions, ...
+
+
+@dataclass(frozen=True)
+class CapturedCalls:
+    """The first decoder layer's input and every layer's call arguments for one batch of token ids."""
+
+    hidden: torch.Tensor  # (batch, seq, hidden): the embeddings as the model computes them
+    calls: tuple[LayerCall, ...]
+    #: the model reads a layer's output as `output[0]` (older families, e.g. Falcon), not as the tensor
+    tuple_outputs: bool = False
+
+
+class _Captured(Exception):  # noqa: N818 (a control-flow signal, not an error)
+    """Raised by the last stub: nothing after the decoder layers needs to run."""
+
+
+class _OutputKindMismatchError(Exception):
+    """A stub received hidden states of another shape: the model unpacks layer outputs as tuples."""
+
+
+class _LayerStub(nn.Module):
+    """Stands in for decoder layer `index`: records how it is called, passes the hidden states through."""
+
+    def __init__(
+        self,
+        index: int,
+        sink: dict[int | str, Any],
+        last: int,
+        tuple_outputs: bool,
+        final: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.index, self.sink, self.last, self.final = index, sink, last, final
+        self.tuple_outputs = tuple_outputs
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        named = "hidden_states" in kwargs
+        hidden = kwargs.pop("hidden_states") if named else args[0]
+        rest = args if named else args[1:]
+        if self.index == 0:
+            self.sink["hidden"] = hidden
+        elif not isinstance(hidden, torch.Tensor) or hidden.shape != self.sink["hidden"].shape:
+            raise _OutputKindMismatchError
+        if self.final is None:
+            self.sink[self.index] = LayerCall(tuple(rest), dict(kwargs))
+            if self.index == self.last:
+                raise _Captured
+        output = self.final if self.final is not None and self.index == self.last else hidden
+        return (output,) if self.tuple_outputs else output
+
+
+@contextmanager
+def _stubbed_layers(layers: nn.ModuleList, make: Callable[[int], nn.Module]) -> Iterator[None]:
+    originals = list(layers)
+    try:
+        for index in range(len(originals)):
+            layers[index] = make(index)
+        yield
+    finally:
+        for index, original in enumerate(originals):
+            layers[index] = original
+
+
+def capture_layer_calls(streamed: StreamedModel, input_ids: torch.Tensor) -> CapturedCalls:
+    """Run the model's own forward with every decoder layer replaced by a recording stub (no layer is read).
+
+    The embeddings, rotary embeddings, masks (per layer type) and everything else the model computes before
+    its layers are the family's code; what the stubs record lets `run_layer` call each layer exactly as the
+    model would.
+    """
+    layers = streamed.layers
+    last = len(layers) - 1
+    for tuple_outputs in (False, True):  # which of the two conventions the family's forward unpacks
+        sink: dict[int | str, Any] = {}
+
+        def make(index: int, sink: dict[int | str, Any] = sink, wrap: bool = tuple_outputs) -> nn.Module:
+            return _LayerStub(index, sink, last, wrap)
+
+        with _stubbed_layers(layers, make), torch.inference_mode():
+            try:
+                streamed.loaded.model(input_ids=input_ids.to(streamed.loaded.device), use_cache=False)
+            except _Captured:
+                return CapturedCalls(
+                    sink["hidden"], tuple(sink[i] for i in range(len(layers))), tuple_outputs
+                )
+            except (_OutputKindMismatchError, IndexError, TypeError):
+                continue
+    raise StreamingUnsupportedError(
+        f"{streamed.adapter.model_type}: the forward does not call its decoder layers one after the other "
+        "on the hidden states; use the in-memory engine"
+    )
+
+
+def run_layer(streamed: StreamedModel, index: int, hidden: torch.Tensor, call: LayerCall) -> torch.Tensor:
+    """Read layer `index`, call it on `hidden` (batch, seq, hidden) as the model does, drop it."""
+    from indexer.hooks import hidden_states_of
+
+    streamed.materialise(index)
+    try:
+        with torch.inference_mode():
+            output = streamed.layers[index](hidden, *call.args, **call.kwargs)
+        return hidden_states_of(output)
+    finally:
+        streamed.release(index)
+
+
+def head_logits(
+    streamed: StreamedModel, captured: CapturedCalls, input_ids: torch.Tensor, final: torch.Tensor
+) -> torch.Tensor:
+    """The logits the model's own forward computes from `final`, the last decoder layer's output."""
+    layers = streamed.layers
+    last = len(layers) - 1
+    sink: dict[int | str, Any] = {}
+
+    def make(index: int) -> nn.Module:
+        return _LayerStub(index, sink, last, captured.tuple_outputs, final)
+
+    with _stubbed_layers(layers, make), torch.inference_mode():
+        output = streamed.loaded.model(input_ids=input_ids.to(streamed.loaded.device), use_cache=False)
+    logits = output.logits
+    assert isinstance(logits, torch.Tensor)
+    return logits

@@ -42,8 +42,8 @@ def assert_same_detection(streamed: DetectionResult, memory: DetectionResult) ->
     for pa, pb in zip(streamed.layer_profile, memory.layer_profile, strict=True):
         assert pa.removed == pb.removed
         for sa, sb in zip(pa.layers, pb.layers, strict=True):
-            for key, value in dataclasses.asdict(sa).items():
-                other = dataclasses.asdict(sb)[key]
+            for key, value in sa.model_dump().items():
+                other = sb.model_dump()[key]
                 if isinstance(value, float):
                     assert math.isclose(value, other, rel_tol=1e-5, abs_tol=1e-7), (
                         pa.iteration,
