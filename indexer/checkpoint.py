@@ -89,7 +89,30 @@ def _header_and_data_start(path: Path) -> tuple[dict[str, Any], int]:
     return header, 8 + length
 
 
-class SafetensorsCheckpoint:
+class _Counted:
+    """What both checkpoints report: their names, their size as read, the bytes read so far."""
+
+    _names: frozenset[str]
+    _weight_bytes: int
+    _bytes_read: int
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every tensor name the checkpoint holds (Hugging Face names)."""
+        return self._names
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of all tensors as they are read (dequantized to float32 for GGUF)."""
+        return self._weight_bytes
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the file so far (quantized bytes for GGUF)."""
+        return self._bytes_read
+
+
+class SafetensorsCheckpoint(_Counted):
     """The `*.safetensors` files of a model folder (sharded or not)."""
 
     def __init__(self, folder: Path):
@@ -113,21 +136,6 @@ class SafetensorsCheckpoint:
         self._names = frozenset(self._entries)
         self._weight_bytes = sum(e.nbytes for e in self._entries.values())
         self._bytes_read = 0
-
-    @property
-    def names(self) -> frozenset[str]:
-        """Every tensor name in the shards."""
-        return self._names
-
-    @property
-    def weight_bytes(self) -> int:
-        """Bytes of all tensors."""
-        return self._weight_bytes
-
-    @property
-    def bytes_read(self) -> int:
-        """Bytes copied out of the shards so far."""
-        return self._bytes_read
 
     def nbytes(self, name: str) -> int:
         """Bytes of one tensor."""
@@ -156,7 +164,7 @@ class SafetensorsCheckpoint:
         return tensors
 
 
-class GGUFCheckpoint:
+class GGUFCheckpoint(_Counted):
     """A GGUF file, each tensor dequantized (and un-permuted) when read, under Hugging Face names.
 
     The name map and the per-family fix-ups (the Q/K row permutation of Llama-like files) are
@@ -187,21 +195,6 @@ class GGUFCheckpoint:
         self._weight_bytes = sum(int(t.n_elements) * 4 for t in self._tensors.values())  # float32
         self._bytes_read = 0
         self._gguf_to_hf = gguf_to_hf
-
-    @property
-    def names(self) -> frozenset[str]:
-        """Hugging Face names of the tensors the file holds."""
-        return self._names
-
-    @property
-    def weight_bytes(self) -> int:
-        """Bytes of all tensors once dequantized to float32."""
-        return self._weight_bytes
-
-    @property
-    def bytes_read(self) -> int:
-        """Quantized bytes read from the file so far."""
-        return self._bytes_read
 
     def nbytes(self, name: str) -> int:
         """Bytes of one tensor once dequantized to float32."""
