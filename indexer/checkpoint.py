@@ -65,6 +65,10 @@ class Checkpoint(Protocol):
         """The named tensors, each a fresh CPU tensor the caller owns."""
         ...
 
+    def read_into(self, name: str, out: torch.Tensor) -> None:
+        """Read one tensor into `out` (same shape; converted to its dtype and device)."""
+        ...
+
 
 @dataclass(frozen=True)
 class _Entry:
@@ -141,6 +145,25 @@ class SafetensorsCheckpoint(_Counted):
         """Bytes of one tensor."""
         return self._entries[name].nbytes
 
+    def read_into(self, name: str, out: torch.Tensor) -> None:
+        """Read one tensor straight into `out` when dtype and device match, else through a copy."""
+        entry = self._entries[name]
+        if out.dtype != entry.dtype or out.device.type != "cpu" or not out.is_contiguous():
+            out.copy_(self.read([name])[name])
+            return
+        with entry.file.open("rb", buffering=0) as handle:
+            self._pread(handle.fileno(), entry, out, name)
+        self._bytes_read += entry.nbytes
+
+    def _pread(self, descriptor: int, entry: _Entry, out: torch.Tensor, name: str) -> None:
+        target = out.reshape(-1).view(torch.uint8).numpy().data  # the tensor's own bytes
+        done = 0
+        while done < entry.nbytes:
+            got = os.preadv(descriptor, [target[done:]], entry.start + done)
+            if got <= 0:
+                raise ModelNotFoundError(f"{entry.file.name}: truncated at tensor {name}")
+            done += got
+
     def read(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Read each named tensor into a tensor of its own (one positional read each, shard by shard)."""
         by_file: dict[Path, list[str]] = {}
@@ -152,13 +175,7 @@ class SafetensorsCheckpoint(_Counted):
                 for name in sorted(wanted, key=lambda n: self._entries[n].start):  # forward through the file
                     entry = self._entries[name]
                     tensor = torch.empty(entry.shape, dtype=entry.dtype)
-                    target = tensor.reshape(-1).view(torch.uint8).numpy().data  # the tensor's own bytes
-                    done = 0
-                    while done < entry.nbytes:
-                        got = os.preadv(handle.fileno(), [target[done:]], entry.start + done)
-                        if got <= 0:
-                            raise ModelNotFoundError(f"{file.name}: truncated at tensor {name}")
-                        done += got
+                    self._pread(handle.fileno(), entry, tensor, name)
                     tensors[name] = tensor
                     self._bytes_read += entry.nbytes
         return tensors
@@ -199,6 +216,10 @@ class GGUFCheckpoint(_Counted):
     def nbytes(self, name: str) -> int:
         """Bytes of one tensor once dequantized to float32."""
         return int(self._tensors[name].n_elements) * 4
+
+    def read_into(self, name: str, out: torch.Tensor) -> None:
+        """Dequantize one tensor into `out`."""
+        out.copy_(self.read([name])[name])
 
     def read(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Dequantize the named tensors."""

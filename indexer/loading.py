@@ -223,6 +223,7 @@ def count_parameters(config: Any) -> int:
 
     with torch.device("meta"), no_init_weights():
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)  # type: ignore[no-untyped-call]
+    model.tie_weights()  # skipped with the initialisation; a tied head is not a parameter of its own
     return sum(p.numel() for p in model.parameters())
 
 

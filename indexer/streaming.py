@@ -79,6 +79,9 @@ class StreamedModel:
     reason: str = ""
     _overrides: dict[int, dict[tuple[int, int], float]] = field(default_factory=dict)
     _down_cache: tuple[int, torch.Tensor] | None = None
+    #: one set of buffers the layers are read into in turn (decoder layers share their shapes): a layer
+    #: costs no allocation, and freed layers leave no fragments for the allocator to keep resident
+    _buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def adapter(self) -> ArchitectureAdapter:
@@ -112,9 +115,14 @@ class StreamedModel:
     def materialise(self, index: int) -> None:
         """Read decoder layer `index` from the checkpoint into the skeleton, with the overrides applied."""
         layer = self.layers[index]
-        tensors = self.checkpoint.read([name for _, name in self.layer_tensors[index]])
         for rel, name in self.layer_tensors[index]:
-            assign(layer, rel, self._convert(tensors.pop(name)))
+            empty = tensor_at(layer, rel)  # on the meta device: its shape and dtype
+            buffer = self._buffers.get(rel)
+            if buffer is None or buffer.shape != empty.shape or buffer.dtype != empty.dtype:
+                buffer = torch.empty(empty.shape, dtype=empty.dtype, device=self.loaded.device)
+                self._buffers[rel] = buffer
+            self.checkpoint.read_into(name, buffer)
+            assign(layer, rel, buffer)
         overrides = self._overrides.get(index)
         if overrides:
             down = self.adapter.down_weight(self.loaded.model, index)
