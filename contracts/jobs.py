@@ -17,6 +17,8 @@ from contracts.identifiers import MODEL_ID_PATTERN, VERSIONS_KEY
 SOURCE_PATH_KEY = "source_path"
 #: the key naming the hub model a local GGUF file is a build of (lineage, not a setting of the run)
 BUILD_OF_KEY = "build_of"
+#: the key that picks the engine; not part of the run's configuration either (the results are the same)
+ENGINE_KEY = "engine"
 #: the keys always written; the others are written only when set, so equal settings hash equally
 BASE_KEYS = ("prompt", "max_super_weights", "z_threshold", "dtype", "validate", "quantization_checks")
 #: experiments of the quantization checks (the rest is prune validation)
@@ -74,11 +76,17 @@ class JobConfig(SubmissionOptions):
         pattern=MODEL_ID_PATTERN,
         description="The hub model a local GGUF file is a quantized build of.",
     )
+    engine: Literal["auto", "memory", "streamed"] | None = Field(
+        default=None,
+        description="memory, streamed (one decoder layer at a time), or auto (None): streamed when the "
+        "weights exceed the worker's memory budget. Not part of the run key: both engines give the same.",
+    )
 
 
 def run_config_of(job_config: dict[str, Any]) -> dict[str, Any]:
-    """The job's settings that shape a run's results: the job's configuration, without the local path."""
-    return {key: value for key, value in job_config.items() if key not in (SOURCE_PATH_KEY, BUILD_OF_KEY)}
+    """The settings that shape a run's results: all but the local path, the build link and the engine."""
+    excluded = (SOURCE_PATH_KEY, BUILD_OF_KEY, ENGINE_KEY)
+    return {key: value for key, value in job_config.items() if key not in excluded}
 
 
 def versioned_run_config(job_config: dict[str, Any], versions: Mapping[str, str]) -> dict[str, Any]:

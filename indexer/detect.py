@@ -13,10 +13,10 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -142,11 +142,55 @@ def robust_z(magnitudes: list[float], min_spread: float) -> list[float]:
     return [float(v) for v in (logs - median) / scale]
 
 
+class WeightAccess(Protocol):
+    """How the detector reads and zeroes down-projection weights, and runs a forward pass."""
+
+    def down_weight(self, layer: int) -> torch.Tensor:
+        """Layer `layer`'s down-projection weight as stored."""
+        ...
+
+    def zeroed(self, coordinates: list[Coordinate]) -> AbstractContextManager[Any]:
+        """The weights at `coordinates` read as zero inside the block."""
+        ...
+
+    def passing(self) -> AbstractContextManager[Any]:
+        """The context a forward pass runs in."""
+        ...
+
+
+@dataclass(frozen=True)
+class InMemoryWeights:
+    """The weights of a model held in memory: edited in place, restored bit-exactly."""
+
+    model: nn.Module
+    adapter: ArchitectureAdapter
+
+    def down_weight(self, layer: int) -> torch.Tensor:
+        """Layer `layer`'s down-projection weight as stored."""
+        return self.adapter.down_weight(self.model, layer)
+
+    def zeroed(self, coordinates: list[Coordinate]) -> AbstractContextManager[Any]:
+        """Zero the weights in place for the block."""
+        return zeroed_weights(self.model, self.adapter, coordinates)
+
+    def passing(self) -> AbstractContextManager[Any]:
+        """Nothing to do: every weight is resident."""
+        return nullcontext()
+
+
 class Detector:
     """Runs the iterative detection on one loaded model."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, adapter: ArchitectureAdapter, config: DetectConfig):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        adapter: ArchitectureAdapter,
+        config: DetectConfig,
+        weights: WeightAccess | None = None,
+    ):
         config.validate()
+        self.weights = weights or InMemoryWeights(model, adapter)
         self.model = model
         self.tokenizer = tokenizer
         self.adapter = adapter
@@ -166,7 +210,11 @@ class Detector:
     def forward_pass(self) -> _PassRecord:
         """One recorded forward pass on the prompt."""
         record = _PassRecord([None] * self.num_layers, [None] * self.num_layers, [None] * self.num_layers)
-        with _recording_hooks(self.model, self.adapter, record), torch.inference_mode():
+        with (
+            self.weights.passing(),
+            _recording_hooks(self.model, self.adapter, record),
+            torch.inference_mode(),
+        ):
             self.model(input_ids=self.input_ids.to(self._device()), use_cache=False)
         self.forward_passes += 1
         if any(r is None for r in (*record.inputs, *record.outputs, *record.residuals)):
@@ -225,7 +273,7 @@ class Detector:
 
     def _column_outlier(self, layer: int, row: int, col: int) -> bool:
         """The weight stands out in its input column (many rows meeting one spike are not super weights)."""
-        column = self.adapter.as_out_in(self.adapter.down_weight(self.model, layer))[:, col].abs().float()
+        column = self.adapter.as_out_in(self.weights.down_weight(layer))[:, col].abs().float()
         z = robust_z([float(v) for v in column], self.config.min_spread)
         return z[row] >= self.config.z_threshold
 
@@ -252,7 +300,7 @@ class Detector:
                 continue
             if not self._persists(record, layer, row) or not self._column_outlier(layer, row, col):
                 continue
-            weight = self.adapter.down_weight(self.model, layer)
+            weight = self.weights.down_weight(layer)
             stored = weight[self.adapter.storage_index(row, col)]
             contribution = float(stored.float()) * input_value
             if (
@@ -274,7 +322,7 @@ class Detector:
         stat: LayerStats,
         iteration: int,
     ) -> SuperWeight:
-        weight = self.adapter.down_weight(self.model, layer)
+        weight = self.weights.down_weight(layer)
         magnitude = stored.abs()
         rank = int((weight.abs() > magnitude).sum()) + 1
         name = self.adapter.down_proj_name(self.model, layer)
@@ -320,9 +368,7 @@ class Detector:
                 if not new:
                     break
                 found.extend(new)
-                removal.enter_context(
-                    zeroed_weights(self.model, self.adapter, [sw.coordinates for sw in new])
-                )
+                removal.enter_context(self.weights.zeroed([sw.coordinates for sw in new]))
         assert first_record is not None
         return tuple(found), self._super_activation(first_record, found), tuple(profiles)
 
@@ -359,12 +405,18 @@ def library_versions() -> dict[str, str]:
 
 
 def detect(
-    loaded: LoadedModel, config: DetectConfig | None = None, progress: Callable[[str], None] | None = None
+    loaded: LoadedModel,
+    config: DetectConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+    weights: WeightAccess | None = None,
 ) -> DetectionResult:
-    """Find the super weights of a loaded model; the model is left exactly as it was."""
+    """Find the super weights of a loaded model; the model is left exactly as it was.
+
+    `weights` is where the weights live when not all in `loaded.model` (the streamed engine).
+    """
     config = config or DetectConfig()
     started = time.perf_counter()
-    detector = Detector(loaded.model, loaded.tokenizer, loaded.adapter, config)
+    detector = Detector(loaded.model, loaded.tokenizer, loaded.adapter, config, weights)
     super_weights, activation, profiles = detector.run(progress)
     model_config = getattr(loaded.model, "config", None)
     weight = loaded.adapter.down_weight(loaded.model, 0)

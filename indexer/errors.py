@@ -34,6 +34,10 @@ class InsufficientMemoryError(IndexerError):
     """The weights would not fit in the memory of the chosen device."""
 
 
+class StreamingUnsupportedError(IndexerError):
+    """The model cannot be driven one decoder layer at a time (its checkpoint or forward forbids it)."""
+
+
 class HubUnavailableError(IndexerError):
     """The hub could not be reached (a transient failure: retrying may help)."""
 

@@ -7,10 +7,12 @@ Safe by construction: only safetensors or GGUF weights are read, never pickle fi
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,9 +219,11 @@ def _check_no_remote_code(config: dict[str, Any], name: str) -> None:
 def count_parameters(config: Any) -> int:
     """Exact parameter count from a config, by building the model on the meta device (no memory)."""
     from transformers import AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
 
-    with torch.device("meta"):
+    with torch.device("meta"), no_init_weights():
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)  # type: ignore[no-untyped-call]
+    model.tie_weights()  # skipped with the initialisation; a tied head is not a parameter of its own
     return sum(p.numel() for p in model.parameters())
 
 
@@ -246,30 +250,56 @@ def check_memory(parameter_count: int, dtype: torch.dtype, device: torch.device,
     return need
 
 
-def load_model(
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's config, tokenizer and weights are, before anything heavy is read."""
+
+    source: ModelSource
+    folder: Path
+    #: extra `from_pretrained` arguments: `gguf_file` when the weights are read from a GGUF file
+    load_args: dict[str, Any]
+    config: Any
+    revision_sha: str | None
+    quantization: str | None
+    device: torch.device
+    dtype: torch.dtype
+    parameter_count: int
+
+    @property
+    def gguf_file(self) -> Path | None:
+        """The GGUF file the weights come from, when they are not read from safetensors."""
+        name = self.load_args.get("gguf_file")
+        return self.folder / name if name else None
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights in the dtype they are loaded in."""
+        return int(self.parameter_count * torch.finfo(self.dtype).bits / 8)
+
+
+def resolve_model(
     spec: str | ModelSource,
     revision: str | None = None,
     options: LoadOptions | None = None,
     progress: ProgressCallback | None = None,
-) -> LoadedModel:
-    """Load `spec` (hub id, folder, or .gguf file) for detection; every refusal is an `IndexerError`.
+) -> ResolvedModel:
+    """Find `spec`'s files, read its config and count its parameters; every refusal is an `IndexerError`.
 
-    A `ModelSource` is loaded as classified (a hub id given as one never touches the local file system).
+    A `ModelSource` is used as classified (a hub id given as one never touches the local file system).
     """
     options = options or LoadOptions()
     say = progress or (lambda _msg: None)
-    started = time.perf_counter()
     source = spec if isinstance(spec, ModelSource) else parse_source(spec, revision)
     if source.kind != "hub" and revision is not None:
         raise InvalidInputError("--revision only applies to hub models")
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
 
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig
 
     sha: str | None = None
     quantization: str | None = None
-    load_args: dict[str, Any] = {"use_safetensors": True}
+    load_args: dict[str, Any] = {}
     if source.kind == "gguf":
         quantization = gguf_file_type(Path(source.reference))
         cached = dequantized_cache_folder(Path(source.reference)) if options.gguf_cache else None
@@ -288,8 +318,36 @@ def load_model(
             folder = Path(source.reference)
         check_folder(folder, source.display_name)
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    adapter_for(config.model_type)  # refuse an unknown family before anything is read
+    return ResolvedModel(
+        source, folder, load_args, config, sha, quantization, device, dtype, count_parameters(config)
+    )
+
+
+def load_model(
+    spec: str | ModelSource,
+    revision: str | None = None,
+    options: LoadOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> LoadedModel:
+    """Load `spec` (hub id, folder, .gguf file or a classified `ModelSource`); refusals: `IndexerError`."""
+    options = options or LoadOptions()
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    resolved = resolve_model(spec, revision, options, progress)
+    return load_resolved(resolved, options, say, started)
+
+
+def load_resolved(
+    resolved: ResolvedModel, options: LoadOptions, say: ProgressCallback, started: float
+) -> LoadedModel:
+    """Load a resolved model's weights into memory (refused when they do not fit)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, folder, config = resolved.source, resolved.folder, resolved.config
+    device, dtype, parameter_count = resolved.device, resolved.dtype, resolved.parameter_count
+    load_args: dict[str, Any] = {"use_safetensors": True} if not resolved.load_args else resolved.load_args
     adapter = adapter_for(config.model_type)
-    parameter_count = count_parameters(config)
     need = check_memory(parameter_count, dtype, device, options.memory_limit_bytes)
 
     device_map: Any = None
@@ -297,33 +355,66 @@ def load_model(
     if several_gpus and need > int(torch.cuda.mem_get_info(0)[0]):
         device_map = "auto"  # split across GPUs only when one cannot hold the weights
     say(f"loading {parameter_count / 1e6:.0f}M parameters as {str(dtype).removeprefix('torch.')}")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=dtype, trust_remote_code=False, device_map=device_map, **load_args
+    # the tokenizer is read while the weights are: its JSON parsing overlaps the weights' reads
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer") as pool:
+        tokenizer_future = pool.submit(
+            AutoTokenizer.from_pretrained, folder, trust_remote_code=False, **load_args
         )
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **load_args)
-    except (ValueError, OSError) as exc:
-        raise ModelNotFoundError(f"{source.display_name}: could not load: {exc}") from None
+        try:
+            model = None
+            if device_map is None and not resolved.load_args:
+                model = read_safetensors_model(folder, config, dtype, device)
+            if model is None:
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=dtype, trust_remote_code=False, device_map=device_map, **load_args
+                )
+            tokenizer = tokenizer_future.result()
+        except (ValueError, OSError) as exc:
+            raise ModelNotFoundError(f"{source.display_name}: could not load: {exc}") from None
     if "gguf_file" in load_args and options.gguf_cache:
         say("caching the dequantized weights as safetensors")
         save_dequantized(model, tokenizer, dequantized_cache_folder(Path(source.reference)))
     if device_map is None:
         model.to(device)  # type: ignore[arg-type]
-    model.eval()  # type: ignore[no-untyped-call]
+    model.eval()
     model.requires_grad_(False)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
         adapter=adapter,
         source=source,
-        revision_sha=sha,
-        quantization=quantization,
+        revision_sha=resolved.revision_sha,
+        quantization=resolved.quantization,
         dtype=dtype,
         device=device,
         parameter_count=parameter_count,
         load_time_s=time.perf_counter() - started,
         config=config,
     )
+
+
+def read_safetensors_model(folder: Path, config: Any, dtype: torch.dtype, device: torch.device) -> Any:
+    """The model of `folder`'s safetensors read tensor by tensor into a skeleton, or None when it cannot be.
+
+    `from_pretrained` first builds and randomly initialises every weight its checkpoint lacks (a tied
+    embedding saved as the head only: half a second for SmolLM2) and goes through a mapping of the file;
+    here each tensor is read once, into its own memory, in the dtype asked for. A checkpoint whose
+    tensors do not map one to one onto the model's (renamed beyond transformers' rules, fused, missing)
+    returns None, and `from_pretrained` loads it as before.
+    """
+    from indexer.checkpoint import SafetensorsCheckpoint
+    from indexer.skeleton import build_skeleton, converter, finish, plan_weights, read_into, tied_keys
+
+    checkpoint = SafetensorsCheckpoint(folder)
+    skeleton = build_skeleton(config, dtype)
+    plan = plan_weights(skeleton, checkpoint, "", 0)
+    covered = {key for key, _ in plan.resident} | set(tied_keys(skeleton))
+    if any(key not in covered for key in skeleton.state_dict(keep_vars=True)):
+        return None  # before reading anything: the fallback must not hold two copies
+    read_into(skeleton, checkpoint, plan.resident, converter(dtype, device))
+    if finish(skeleton, device, set()):
+        return None
+    return skeleton
 
 
 def wrap_model(model: nn.Module, tokenizer: Any = None, name: str = "in-memory") -> LoadedModel:
@@ -350,26 +441,44 @@ def wrap_model(model: nn.Module, tokenizer: Any = None, name: str = "in-memory")
 
 def dequantized_cache_folder(gguf_path: Path) -> Path:
     """Cache folder of a GGUF file's dequantized weights, keyed by the file's sha256."""
-    from indexer.demo_model import model_cache_dir, sha256_of
+    from indexer.demo_model import model_cache_dir
 
-    return model_cache_dir() / "gguf-dequantized" / f"{gguf_path.stem}-{sha256_of(gguf_path)[:16]}"
+    stat = gguf_path.stat()
+    digest = _file_sha256(str(gguf_path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return model_cache_dir() / "gguf-dequantized" / f"{gguf_path.stem}-{digest[:16]}"
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, _size: int, _mtime_ns: int) -> str:
+    # keyed by size and modification time too: a file rewritten in place is hashed again
+    from indexer.demo_model import sha256_of
+
+    return sha256_of(Path(path))
 
 
 def save_dequantized(model: nn.Module, tokenizer: Any, folder: Path) -> None:
     """Write model (safetensors), config and tokenizer atomically into `folder`."""
+    import safetensors.torch
+
+    config = getattr(model, "config")  # noqa: B009 (nn.Module types attributes as tensors)
+    write_model_folder(folder, config, tokenizer, lambda path: safetensors.torch.save_model(model, str(path)))
+
+
+def write_model_folder(
+    folder: Path, config: Any, tokenizer: Any, write_weights: Callable[[Path], None]
+) -> None:
+    """Write `model.safetensors` (by `write_weights`), tokenizer and config atomically into `folder`."""
     import shutil
     import tempfile
-
-    import safetensors.torch
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
     try:
-        config = getattr(model, "config").to_dict()  # noqa: B009 (nn.Module types attributes as tensors)
-        config.pop("quantization_config", None)  # the copy is plain safetensors, not GGUF
-        safetensors.torch.save_model(model, str(staging / "model.safetensors"))
+        settings = config.to_dict()
+        settings.pop("quantization_config", None)  # the copy is plain safetensors, not GGUF
+        write_weights(staging / "model.safetensors")
         tokenizer.save_pretrained(staging)
-        (staging / "config.json").write_text(json.dumps(config, indent=2))  # written last: marks completion
+        (staging / "config.json").write_text(json.dumps(settings, indent=2))  # written last: marks completion
         with contextlib.suppress(OSError):  # another process finished the same copy first
             os.replace(staging, folder)
     finally:
@@ -380,14 +489,14 @@ def gguf_file_type(path: Path) -> str:
     """The GGUF file's quantization type, e.g. `Q4_1` (from `general.file_type`)."""
     import gguf
 
-    reader = gguf.GGUFReader(path)
-    field_ = reader.fields.get("general.file_type")
-    if field_ is None:
+    value = gguf_header_field(path, "general.file_type")
+    if value is None:
+        # no declared type: name the tensor types (this parses the whole file, as it must)
+        reader = gguf.GGUFReader(path)
         types = {t.tensor_type.name for t in reader.tensors}
         return "+".join(sorted(types))
-    value = int(field_.parts[field_.data[0]][0])
     try:
-        return gguf.LlamaFileType(value).name.removeprefix("MOSTLY_")
+        return gguf.LlamaFileType(int(value)).name.removeprefix("MOSTLY_")
     except ValueError:
         return f"file_type_{value}"
 
@@ -445,6 +554,73 @@ def gguf_lineage(path: Path) -> GgufLineage:
         finetune=text("general.finetune"),
         base_models=tuple(bases),
     )
+
+
+#: struct formats of GGUF's scalar value types (by type id); 8 is a string, 9 an array
+_GGUF_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
+
+
+def gguf_header_field(path: Path, key: str) -> int | float | bool | str | None:
+    """One scalar metadata field of a GGUF file, read from the header up to that key only.
+
+    `gguf.GGUFReader` parses every field (the tokenizer's vocabulary arrays: seconds); the type of a
+    file is one integer near the start.
+    """
+    import struct
+
+    def unpack(fmt: str) -> Any:
+        return struct.unpack(fmt, handle.read(struct.calcsize(fmt)))[0]
+
+    def string() -> str:
+        return str(handle.read(unpack("<Q")), encoding="utf-8", errors="replace")
+
+    def skip(value_type: int) -> None:
+        if value_type in _GGUF_SCALARS:
+            handle.seek(struct.calcsize(_GGUF_SCALARS[value_type]), os.SEEK_CUR)
+        elif value_type == 8:
+            handle.seek(unpack("<Q"), os.SEEK_CUR)
+        elif value_type == 9:
+            item_type, count = unpack("<I"), unpack("<Q")
+            if item_type in _GGUF_SCALARS:
+                handle.seek(count * struct.calcsize(_GGUF_SCALARS[item_type]), os.SEEK_CUR)
+            else:
+                for _ in range(count):
+                    skip(item_type)
+        else:
+            raise ValueError(f"unknown GGUF value type {value_type}")
+
+    with path.open("rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise InvalidInputError(f"{path.name} is not a GGUF file")
+        version = unpack("<I")
+        if version < 2:
+            raise InvalidInputError(f"{path.name}: GGUF version {version} is not supported")
+        _tensor_count, field_count = unpack("<Q"), unpack("<Q")
+        for _ in range(field_count):
+            name = string()
+            value_type = unpack("<I")
+            if name != key:
+                skip(value_type)
+            elif value_type == 8:
+                return string()
+            elif value_type in _GGUF_SCALARS:
+                value: int | float | bool = unpack(_GGUF_SCALARS[value_type])
+                return value
+            else:
+                return None
+    return None
 
 
 def _env_flag(name: str) -> bool:

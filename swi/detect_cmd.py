@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from swi.console import clear_errors, console, err_console
 
+if TYPE_CHECKING:
+    from indexer.streaming import OpenedModel
+
 BAR_WIDTH = 24
+ENGINE_HELP = (
+    "memory (load every weight), streamed (read one decoder layer at a time from the checkpoint), or "
+    "auto: memory when the weights fit --max-memory (or the device), streamed when they do not."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,27 +62,49 @@ def detect_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, float16, bfloat16.")] = "auto",
     max_super_weights: Annotated[int, typer.Option(help="Stop after this many.")] = 8,
-    max_memory: Annotated[str | None, typer.Option(help="Refuse to load above this size (e.g. 8GB).")] = None,
+    max_memory: Annotated[
+        str | None, typer.Option(help="Memory budget of the weights (e.g. 8GB); above it `auto` streams.")
+    ] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Find the super weights of MODEL in a few forward passes of one prompt."""
     from contracts.errors import DomainError
-    from indexer.detect import DEFAULT_PROMPT, DetectConfig, detect
-    from indexer.loading import LoadOptions, load_model
+    from indexer.detect import DEFAULT_PROMPT, DetectConfig
+    from indexer.loading import LoadOptions
+    from indexer.streaming import detect_opened, parse_engine
 
     with clear_errors(DomainError):
+        chosen = parse_engine(engine)
         options = LoadOptions(dtype=dtype, device=device, memory_limit_bytes=parse_memory(max_memory))
         config = DetectConfig(prompt=prompt or DEFAULT_PROMPT, max_super_weights=max_super_weights)
         config.validate()
         with err_console.status(f"loading {model}") as status:
-            loaded = load_model(model, revision, options, progress=lambda m: status.update(m))
-            err_console.print(f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s[/]")
+            opened = open_with_engine(model, revision, options, chosen, lambda m: status.update(m))
             status.update("detecting")
-            result = detect(loaded, config, progress=lambda m: status.update(m))
+            result = detect_opened(opened, config, progress=lambda m: status.update(m))
     if as_json:
         print(result.to_json())
         return
     show_result(result)
+
+
+def open_with_engine(
+    model: str, revision: str | None, options: object, engine: str, progress: Callable[[str], None]
+) -> OpenedModel:
+    """Open MODEL with ENGINE and print, on stderr, which engine runs it and why."""
+    from indexer.loading import LoadOptions
+    from indexer.streaming import open_model, parse_engine
+
+    assert isinstance(options, LoadOptions)
+    opened = open_model(model, revision, options, parse_engine(engine), progress)
+    loaded = opened.loaded
+    err_console.print(
+        f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s ({opened.engine} engine)[/]"
+    )
+    if opened.note:
+        err_console.print(f"[yellow]{opened.note}[/]")
+    return opened
 
 
 def fetch_model_command() -> None:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from swi import remote
 from swi.console import clear_errors, console, err_console, fail
+from swi.detect_cmd import ENGINE_HELP, parse_memory
 from swi.progress import progress_reporter
 from swi.remote import ServerOption
 
@@ -97,6 +98,13 @@ def index_command(
             help="The hub model a .gguf file is a quantized build of (its runs then show on that model).",
         ),
     ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help=ENGINE_HELP + " Validation needs memory for now.")
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(help="Embedded default only: memory budget of the weights (e.g. 8GB)."),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalog entry as JSON.")] = False,
     server: ServerOption = None,
@@ -110,6 +118,7 @@ def index_command(
     if server:
         local_only = {"--max-tokens": max_tokens, "--window": window, "--corpus": corpus}
         local_only |= {"--experiments": experiments, "--device": device, "--build-of": build_of}
+        local_only |= {"--engine": engine, "--max-memory": max_memory}
         given = [name for name, value in local_only.items() if value is not None]
         if given:
             fail(f"{', '.join(given)}: not a submission option of the API; the service chooses them")
@@ -131,7 +140,7 @@ def index_command(
     from workers.sources import content_digest, local_path_of
 
     with _errors():
-        settings = _settings(device=device)
+        settings = _settings(device=device, worker_memory_limit_bytes=parse_memory(max_memory))
         path = local_path_of(model)
         if path is not None:
             if revision is not None:
@@ -163,6 +172,7 @@ def index_command(
                     "experiments": _names(experiments),
                     "source_path": str(path) if path is not None else None,
                     "build_of": build_of,
+                    "engine": engine,
                 }
             ).as_config()
         except ValueError as exc:

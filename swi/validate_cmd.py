@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from swi.console import clear_errors, console, err_console
+from swi.detect_cmd import ENGINE_HELP, open_with_engine, parse_memory
 from swi.progress import phase_status, progress_reporter
 
 if TYPE_CHECKING:
@@ -82,6 +83,10 @@ def validate_command(
     seed: Annotated[int, typer.Option(help="Seed of the random control.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, float16, bfloat16.")] = "auto",
+    max_memory: Annotated[
+        str | None, typer.Option(help="Memory budget of the weights (e.g. 8GB); above it `auto` streams.")
+    ] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP + " Validation needs memory for now.")] = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (detection and validation).")
     ] = False,
@@ -90,7 +95,8 @@ def validate_command(
     from contracts.errors import DomainError
     from indexer.corpus import load_corpus
     from indexer.detect import detect
-    from indexer.loading import LoadOptions, load_model
+    from indexer.loading import LoadOptions
+    from indexer.streaming import parse_engine, require_in_memory
     from indexer.validate import ValidateConfig, parse_experiments, validate
 
     with clear_errors(DomainError):
@@ -109,9 +115,12 @@ def validate_command(
             seed=seed,
         )
         config.check()
+        chosen = parse_engine(engine)
+        options = LoadOptions(dtype=dtype, device=device, memory_limit_bytes=parse_memory(max_memory))
         text = load_corpus(corpus)  # before the (slow) model load: a bad corpus fails at once
         with phase_status("load", f"loading {model}", log_to_stdout=not as_json) as status:
-            loaded = load_model(model, revision, LoadOptions(dtype=dtype, device=device), progress=status)
+            opened = open_with_engine(model, revision, options, chosen, status)
+            loaded = require_in_memory(opened)
             err_console.print(f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s[/]")
             status("detecting", phase="detect")
             detection = detect(loaded, progress=status)

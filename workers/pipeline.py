@@ -40,7 +40,8 @@ from workers.sources import content_digest
 
 if TYPE_CHECKING:
     from contracts.results import DetectionResult
-    from indexer.loading import LoadedModel, ModelSource
+    from indexer.loading import ModelSource
+    from indexer.streaming import OpenedModel
     from indexer.validate import ProgressEvent, ValidationResult
 
 logger = logging.getLogger(__name__)
@@ -355,17 +356,17 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
             f"testing: injected transient failure (attempt {job.attempts} of the first "
             f"{settings.testing_transient_failures})"
         )
-    loaded = _load(resolved, config, settings, reporter)
+    opened = _load(resolved, config, settings, reporter)
 
     reporter.phase("detect")
-    detection = _detect(loaded, config, reporter)
+    detection = _detect(opened, config, reporter)
 
     validation: ValidationDocument | None = None
     if config.measures_anything:
         from indexer.document import validation_document
 
         reporter.phase("validate")
-        validation = validation_document(_validate(loaded, detection, config, settings, reporter))
+        validation = validation_document(_validate(opened, detection, config, settings, reporter))
 
     reporter.phase("store")
     timings = reporter.finish_timings()
@@ -429,8 +430,9 @@ def _resolve(
 
 def _load(
     resolved: _Resolved, config: JobConfig, settings: WorkerSettings, reporter: JobReporter
-) -> LoadedModel:
-    from indexer.loading import LoadOptions, load_model
+) -> OpenedModel:
+    from indexer.loading import LoadOptions
+    from indexer.streaming import open_model
 
     options = LoadOptions(
         dtype=config.dtype,
@@ -440,13 +442,18 @@ def _load(
         # the resolve phase put the pinned snapshot in the cache: never ask the hub twice
         offline=True if resolved.revision is not None else None,
     )
-    loaded = load_model(resolved.spec, resolved.revision, options, progress=reporter.say)
-    reporter.within(1.0, f"loaded in {loaded.load_time_s:.1f}s")
-    return loaded
+    opened = open_model(
+        resolved.spec, resolved.revision, options, config.engine or "auto", progress=reporter.say
+    )
+    if opened.note:
+        logger.info("%s: %s", resolved.spec, opened.note)
+    reporter.within(1.0, f"loaded in {opened.loaded.load_time_s:.1f}s ({opened.engine} engine)")
+    return opened
 
 
-def _detect(loaded: LoadedModel, config: JobConfig, reporter: JobReporter) -> DetectionResult:
-    from indexer.detect import DEFAULT_PROMPT, DetectConfig, detect
+def _detect(opened: OpenedModel, config: JobConfig, reporter: JobReporter) -> DetectionResult:
+    from indexer.detect import DEFAULT_PROMPT, DetectConfig
+    from indexer.streaming import detect_opened
 
     detect_config = DetectConfig(
         prompt=config.prompt or DEFAULT_PROMPT,
@@ -454,7 +461,7 @@ def _detect(loaded: LoadedModel, config: JobConfig, reporter: JobReporter) -> De
         z_threshold=config.z_threshold,
     )
     detect_config.validate()
-    result = detect(loaded, detect_config, progress=reporter.say)
+    result = detect_opened(opened, detect_config, progress=reporter.say)
     reporter.within(1.0, f"{len(result.super_weights)} super weight(s)")
     return result
 
@@ -472,15 +479,17 @@ def experiments_of(config: JobConfig) -> tuple[str, ...]:
 
 
 def _validate(
-    loaded: LoadedModel,
+    opened: OpenedModel,
     detection: DetectionResult,
     config: JobConfig,
     settings: WorkerSettings,
     reporter: JobReporter,
 ) -> ValidationResult:
     from indexer.corpus import load_corpus
+    from indexer.streaming import require_in_memory
     from indexer.validate import ValidateConfig, validate
 
+    loaded = require_in_memory(opened)
     budget = config.max_tokens or (
         settings.default_max_tokens_gpu if loaded.device.type == "cuda" else settings.default_max_tokens_cpu
     )

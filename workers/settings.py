@@ -27,7 +27,7 @@ class WorkerSettings(Settings):
     worker_memory_limit_bytes: int | None = Field(
         default=None,
         ge=1,
-        description="Refuse models whose weights need more than this (too large for the worker).",
+        description="Memory budget of the weights: above it, jobs with engine auto stream the layers.",
     )
     queue_prefix: str = Field(
         default="",

@@ -61,3 +61,44 @@ def test_unsupported_architecture_exits_non_zero(tmp_path: Path, folder: Path) -
     result = runner.invoke(app, ["detect", str(tmp_path)])
     assert result.exit_code == 2
     assert "unsupported architecture 'mamba'" in result.output
+
+
+def _coordinates(stdout: str) -> list[list[int]]:
+    return [[sw["layer"], sw["row"], sw["col"]] for sw in json.loads(stdout)["super_weights"]]
+
+
+def test_engine_streamed_gives_the_in_memory_result(folder: Path) -> None:
+    memory = runner.invoke(app, ["detect", str(folder), "--json", "--device", "cpu", "--engine", "memory"])
+    streamed = runner.invoke(
+        app, ["detect", str(folder), "--json", "--device", "cpu", "--engine", "streamed"]
+    )
+    assert memory.exit_code == 0 and streamed.exit_code == 0, streamed.output
+    assert "(streamed engine)" in streamed.stderr and "(memory engine)" in memory.stderr
+    assert _coordinates(streamed.stdout) == _coordinates(memory.stdout) == [[1, 10, 20]]
+    assert json.loads(streamed.stdout)["layer_profile"] == json.loads(memory.stdout)["layer_profile"]
+
+
+def test_auto_streams_when_the_weights_exceed_max_memory_and_says_so(folder: Path) -> None:
+    weights = (folder / "model.safetensors").stat().st_size
+    args = ["detect", str(folder), "--json", "--device", "cpu", "--max-memory", str(weights // 2)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "(streamed engine)" in result.stderr
+    assert "streaming the decoder layers one at a time instead" in result.stderr
+    assert _coordinates(result.stdout) == [[1, 10, 20]]
+    refused = runner.invoke(app, [*args, "--engine", "memory"])
+    assert refused.exit_code != 0 and "need about" in refused.output
+
+
+def test_unknown_engine_is_one_clear_line(folder: Path) -> None:
+    result = runner.invoke(app, ["detect", str(folder), "--engine", "disk"])
+    assert result.exit_code != 0 and "unknown engine 'disk'" in result.output
+
+
+def test_validate_refuses_the_streamed_engine_clearly(folder: Path) -> None:
+    weights = (folder / "model.safetensors").stat().st_size
+    for extra in (["--engine", "streamed"], ["--max-memory", str(weights // 2)]):
+        result = runner.invoke(app, ["validate", str(folder), "--device", "cpu", *extra])
+        assert result.exit_code != 0
+        assert "layer-major streamed suite is not built yet" in result.output
+        assert "Traceback" not in result.output

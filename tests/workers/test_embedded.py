@@ -202,3 +202,18 @@ def test_the_pipeline_logs_progress_lines_with_the_job_id(
     # the same lines on stderr (with --json, stdout holds only the entry)
     assert any(line.startswith("detect ") and "%" in line for line in result.stderr.splitlines())
     assert json.loads(result.stdout)["model"].startswith("local/")
+
+
+def test_swi_index_streams_a_model_above_the_memory_budget(data_dir: Path, tiny_folder: Path) -> None:
+    budget = (tiny_folder / "model.safetensors").stat().st_size // 2
+    arguments = ["index", str(tiny_folder), "--skip-validation", "--device", "cpu", "--json"]
+    result = runner.invoke(app, [*arguments, "--max-memory", str(budget)])
+    assert result.exit_code == 0, result.output
+    assert '"layer": 1' in result.stdout and '"row": 10' in result.stdout and '"col": 20' in result.stdout
+    # the engine is not part of the run key: the same settings with the memory engine find that run
+    again = runner.invoke(app, [*arguments, "--engine", "memory"])
+    assert again.exit_code == 0 and "already indexed" in again.output
+    refused = runner.invoke(app, ["index", str(tiny_folder), "--device", "cpu", "--engine", "streamed"])
+    assert refused.exit_code != 0 and "layer-major streamed suite is not built yet" in refused.output
+    bad = runner.invoke(app, [*arguments, "--engine", "disk"])
+    assert bad.exit_code != 0 and "invalid option" in bad.output
