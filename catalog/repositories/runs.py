@@ -30,7 +30,7 @@ from catalog.repositories.models import ModelRepository
 from contracts.identifiers import config_hash, is_commit_sha, validate_model_id, validate_revision_digest
 from contracts.results import DetectionResult, Provenance
 from contracts.status import JobStatus, RunStatus, SuperWeightStatus
-from contracts.validation import ValidationDocument
+from contracts.validation import FigureKey, Measurement, ValidationDocument
 
 Coordinates = tuple[int, int, int]
 Reproduction = Literal["reproduced", "contradicted", "unverified"]
@@ -431,9 +431,12 @@ class RunRepository:
         entries: list[CoordinateEntry] = []
         if run is not None:
             results_by_weight: dict[int, list[QualityResult]] = defaultdict(list)
+            joint: list[QualityResult] = []  # zeroing all together decides every weight too
             for result in self.quality_results(run):
                 if result.super_weight_id is not None:
                     results_by_weight[result.super_weight_id].append(result)
+                elif _figure_of(result) == FigureKey.joint():
+                    joint.append(result)
             for weight in self.weights(run):
                 match = reported.pop(weight.coordinates, None)
                 reproduction: Reproduction | None = None
@@ -448,7 +451,7 @@ class RunRepository:
                         reproduction=reproduction,
                         citation=match.citation if match else None,
                         citation_source=match.citation_source if match else None,
-                        decided_by=results_by_weight.get(weight.id, []),
+                        decided_by=[*results_by_weight.get(weight.id, []), *joint],
                     )
                 )
         for weight in reported.values():
@@ -497,3 +500,7 @@ def _effective(view: CoordinateView) -> set[Coordinates]:
             if e.source == "measured" and e.weight.status != SuperWeightStatus.INERT
         }
     return {e.weight.coordinates for e in view.entries}
+
+
+def _figure_of(result: QualityResult) -> FigureKey:
+    return Measurement.model_validate(result, from_attributes=True).figure
