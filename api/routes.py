@@ -53,7 +53,6 @@ from contracts.identifiers import (
     REVISION_QUERY_PATTERN,
     validate_model_id,
 )
-from contracts.manifest import build_manifest
 
 logger = logging.getLogger("swi.api")
 BundleFormat = Literal[
@@ -267,17 +266,7 @@ def get_bundle(
     with services.session() as session:
         model = ModelRepository(session).get(hub_id)
         view = RunRepository(session).coordinates(model, revision)
-        manifest = build_manifest(
-            model=model.hub_id,
-            revision=view.revision.sha if view.revision else None,
-            super_weights=[views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
-            super_activation=(
-                activation.model_dump(mode="json")
-                if (activation := views.super_activation(view.super_activation))
-                else None
-            ),
-            provenance=view.run.provenance if view.run else {},
-        )
+        manifest = views.bundle_manifest(view)
     rendered = render_bundle(manifest, format, tensor_type=tensor_type, scheme=scheme)
     return conditional_response(
         request,

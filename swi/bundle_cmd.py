@@ -97,7 +97,6 @@ def _from_catalog(model: str, revision: str | None, *, required: bool) -> dict[s
     from api import views
     from catalog.errors import NotFoundError
     from catalog.repositories import ModelRepository, RunRepository
-    from contracts.manifest import build_manifest
 
     try:
         with catalog_session() as session:
@@ -106,15 +105,7 @@ def _from_catalog(model: str, revision: str | None, *, required: bool) -> dict[s
                 if required:
                     raise NotFoundError(f"the catalog has no model {model!r}")
                 return None
-            view = RunRepository(session).coordinates(entry, revision)
-            activation = views.super_activation(view.super_activation)
-            return build_manifest(
-                model=entry.hub_id,
-                revision=view.revision.sha if view.revision else None,
-                super_weights=[views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
-                super_activation=activation.model_dump(mode="json") if activation else None,
-                provenance=dict(view.run.provenance) if view.run and view.run.provenance else {},
-            )
+            return views.bundle_manifest(RunRepository(session).coordinates(entry, revision))
     except OperationalError as exc:
         if required:
             fail(f"the catalog database cannot be reached: {exc}")
