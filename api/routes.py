@@ -53,6 +53,7 @@ from contracts.identifiers import (
     REVISION_QUERY_PATTERN,
     validate_model_id,
 )
+from contracts.status import SuperWeightStatus
 
 logger = logging.getLogger("swi.api")
 BundleFormat = Literal[
@@ -123,7 +124,7 @@ def list_models(
     ] = None,
     family: Annotated[Text | None, Query(max_length=64, description="Model family, e.g. OLMo.")] = None,
     status: Annotated[
-        Literal["reported", "candidate", "confirmed", "inert"] | None,
+        SuperWeightStatus | None,
         Query(description="Has a super weight with this status."),
     ] = None,
     layer: Annotated[

@@ -37,13 +37,13 @@ from catalog.repositories.browse import BrowseRepository
 from catalog.repositories.models import MODEL_SORTS, ModelSort
 from contracts.errors import DomainError, InvalidInputError
 from contracts.identifiers import validate_model_id
-from contracts.status import ACTIVE_JOB_STATUSES
+from contracts.status import ACTIVE_JOB_STATUSES, SuperWeightStatus
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-STATUSES = ("reported", "candidate", "confirmed", "inert")
+STATUSES = tuple(SuperWeightStatus)
 SORT_LABELS: dict[ModelSort, str] = {
     "name": "name (A–Z)",
     "-name": "name (Z–A)",
