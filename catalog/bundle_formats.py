@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import BundleFormatError
+from contracts.identifiers import short_revision
 from contracts.manifest import COARSE_NOTE, check_manifest, float32_of, read_safetensors
 
 FORMATS = ("json", "safetensors", "llama.cpp", "llm-compressor", "gptqmodel", "autoround", "torchao")
@@ -87,7 +88,7 @@ def bundle_filename_stem(manifest: Mapping[str, Any]) -> str:
     model = _UNSAFE_FILENAME.sub("_", str(manifest["model"]).replace("/", "__")).strip("._") or "model"
     revision = manifest.get("revision")
     if isinstance(revision, str) and revision:
-        suffix = _UNSAFE_FILENAME.sub("-", revision.removeprefix("sha256:")[:12])
+        suffix = _UNSAFE_FILENAME.sub("-", short_revision(revision))
     elif manifest["super_weights"] and all(w.get("status") == "reported" for w in manifest["super_weights"]):
         suffix = "reported"
     else:

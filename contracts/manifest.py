@@ -82,6 +82,13 @@ class ManifestWeight(Frozen):
     status: SuperWeightStatus
     decided_by: tuple[DecidingFigure, ...] = ()
 
+    @field_validator("value", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError("`value` must be a finite number or null")
+        return value
+
     @property
     def coordinates(self) -> Coordinates:
         """The `(layer, row, col)` triple."""

@@ -27,7 +27,13 @@ from catalog.models import (
     utcnow,
 )
 from catalog.repositories.models import ModelRepository
-from contracts.identifiers import config_hash, is_commit_sha, validate_model_id, validate_revision_digest
+from contracts.identifiers import (
+    config_hash,
+    is_commit_sha,
+    is_local_revision,
+    validate_model_id,
+    validate_revision_digest,
+)
 from contracts.results import DetectionResult, Provenance
 from contracts.status import JobStatus, RunStatus, SuperWeightStatus
 from contracts.validation import FigureKey, Measurement, ValidationDocument
@@ -360,7 +366,7 @@ class RunRepository:
         if revision is not None:
             query = query.where(
                 Revision.sha == revision
-                if is_commit_sha(revision) or revision.startswith("sha256:")
+                if is_commit_sha(revision) or is_local_revision(revision)
                 else Revision.resolved_from == revision
             )
         row = self.session.execute(query).first()
