@@ -16,7 +16,7 @@ from contracts.jobs import SubmissionOptions
 from contracts.manifest import CONVENTION, BundleManifest, DecidingFigure, ManifestWeight
 from contracts.results import LayerProfile, LayerStats, SuperActivation
 from contracts.status import JobStatus, RunStatus, SuperWeightStatus
-from contracts.text import StorableText
+from contracts.text import StorableText, unstorable_reason
 from contracts.validation import CorpusIdentity
 
 #: a text input the catalog can store (no NUL, no lone surrogate): every free-text parameter and field
