@@ -55,7 +55,7 @@ from contracts.identifiers import (
     validate_model_id,
 )
 from contracts.lineage import Reproduction, SourceKind
-from contracts.manifest import build_manifest
+from contracts.status import SuperWeightStatus
 
 logger = logging.getLogger("swi.api")
 BundleFormat = Literal[
@@ -126,7 +126,7 @@ def list_models(
     ] = None,
     family: Annotated[Text | None, Query(max_length=64, description="Model family, e.g. OLMo.")] = None,
     status: Annotated[
-        Literal["reported", "candidate", "confirmed", "inert"] | None,
+        SuperWeightStatus | None,
         Query(description="Has a super weight with this status."),
     ] = None,
     layer: Annotated[
@@ -303,17 +303,7 @@ def get_bundle(
     with services.session() as session:
         model = ModelRepository(session).get(hub_id)
         view = RunRepository(session).coordinates(model, revision)
-        manifest = build_manifest(
-            model=model.hub_id,
-            revision=view.revision.sha if view.revision else None,
-            super_weights=[views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
-            super_activation=(
-                activation.model_dump(mode="json")
-                if (activation := views.super_activation(view.super_activation))
-                else None
-            ),
-            provenance=view.run.provenance if view.run else {},
-        )
+        manifest = views.bundle_manifest(view)
     rendered = render_bundle(
         manifest, format, keep=keep, tensor_type=tensor_type, scheme=scheme, group_size=group_size
     )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from catalog.services import Submission
-from catalog.services.text import unstorable_reason
 from contracts.base import Coordinate as ContractCoordinate
 from contracts.errors import InvalidInputError
 from contracts.identifiers import MODEL_ID_MAX, MODEL_ID_PATTERN, REF_PATTERN, validate_model_id, validate_ref
@@ -17,18 +16,11 @@ from contracts.jobs import SubmissionOptions
 from contracts.manifest import CONVENTION, BundleManifest, DecidingFigure, ManifestWeight
 from contracts.results import LayerProfile, LayerStats, SuperActivation
 from contracts.status import JobStatus, RunStatus, SuperWeightStatus
+from contracts.text import StorableText, unstorable_reason
 from contracts.validation import CorpusIdentity
 
-
-def _storable(value: str) -> str:
-    reason = unstorable_reason(value)
-    if reason is not None:
-        raise ValueError(f"the text {reason}")
-    return value
-
-
 #: a text input the catalog can store (no NUL, no lone surrogate): every free-text parameter and field
-Text = Annotated[str, AfterValidator(_storable)]
+Text = StorableText
 
 
 def unstorable_fields(value: Any, loc: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ from catalog.models import (
 from catalog.repositories import Comparison, CoordinateEntry, CoordinateView, ModelSummary
 from catalog.repositories.runs import CoordinateHistory
 from contracts.identifiers import VERSIONS_KEY
-from contracts.manifest import DecidingFigure, float32_of
+from contracts.manifest import DecidingFigure, build_manifest, float32_of
 from contracts.status import SuperWeightStatus
 from contracts.validation import Measurement
 
@@ -355,4 +355,16 @@ def bundle_weight(entry: CoordinateEntry) -> BundleWeightOut:
             DecidingFigure.of(Measurement.model_validate(r, from_attributes=True), weight.coordinates)
             for r in entry.decided_by
         ),
+    )
+
+
+def bundle_manifest(view: CoordinateView) -> dict[str, Any]:
+    """The checked schema-1 manifest of a model's coordinates (what every served bundle format renders)."""
+    activation = super_activation(view.super_activation)
+    return build_manifest(
+        model=view.model.hub_id,
+        revision=view.revision.sha if view.revision else None,
+        super_weights=[bundle_weight(e).model_dump(mode="json") for e in view.entries],
+        super_activation=activation.model_dump(mode="json") if activation else None,
+        provenance=dict(view.run.provenance) if view.run and view.run.provenance else {},
     )

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import BundleFormatError
-from contracts.manifest import COARSE_NOTE, check_manifest, float32_of
+from contracts.identifiers import short_revision
+from contracts.manifest import COARSE_NOTE, check_manifest, float32_of, read_safetensors
 
 FORMATS = ("json", "safetensors", "llama.cpp", "llm-compressor", "gptqmodel", "autoround", "torchao")
 #: GGML types a super-weight tensor may be kept at (llama.cpp's names): never below any mix's choice
@@ -116,7 +117,7 @@ def bundle_filename_stem(manifest: Mapping[str, Any]) -> str:
     model = _UNSAFE_FILENAME.sub("_", str(manifest["model"]).replace("/", "__")).strip("._") or "model"
     revision = manifest.get("revision")
     if isinstance(revision, str) and revision:
-        suffix = _UNSAFE_FILENAME.sub("-", revision.removeprefix("sha256:")[:12])
+        suffix = _UNSAFE_FILENAME.sub("-", short_revision(revision))
     elif manifest["super_weights"] and all(w.get("status") == "reported" for w in manifest["super_weights"]):
         suffix = "reported"
     else:
@@ -356,19 +357,9 @@ _ITEMSIZE = {"F64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2}
 
 def manifest_from_safetensors(data: bytes) -> dict[str, Any]:
     """The JSON manifest a safetensors bundle carries, checked against its hash and its tensors."""
-    if len(data) < 8:
-        raise BundleFormatError("not a safetensors bundle: too short")
-    (size,) = struct.unpack("<Q", data[:8])
-    if size > len(data) - 8:
-        raise BundleFormatError("not a safetensors bundle: the header is truncated")
-    try:
-        header = json.loads(data[8 : 8 + size])
-        manifest = json.loads(header["__metadata__"]["swi.manifest"])
-    except (ValueError, KeyError, TypeError):
-        raise BundleFormatError("not a super-weight safetensors bundle (no swi.manifest metadata)") from None
+    header, manifest, body = read_safetensors(data, "safetensors bundle")
     check_manifest(manifest)
     expected = {name: (dtype, blob) for name, dtype, blob, _ in safetensors_tensors(manifest)}
-    body = data[8 + size :]
     found = {k for k in header if k != "__metadata__"}
     if found != set(expected):
         raise BundleFormatError("safetensors bundle: its tensors do not match its manifest")

@@ -95,6 +95,16 @@ def local_revision(hex_digest: str) -> str:
     return f"{LOCAL_DIGEST_PREFIX}{hex_digest}"
 
 
+def is_local_revision(revision: str) -> bool:
+    """Whether `revision` is a local source's content digest `sha256:<64 hex>`."""
+    return revision.startswith(LOCAL_DIGEST_PREFIX) and bool(_HEX64_RE.fullmatch(revision[7:]))
+
+
+def short_revision(revision: str) -> str:
+    """The first 12 hex digits of a commit sha or a local content digest (for names and labels)."""
+    return revision.removeprefix(LOCAL_DIGEST_PREFIX)[:12]
+
+
 #: the key of a run's configuration naming the versions of the code that produced it (part of the run key)
 VERSIONS_KEY = "versions"
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.identifiers import MODEL_ID_PATTERN, VERSIONS_KEY
+from contracts.text import StorableText
 
 #: the key of a job's configuration that names a local source (never part of the run's configuration)
 SOURCE_PATH_KEY = "source_path"
@@ -36,7 +37,9 @@ class SubmissionOptions(BaseModel):
         json_schema_extra={"examples": [{"max_super_weights": 8, "validate": True, "dtype": "auto"}]},
     )
 
-    prompt: str | None = Field(default=None, min_length=1, max_length=2000, description="Detection prompt.")
+    prompt: StorableText | None = Field(
+        default=None, min_length=1, max_length=2000, description="Detection prompt."
+    )
     max_super_weights: int = Field(default=8, ge=1, le=64)
     z_threshold: float = Field(default=3.0, gt=0, le=100)
     dtype: Dtype = "auto"
@@ -63,11 +66,13 @@ class JobConfig(SubmissionOptions):
 
     max_tokens: int | None = Field(default=None, ge=2, description="Validation token budget.")
     window: int | None = Field(default=None, ge=2, description="Validation window length.")
-    corpus: str | None = Field(default=None, max_length=200, description="builtin, wikitext2 or a file path.")
-    experiments: tuple[str, ...] | None = Field(
+    corpus: StorableText | None = Field(
+        default=None, max_length=200, description="builtin, wikitext2 or a file path."
+    )
+    experiments: tuple[StorableText, ...] | None = Field(
         default=None, description="Subset of the validation experiments."
     )
-    source_path: str | None = Field(
+    source_path: StorableText | None = Field(
         default=None, description="A local folder or .gguf file (local jobs only)."
     )
     build_of: str | None = Field(

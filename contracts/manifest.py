@@ -6,6 +6,7 @@ One codec for both sides: the catalog builds and checks manifests before renderi
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -80,6 +81,13 @@ class ManifestWeight(Frozen):
     )
     status: SuperWeightStatus
     decided_by: tuple[DecidingFigure, ...] = ()
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError("`value` must be a finite number or null")
+        return value
 
     @property
     def coordinates(self) -> Coordinates:
@@ -175,3 +183,20 @@ def check_manifest(manifest: Any) -> BundleManifest:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise BundleFormatError(f"malformed bundle manifest: {where}: {error['msg']}") from None
+
+
+def read_safetensors(data: bytes, source: str = "bundle") -> tuple[dict[str, Any], Any, bytes]:
+    """The header, the carried manifest (not yet checked) and the tensor bytes of a safetensors bundle."""
+    if len(data) < 8:
+        raise BundleFormatError(f"{source}: neither JSON nor safetensors (too short)")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > len(data) - 8:
+        raise BundleFormatError(f"{source}: neither JSON nor safetensors (bad header length)")
+    try:
+        header = json.loads(data[8 : 8 + size])
+        manifest = json.loads(header["__metadata__"]["swi.manifest"])
+    except (ValueError, KeyError, TypeError):
+        raise BundleFormatError(f"{source}: not a super-weight bundle (no swi.manifest metadata)") from None
+    if not isinstance(header, dict):
+        raise BundleFormatError(f"{source}: not a super-weight bundle (the header is not an object)")
+    return header, manifest, data[8 + size :]

@@ -42,6 +42,7 @@ from contracts.manifest import (
     build_manifest,
     check_manifest,
     float32_of,
+    read_safetensors,
 )
 from contracts.results import DetectionResult
 from contracts.status import SuperWeightStatus
@@ -325,17 +326,7 @@ def _decode_tensor(dtype: str, blob: bytes) -> list[float]:
 
 def manifest_from_safetensors(data: bytes, source: str = "bundle") -> dict[str, Any]:
     """The manifest a safetensors bundle carries, checked against the tensors it also carries."""
-    if len(data) < 8:
-        raise BundleFormatError(f"{source}: neither JSON nor safetensors (too short)")
-    (size,) = struct.unpack("<Q", data[:8])
-    if size > len(data) - 8:
-        raise BundleFormatError(f"{source}: neither JSON nor safetensors (bad header length)")
-    try:
-        header = json.loads(data[8 : 8 + size])
-        manifest = json.loads(header["__metadata__"]["swi.manifest"])
-    except (ValueError, KeyError, TypeError):
-        raise BundleFormatError(f"{source}: not a super-weight bundle (no swi.manifest metadata)") from None
-    body = data[8 + size :]
+    header, manifest, body = read_safetensors(data, source)
     tensors: dict[str, list[float]] = {}
     for name, entry in header.items():
         if name == "__metadata__":

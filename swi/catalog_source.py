@@ -23,17 +23,8 @@ def catalog_manifest(session: Session, entry: CatalogModel, revision: str | None
     """The schema-1 manifest of a catalog model at `revision` (default: the newest measured one)."""
     from api import views
     from catalog.repositories import RunRepository
-    from contracts.manifest import build_manifest
 
-    view = RunRepository(session).coordinates(entry, revision)
-    activation = views.super_activation(view.super_activation)
-    return build_manifest(
-        model=entry.hub_id,
-        revision=view.revision.sha if view.revision else None,
-        super_weights=[views.bundle_weight(e).model_dump(mode="json") for e in view.entries],
-        super_activation=activation.model_dump(mode="json") if activation else None,
-        provenance=dict(view.run.provenance) if view.run and view.run.provenance else {},
-    )
+    return views.bundle_manifest(RunRepository(session).coordinates(entry, revision))
 
 
 class LocalCatalog:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from contracts.status import FINISHED_JOB_STATUSES, JobStatus
 from swi import remote
 from swi.console import clear_errors, console, err_console, fail
 from swi.detect_cmd import ENGINE_HELP, parse_memory
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from workers.pipeline import JobProgress, PipelineContext
     from workers.settings import WorkerSettings
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 POLL_INTERVAL_S = 0.5
 #: how often a process following an embedded job looks for a stale heartbeat
 SWEEP_INTERVAL_S = 5.0
@@ -212,7 +212,7 @@ def index_command(
                 print(job_id)
                 return
             job = _follow(context, job_id, as_json=as_json)
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         fail(
             f"job {job.id} {job.status} after {job.attempts} attempt(s): {job.last_error or 'no error'}",
             1,
@@ -316,7 +316,7 @@ def _run_here(context: PipelineContext, job_id: uuid.UUID, as_json: bool = False
         # another process runs it; should that process die, its heartbeat goes stale, a sweep hands the job
         # back and this process takes it over (on the embedded default no worker would ever do it)
         job = _follow(context, job_id, take_over=True, as_json=as_json)
-        if job.status in TERMINAL:
+        if job.status in FINISHED_JOB_STATUSES:
             return job
 
 
@@ -360,7 +360,7 @@ def _follow(
             if job.status == "retry" and job.last_error:
                 message = f"retrying: {job.last_error}"
             update(job.phase or job.status, job.progress, message)
-            if job.status in TERMINAL or (take_over and job.status in CLAIMABLE_JOB_STATUSES):
+            if job.status in FINISHED_JOB_STATUSES or (take_over and job.status in CLAIMABLE_JOB_STATUSES):
                 return job
             time.sleep(POLL_INTERVAL_S)
 

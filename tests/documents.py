@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from contracts.base import Coordinates
@@ -155,3 +157,13 @@ def sample_validation(verdicts: dict[Coordinates, str]) -> dict[str, Any]:
         results=tuple(results),
     )
     return document.model_dump(mode="json")
+
+
+#: the planted jointly-acting model's detection and validation, recorded by `scripts/record_fixtures.py`
+RECORDED_PLANTED = Path(__file__).parent / "data" / "planted_joint.json"
+
+
+def recorded_planted() -> tuple[dict[str, Any], dict[str, Any]]:
+    """`(detection, validation document)` of the planted model whose two super weights matter jointly."""
+    recorded = json.loads(RECORDED_PLANTED.read_text(encoding="utf-8"))
+    return recorded["detection"], recorded["validation"]

@@ -185,3 +185,36 @@ def planted_base_and_fine_tune(model_type: str = "llama") -> tuple[LoadedModel, 
     for (layer, row, col), weight in zip(FINE_TUNE_SUPER_WEIGHTS, (2.1, 2.0), strict=True):
         plant_super_weight(tuned, layer, row, col, weight=weight)
     return base, tuned
+
+
+def plant_joint_super_weights(loaded: LoadedModel) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Two llama super weights that matter only together: each alone is inert, both zeroed wreck the model.
+
+    Every token carries residual channel 5 (an embedding column); `down_proj[10, 20]` of layer 1 and
+    `down_proj[10, 30]` of layer 2 turn it into a massive activation at channel 10, which the head reads
+    (column 10 favours the corpus's characters, the other columns are scaled up to confident noise). While
+    layer 1's activation is there, channel 5 is drowned in layer 2's normalized input and layer 2 stays quiet;
+    zeroing layer 1's weight wakes layer 2's, which restores the activation. Returns the two coordinates.
+    """
+    channel, row = 5, 10
+    first, second = (1, row, 20), (2, row, 30)
+    model = loaded.model
+    adapter = loaded.adapter
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:, channel] = 1.0
+        for layer, _, col in (first, second):
+            for path in adapter.mlp_inputs:
+                matrix = model.get_submodule(
+                    f"{adapter.layers_path(model)}.{layer}.{path}"
+                ).weight  # (out, in)
+                matrix[col] = 0.0
+                matrix[col, channel] = 4.0
+            down = adapter.as_out_in(adapter.down_weight(model, layer))  # (hidden, intermediate)
+            down[:, col] = 0.0
+            down[row, col] = 4.0
+        head = model.get_output_embeddings().weight  # (vocab, hidden)
+        head *= 20.0
+        corpus_ids = loaded.tokenizer("abcdefghij klmnopqrst.,", add_special_tokens=False)["input_ids"]
+        head[:, row] = -5.0
+        head[sorted(set(corpus_ids)), row] = 5.0
+    return first, second

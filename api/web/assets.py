@@ -12,6 +12,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from api.charts import fmt, fmt_ratio
+from contracts.identifiers import short_revision as short
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = PACKAGE_DIR / "templates"
@@ -69,9 +70,7 @@ def when(value: datetime | None) -> str:
 
 def short_revision(value: str | None) -> str:
     """The first 12 characters of a commit sha, or of a file digest after `sha256:`."""
-    if not value:
-        return "—"
-    return value.removeprefix("sha256:")[:12]
+    return short(value) if value else "—"
 
 
 def percent(value: float | None) -> str:

@@ -28,11 +28,17 @@ from catalog.models import (
     utcnow,
 )
 from catalog.repositories.models import ModelRepository
-from contracts.identifiers import config_hash, is_commit_sha, validate_model_id, validate_revision_digest
+from contracts.identifiers import (
+    config_hash,
+    is_commit_sha,
+    is_local_revision,
+    validate_model_id,
+    validate_revision_digest,
+)
 from contracts.lineage import RelationKind, Reproduction, SourceKind
 from contracts.results import DetectionResult, Provenance
 from contracts.status import JobStatus, RunStatus, SuperWeightStatus
-from contracts.validation import ValidationDocument
+from contracts.validation import FigureKey, Measurement, ValidationDocument
 
 Coordinates = tuple[int, int, int]
 
@@ -446,7 +452,7 @@ class RunRepository:
         if revision is not None:
             query = query.where(
                 Revision.sha == revision
-                if is_commit_sha(revision) or revision.startswith("sha256:")
+                if is_commit_sha(revision) or is_local_revision(revision)
                 else Revision.resolved_from == revision
             )
         row = self.session.execute(query).first()
@@ -554,9 +560,12 @@ class RunRepository:
         entries: list[CoordinateEntry] = []
         if run is not None:
             results_by_weight: dict[int, list[QualityResult]] = defaultdict(list)
+            joint: list[QualityResult] = []  # zeroing all together decides every weight too
             for result in self.quality_results(run):
                 if result.super_weight_id is not None:
                     results_by_weight[result.super_weight_id].append(result)
+                elif _figure_of(result) == FigureKey.joint():
+                    joint.append(result)
             for weight in self.weights(run):
                 match = reported.pop(weight.coordinates, None)
                 reproduction: Reproduction | None = None
@@ -569,7 +578,7 @@ class RunRepository:
                         reproduction=reproduction,
                         citation=match.citation if match else None,
                         citation_source=match.citation_source if match else None,
-                        decided_by=results_by_weight.get(weight.id, []),
+                        decided_by=[*results_by_weight.get(weight.id, []), *joint],
                         sources=sources.get(match.id, []) if match else [],
                         readings=readings.get(weight.coordinates, []),
                     )
@@ -713,3 +722,7 @@ def _effective(view: CoordinateView) -> set[Coordinates]:
             if e.source == "measured" and e.weight.status != SuperWeightStatus.INERT
         }
     return {e.weight.coordinates for e in view.entries}
+
+
+def _figure_of(result: QualityResult) -> FigureKey:
+    return Measurement.model_validate(result, from_attributes=True).figure

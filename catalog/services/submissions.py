@@ -24,9 +24,9 @@ from catalog.errors import PermissionDeniedError
 from catalog.models import Job
 from catalog.repositories import JobRepository
 from catalog.repositories.pipeline import PipelineRepository
-from catalog.services.text import check_storable
 from contracts.identifiers import config_hash, is_commit_sha
 from contracts.status import ACTIVE_JOB_STATUSES
+from contracts.text import check_storable
 
 logger = logging.getLogger(__name__)
 

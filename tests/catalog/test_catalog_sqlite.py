@@ -18,8 +18,10 @@ from catalog.bootstrap import prepare_database
 from catalog.db import make_engine, make_session_factory
 from catalog.repositories import JobRepository, ModelFilter, ModelRepository, RunRepository, record_run
 from catalog.settings import Settings
+from contracts.results import DetectionResult
+from contracts.validation import Measurement, ValidationDocument
 from swi import catalog_cmd
-from tests.documents import sample_detection, sample_validation
+from tests.documents import recorded_planted, sample_detection, sample_validation
 
 SHA = "e" * 40
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +109,27 @@ def test_cli_seed_migrate_and_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "ci" in listed.output and secret not in listed.output
     bad = runner.invoke(app, ["keys", "create", "--owner", "ci", "--scope", "root"])
     assert bad.exit_code == 2 and "scopes must be among" in bad.output
+
+
+def test_a_recorded_jointly_confirmed_run_keeps_the_validator_s_meaning(sqlite_url: str) -> None:
+    """The recorded producer output: each weight inert alone, confirmed as a set, and stored so."""
+    detection, validation = recorded_planted()
+    assert DetectionResult.model_validate(detection).to_dict() == detection, "the recording is current"
+    document = ValidationDocument.model_validate(validation)
+    assert document.model_dump(mode="json") == validation
+    sessions = make_session_factory(make_engine(sqlite_url))
+    with sessions() as session:
+        record_run(session, None, "local/joint-llama", "sha256:" + "a" * 64, None, {}, detection, validation)
+        session.commit()
+        model = ModelRepository(session).get("local/joint-llama")
+        entries = RunRepository(session).coordinates(model).entries
+        assert [e.weight.coordinates for e in entries] == [v.coordinates for v in document.verdicts]
+        for entry, verdict in zip(entries, document.verdicts, strict=True):
+            assert verdict.verdict == "inert" and verdict.member_of_confirmed_set
+            assert entry.weight.status == verdict.status == "confirmed"
+            assert entry.weight.member_of_confirmed_set is True
+            assert entry.weight.verdict_reason == verdict.reason and "jointly" in verdict.reason
+            keys = sorted(
+                str(Measurement.model_validate(r, from_attributes=True).figure) for r in entry.decided_by
+            )
+            assert keys == sorted(["zero/joint", "zero/alone/{}-{}-{}".format(*verdict.coordinates)])

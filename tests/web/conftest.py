@@ -21,6 +21,8 @@ from catalog.repositories import ApiKeyRepository, record_run
 from catalog.seed import load_seed
 from catalog.settings import Settings
 from contracts.lineage import RelationKind
+from contracts.status import SuperWeightStatus
+from contracts.validation import CorpusIdentity, FigureKey, Measurement, ValidationDocument, Verdict
 from tests.live_server import served
 from tests.postgres import migrated_database
 
@@ -65,28 +67,30 @@ def smollm2_detection() -> dict[str, Any]:
 
 
 def smollm2_validation() -> dict[str, Any]:
-    """A validation document shaped like the validator's figures, with illustrative SmolLM2-like numbers.
+    """A `ValidationDocument` (the contract `indexer.document.validation_document` writes) of SmolLM2.
 
-    Not measured: a full validation of SmolLM2 takes most of an hour on two cores. The experiments, keys
-    and parameters are those `indexer.validate` produces; the perplexities are plausible values.
+    Its figures, keys, parameters and verdict are the validator's; the perplexities are illustrative (a
+    full validation of SmolLM2 takes most of an hour on two cores, the planted model's real recording is
+    `tests/data/planted_joint.json`).
     """
-    corpus = {"name": "builtin:pydoc_data.topics", "sha256": "5" * 64, "tokens": 2048, "window": 256}
+    corpus = CorpusIdentity(name="builtin:pydoc_data.topics", sha256="5" * 64, tokens=2048, window=256)
     baseline = 18.7
     coordinates = list(SMOLLM2_SUPER_WEIGHT)
-    results: list[dict[str, Any]] = []
+    results: list[Measurement] = []
 
     def add(experiment: str, key: str, ratio: float, *, at: list[int] | None = None, **params: Any) -> None:
         results.append(
-            {
-                "experiment": experiment,
-                "parameters": {"key": key, **params},
-                "metric": "perplexity",
-                "value": round(baseline * ratio, 3),
-                "baseline": baseline,
-                "ratio": ratio,
-                "corpus": corpus,
-                "coordinates": at,
-            }
+            Measurement(
+                experiment=experiment,
+                key=FigureKey.parse(key),
+                parameters={"key": key, **params},
+                metric="perplexity",
+                value=round(baseline * ratio, 3),
+                baseline=baseline,
+                ratio=ratio,
+                corpus=corpus,
+                coordinates=tuple(at) if at else None,
+            )
         )
 
     add("baseline", "baseline", 1.0)
@@ -129,30 +133,28 @@ def smollm2_validation() -> dict[str, Any]:
     add("w8a8", "w8a8/naive", 1.93, weight_bits=8, activation_bits=8, variant="naive")
     add("w8a8", "w8a8/holdout", 1.02, weight_bits=8, activation_bits=8, variant="holdout")
     results.append(  # not a perplexity: listed with the measurements, never plotted as one
-        {
-            "experiment": "stopwords",
-            "parameters": {"after": "zero/joint", "stopwords": 52},
-            "metric": "stopword_mass",
-            "value": 0.412,
-            "baseline": 0.187,
-            "ratio": 2.2,
-            "corpus": corpus,
-            "coordinates": None,
-        }
+        Measurement(
+            experiment="stopwords",
+            key=FigureKey(experiment="stopwords"),
+            parameters={"after": "zero/joint", "stopwords": 52},
+            metric="stopword_mass",
+            value=0.412,
+            baseline=0.187,
+            ratio=2.2,
+            corpus=corpus,
+        )
     )
-    return {
-        "model_verdict": "confirmed",
-        "verdicts": [
-            {
-                "layer": 11,
-                "row": 507,
-                "col": 1229,
-                "verdict": "confirmed",
-                "reason": "zeroing it alone multiplies perplexity by 131; controls stay within 1%",
-            }
-        ],
-        "results": results,
-    }
+    verdict = Verdict(
+        layer=coordinates[0],
+        row=coordinates[1],
+        col=coordinates[2],
+        verdict=SuperWeightStatus.CONFIRMED,
+        reason="zeroing it alone raises perplexity 131.20x",
+        member_of_confirmed_set=True,
+        alone_ratio=131.2,
+    )
+    document = ValidationDocument(model_verdict="confirmed", verdicts=(verdict,), results=tuple(results))
+    return document.model_dump(mode="json")
 
 
 @dataclass
