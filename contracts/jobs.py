@@ -97,7 +97,7 @@ def run_config_of(job_config: dict[str, Any]) -> dict[str, Any]:
 def versioned_run_config(job_config: dict[str, Any], versions: Mapping[str, str]) -> dict[str, Any]:
     """The configuration a run is stored with (its hash is the run key): the settings and the code versions.
 
-    `versions` names the version of each part that produced the results (`indexer.versions.RUN_VERSIONS`):
+    `versions` names the version of each part that produced the results (`contracts.versions.RUN_VERSIONS`):
     a re-run with a new detector or validator version is a new run; the earlier one is kept.
     """
     return {**run_config_of(job_config), VERSIONS_KEY: dict(versions)}

@@ -29,12 +29,12 @@ from contracts.results import (
     SuperActivation,
     SuperWeight,
 )
+from contracts.versions import DETECTOR_VERSION
 from indexer.ablation import Coordinate, zeroed_weights
 from indexer.adapters import ArchitectureAdapter
 from indexer.errors import InvalidInputError
 from indexer.hooks import forward_hooks, hidden_states_of
 from indexer.loading import LoadedModel
-from indexer.versions import DETECTOR_VERSION
 
 DEFAULT_PROMPT = "Apple Inc. is a worldwide tech company."
 

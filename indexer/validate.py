@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 
 from contracts.results import DetectionResult
+from contracts.versions import VALIDATOR_VERSION
 from indexer.corpus import Corpus, TokenWindows, token_windows
 from indexer.detect import library_versions
 from indexer.experiments import EXPERIMENTS, parse_experiments
@@ -52,7 +53,6 @@ from indexer.validation.results import (
 )
 from indexer.validation.suite import Suite
 from indexer.validation.verdicts import decide_verdicts
-from indexer.versions import VALIDATOR_VERSION
 
 __all__ = [
     "EXPERIMENTS",

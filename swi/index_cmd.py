@@ -136,7 +136,7 @@ def index_command(
     from catalog.services import Submission
     from contracts.identifiers import is_commit_sha, local_model_id
     from contracts.jobs import JobConfig, versioned_run_config
-    from indexer.versions import RUN_VERSIONS
+    from contracts.versions import RUN_VERSIONS
     from workers.sources import content_digest, local_path_of
 
     with _errors():

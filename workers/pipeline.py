@@ -33,8 +33,8 @@ from contracts.jobs import QUANTIZATION_EXPERIMENTS, JobConfig, versioned_run_co
 from contracts.lineage import RelationKind
 from contracts.status import JobStatus
 from contracts.validation import ValidationDocument
+from contracts.versions import RUN_VERSIONS
 from indexer.progress import ProgressLines
-from indexer.versions import RUN_VERSIONS
 from workers.settings import WorkerSettings
 from workers.sources import content_digest
 

@@ -25,8 +25,10 @@ from catalog.models import Job
 from catalog.repositories import JobRepository
 from catalog.repositories.pipeline import PipelineRepository
 from contracts.identifiers import config_hash, is_commit_sha
+from contracts.jobs import versioned_run_config
 from contracts.status import ACTIVE_JOB_STATUSES
 from contracts.text import check_storable
+from contracts.versions import RUN_VERSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +165,9 @@ class SubmissionService:
             check_storable(submission.revision, "revision")
         _check_config(submission.config)
         resolved = submission.resolved_sha or self.resolver(submission.model, submission.revision)
-        run_digest = config_hash(submission.run_config) if submission.run_config is not None else None
+        # the run a worker would store: the settings that shape results plus the code versions
+        run_config = submission.run_config or versioned_run_config(dict(submission.config), RUN_VERSIONS)
+        run_digest = config_hash(run_config)
         with self._write() as session:
             outcome = JobRepository(session).submit(
                 model=submission.model,

@@ -219,9 +219,11 @@ def test_concurrent_identical_submissions_give_one_job(
 def test_submission_of_an_indexed_model_returns_the_run(
     http: httpx.Client, settings: Settings, make_key: Callable[..., str]
 ) -> None:
-    from contracts.jobs import SubmissionOptions
+    from contracts.jobs import SubmissionOptions, versioned_run_config
+    from contracts.versions import RUN_VERSIONS
 
-    config = SubmissionOptions.model_validate({}).as_config()
+    # what a worker stores for the default options: the settings and the code versions
+    config = versioned_run_config(SubmissionOptions.model_validate({}).as_config(), RUN_VERSIONS)
     run_id = _record(settings, "org/indexed", [(1, 2, 3)], config=config)
     response = http.post(
         "/v1/submissions",

@@ -10,8 +10,8 @@ from catalog.repositories import ModelFilter, ModelRepository, RunRepository, re
 from catalog.seed import load_seed
 from contracts.jobs import JobConfig, versioned_run_config
 from contracts.lineage import RelationKind
+from contracts.versions import RUN_VERSIONS
 from indexer.detect import detect
-from indexer.versions import RUN_VERSIONS
 from tests.documents import sample_detection, sample_validation
 from tests.tiny import BASE_SUPER_WEIGHTS, FINE_TUNE_SUPER_WEIGHTS, planted_base_and_fine_tune
 
