@@ -56,6 +56,7 @@ from contracts.identifiers import (
 )
 from contracts.lineage import Reproduction, SourceKind
 from contracts.manifest import build_manifest
+from contracts.status import SuperWeightStatus
 
 logger = logging.getLogger("swi.api")
 BundleFormat = Literal[
@@ -126,7 +127,7 @@ def list_models(
     ] = None,
     family: Annotated[Text | None, Query(max_length=64, description="Model family, e.g. OLMo.")] = None,
     status: Annotated[
-        Literal["reported", "candidate", "confirmed", "inert"] | None,
+        SuperWeightStatus | None,
         Query(description="Has a super weight with this status."),
     ] = None,
     layer: Annotated[

@@ -38,13 +38,13 @@ from catalog.repositories.models import MODEL_SORTS, ModelSort
 from contracts.errors import DomainError, InvalidInputError
 from contracts.identifiers import validate_model_id
 from contracts.lineage import Reproduction, SourceKind
-from contracts.status import ACTIVE_JOB_STATUSES
+from contracts.status import ACTIVE_JOB_STATUSES, SuperWeightStatus
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-STATUSES = ("reported", "candidate", "confirmed", "inert")
+STATUSES = tuple(status.value for status in SuperWeightStatus)
 REPRODUCTIONS: dict[str, str] = {
     Reproduction.REPRODUCED: "reproduced by a run",
     Reproduction.CONTRADICTED: "contradicted (inert)",

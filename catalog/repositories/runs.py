@@ -31,7 +31,7 @@ from catalog.repositories.models import ModelRepository
 from contracts.identifiers import config_hash, is_commit_sha, validate_model_id, validate_revision_digest
 from contracts.lineage import RelationKind, Reproduction, SourceKind
 from contracts.results import DetectionResult, Provenance
-from contracts.status import JobStatus, RunStatus, SuperWeightStatus
+from contracts.status import UNNEEDED_STATUSES, JobStatus, RunStatus, SuperWeightStatus
 from contracts.validation import ValidationDocument
 
 Coordinates = tuple[int, int, int]
@@ -687,8 +687,8 @@ class RunRepository:
 
 
 def _reproduction(status: str) -> Reproduction:
-    """A detected coordinate reproduces a report unless its validation found it inert."""
-    return Reproduction.CONTRADICTED if status == SuperWeightStatus.INERT else Reproduction.REPRODUCED
+    """A detected coordinate reproduces a report unless validation found it unneeded (inert, redundant)."""
+    return Reproduction.CONTRADICTED if status in UNNEEDED_STATUSES else Reproduction.REPRODUCED
 
 
 def _readings(reported: list[Coordinates]) -> dict[Coordinates, list[Coordinates]]:
@@ -710,6 +710,6 @@ def _effective(view: CoordinateView) -> set[Coordinates]:
         return {
             e.weight.coordinates
             for e in view.entries
-            if e.source == "measured" and e.weight.status != SuperWeightStatus.INERT
+            if e.source == "measured" and e.weight.status not in UNNEEDED_STATUSES
         }
     return {e.weight.coordinates for e in view.entries}

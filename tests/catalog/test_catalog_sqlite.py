@@ -107,3 +107,30 @@ def test_cli_seed_migrate_and_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "ci" in listed.output and secret not in listed.output
     bad = runner.invoke(app, ["keys", "create", "--owner", "ci", "--scope", "root"])
     assert bad.exit_code == 2 and "scopes must be among" in bad.output
+
+
+def test_set_level_statuses_are_stored_and_searchable(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    sessions = make_session_factory(engine)
+    statuses = {(1, 2, 3): "set-confirmed", (1, 4, 5): "redundant", (2, 6, 7): "not_measured"}
+    with sessions() as session:
+        record_run(
+            session,
+            None,
+            "org/jointly",
+            SHA,
+            "main",
+            {"b": 1},
+            sample_detection(list(statuses)),
+            sample_validation(statuses),
+        )
+        session.commit()
+        model = ModelRepository(session).get("org/jointly")
+        stored = {
+            e.weight.coordinates: e.weight.status for e in RunRepository(session).coordinates(model).entries
+        }
+        assert stored == statuses
+        for status in statuses.values():
+            page = ModelRepository(session).search(ModelFilter(status=status))
+            assert [s.model.hub_id for s in page.items] == ["org/jointly"]
+    engine.dispose()
