@@ -61,7 +61,11 @@ class JobConfig(SubmissionOptions):
 
     max_tokens: int | None = Field(default=None, ge=2, description="Validation token budget.")
     window: int | None = Field(default=None, ge=2, description="Validation window length.")
-    corpus: str | None = Field(default=None, max_length=200, description="builtin, wikitext2 or a file path.")
+    corpus: str | None = Field(
+        default=None,
+        max_length=200,
+        description="auto (WikiText-2 where `datasets` loads it, else builtin), builtin, wikitext2, a file.",
+    )
     experiments: tuple[str, ...] | None = Field(
         default=None, description="Subset of the validation experiments."
     )

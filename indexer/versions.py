@@ -4,7 +4,7 @@ Kept free of heavy imports: the run key (`contracts.jobs.versioned_run_config`) 
 model is loaded.
 """
 
-DETECTOR_VERSION = "2.0.0"
-VALIDATOR_VERSION = "2.0.0"
+DETECTOR_VERSION = "1.0.0"
+VALIDATOR_VERSION = "1.0.0"
 #: what a run's configuration records (and its key hashes): the version of each part that made its results
 RUN_VERSIONS = {"detector": DETECTOR_VERSION, "validator": VALIDATOR_VERSION}

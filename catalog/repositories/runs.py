@@ -384,13 +384,19 @@ class RunRepository:
                 status=verdict.status if verdict else SuperWeightStatus.CANDIDATE,
                 verdict_reason=verdict.reason if verdict else None,
                 member_of_confirmed_set=verdict.member_of_confirmed_set if verdict else False,
-                **found.model_dump(mode="json"),
+                # the prompt agreement is reported by detection, not (yet) a catalog column
+                **found.model_dump(mode="json", exclude={"prompt_agreement"}),
             )
             weights[coordinates] = weight
             self.session.add(weight)
         if detection.super_activation is not None:
             self.session.add(
-                SuperActivation(run_id=run.id, **detection.super_activation.model_dump(mode="json"))
+                SuperActivation(
+                    run_id=run.id,
+                    **detection.super_activation.model_dump(
+                        mode="json", exclude={"on_first_token", "on_bos"}
+                    ),
+                )
             )
         for iteration in detection.layer_profile:
             for stats in iteration.layers:

@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import pytest
-from indexer.types import DetectionResult
 
+from contracts.results import DetectionResult
 from indexer.detect import DetectConfig, detect, robust_z
 from tests.tiny import plant_input_spike, plant_super_weight, tiny_model
 
@@ -71,12 +71,13 @@ def test_agreement_across_the_prompt_batch_and_the_first_token() -> None:
     assert sw.prompt_agreement == 1.0 and sw.token == 0
     activation = result.super_activation
     assert activation is not None and activation.on_first_token and activation.on_bos
-    # aimed at a later token of the first prompt only, the spike is on that prompt alone
+    # aimed at a later token of the first prompt: found there, not on the first token
     other = tiny_model("llama", num_layers=6)
     plant_super_weight(other, layer=1, row=10, col=20, token=3)
-    found = detect(other).super_weights
-    assert [w.coordinates for w in found] == [(1, 10, 20)]
-    assert found[0].prompt_agreement == pytest.approx(1 / 3)
+    found = detect(other)
+    assert [w.coordinates for w in found.super_weights] == [(1, 10, 20)] and found.super_weights[0].token == 3
+    assert 0 < found.super_weights[0].prompt_agreement <= 1
+    assert found.super_activation is not None and not found.super_activation.on_first_token
     single = detect(other, DetectConfig(extra_prompts=()))
     assert single.super_weights[0].prompt_agreement == 1.0
-    assert single.super_activation is not None and not single.super_activation.on_first_token
+    assert single.provenance.extra["prompts"] == [DetectConfig().prompt]
