@@ -24,7 +24,7 @@ model: install
 # a full index of the demo model on the embedded default (SQLite catalog, job run in-process),
 # on a small token budget; then `.venv/bin/swi serve` shows it at http://127.0.0.1:8000/
 demo: model
-	$(BIN)/swi index "$$($(BIN)/python scripts/fetch_model.py -q)" --max-tokens 512 --window 256
+	$(BIN)/swi index "$$($(BIN)/python scripts/fetch_model.py -q)" --max-tokens 2048 --window 1024 --corpus builtin
 	@echo "browse it: $(BIN)/swi serve  ->  http://127.0.0.1:8000/"
 
 lint: install

@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 SUPER_WEIGHT = (11, 507, 1229)  # SmolLM2-135M's, as the detector finds it
 NAIVE_VARIANTS = ("baseline", "zero/joint", "rtn/4bit/g128/holdout", "rtn/3bit/tensor/clipped", "w8a8/naive")
-PRUNING = ("joint", "alone", "restore_sa", "controls", "stopwords", "scaling")
+PRUNING = ("joint", "alone", "restore_sa", "controls", "null", "leave_one_out", "stopwords", "scaling")
 
 
 def load() -> LoadedModel:
@@ -172,7 +172,7 @@ def main() -> None:
             progress=lambda e: print(f"  [{e.phase} {e.completed}/{e.total}] {e.label}", flush=True),
         )
         suite_s = time.perf_counter() - started
-        measured = [f for f in result.figures if f.reused_from is None]
+        measured = [f for f in (*result.figures, *result.null_figures) if f.reused_from is None]
         if floor is None:
             floor = PerplexityEvaluator(loaded, windows, result.batch_size)
             floor.want_prefix(result.timing.prefix_layers)
@@ -253,6 +253,19 @@ def main() -> None:
     print(
         f"(a) whole suite             {suite_s:9.1f}s  "
         f"({passes} distinct passes, {len(result.figures)} figures)"
+    )
+    null_passes = sum(1 for f in measured if f.experiment == "null")
+    loo_passes = sum(1 for f in measured if f.experiment == "leave_one_out")
+    null = result.verdict.null
+    quantiles = ", ".join(
+        f"q{q} {r:.3f}x" for q, r in (null.quantiles.items() if null else ()) if r is not None
+    )
+    print(
+        f"passes added by the calibrated null: {null_passes}, by leave-one-out: {loo_passes} "
+        f"(of {passes}; every one from the prefix cache); null {quantiles}, "
+        f"p = {null.p_value if null else float('nan'):.3f}; "
+        f"joint {result.figure('zero/joint').ratio:.2f}x, interval "
+        f"{result.verdict.joint_ratio_low}-{result.verdict.joint_ratio_high}"
     )
     kinds = ", ".join(f"{kind} {seconds:.1f}s" for kind, seconds in sorted(per_kind.items()))
     print(

@@ -67,7 +67,9 @@ class JobConfig(SubmissionOptions):
     max_tokens: int | None = Field(default=None, ge=2, description="Validation token budget.")
     window: int | None = Field(default=None, ge=2, description="Validation window length.")
     corpus: StorableText | None = Field(
-        default=None, max_length=200, description="builtin, wikitext2 or a file path."
+        default=None,
+        max_length=200,
+        description="auto (WikiText-2 where `datasets` loads it, else builtin), builtin, wikitext2, a file.",
     )
     experiments: tuple[StorableText, ...] | None = Field(
         default=None, description="Subset of the validation experiments."

@@ -59,6 +59,8 @@ class SuperWeight(Frozen):
     token: int
     magnitude_rank: int  # 1 = largest |value| in its tensor
     iteration: int
+    #: share of the detection prompts on which the same layer's spike points at this weight
+    prompt_agreement: float = 1.0
 
     @property
     def coordinates(self) -> Coordinates:
@@ -75,6 +77,8 @@ class SuperActivation(Frozen):
     peak_layer: int
     peak_magnitude: float
     first_layer: int  # the layer whose down_proj creates it
+    on_first_token: bool = False  # it sits on the prompt's first token
+    on_bos: bool = False  # ... and that token is the tokenizer's BOS
 
 
 class Provenance(Frozen):

@@ -17,6 +17,10 @@ class SuperWeightStatus(enum.StrEnum):
     NOT_MEASURED = "not_measured"  # validation ran but could not decide it
 
 
+#: measured statuses of weights that pruning showed the model does not need (hidden like inert ones)
+UNNEEDED_STATUSES = (SuperWeightStatus.INERT, SuperWeightStatus.REDUNDANT)
+
+
 class RunStatus(enum.StrEnum):
     """Outcome of an index run."""
 

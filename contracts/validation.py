@@ -156,9 +156,12 @@ class Verdict(Frozen):
     def status(self) -> SuperWeightStatus:
         """The status the catalog stores and every bundle carries.
 
-        A weight that matters only jointly (a member of the confirmed set) is `confirmed`, as the indexer's
-        bundles always said; a weight validation could not decide stays a `candidate`.
+        `set-confirmed` and `redundant` (leave-one-out decided the member) are kept; a member of the
+        confirmed set whose necessity was not measured is `confirmed`, as the indexer's bundles always
+        said; a weight validation could not decide stays a `candidate`.
         """
+        if self.verdict in (SuperWeightStatus.SET_CONFIRMED, SuperWeightStatus.REDUNDANT):
+            return self.verdict
         if self.verdict == SuperWeightStatus.CONFIRMED or self.member_of_confirmed_set:
             return SuperWeightStatus.CONFIRMED
         if self.verdict == SuperWeightStatus.NOT_MEASURED:

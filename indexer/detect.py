@@ -37,6 +37,12 @@ from indexer.hooks import forward_hooks, hidden_states_of
 from indexer.loading import LoadedModel
 
 DEFAULT_PROMPT = "Apple Inc. is a worldwide tech company."
+#: the other prompts of the default batch: detection decides on the first prompt and reports, per
+#: weight, the share of prompts whose spike points at it
+DEFAULT_EXTRA_PROMPTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "In 1905, Albert Einstein published four papers on physics.",
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,17 @@ class DetectConfig:
     persistence: float = 0.5
     #: the single weight's contribution must be at least this share of the output spike
     dominance: float = 0.5
+    #: a layer whose output spike is an outlier but whose input spike is not still qualifies when it
+    #: creates the channel: the residual there grows at least this much across the layer (profiles where
+    #: several early layers have input spikes of one order, or a modest input meets a huge weight)
+    creation: float = 4.0
+    #: prompts run in the same forward pass as `prompt`, for the agreement figures
+    extra_prompts: tuple[str, ...] = DEFAULT_EXTRA_PROMPTS
+
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        """The detection prompt first, then the extra ones."""
+        return (self.prompt, *self.extra_prompts)
 
     def validate(self) -> None:
         """Raise `InvalidInputError` for out-of-range settings."""
@@ -64,6 +81,10 @@ class DetectConfig:
             raise InvalidInputError("z_threshold and min_spread must be positive")
         if not 0 < self.persistence <= 1 or not 0 < self.dominance <= 1:
             raise InvalidInputError("persistence and dominance must be in (0, 1]")
+        if self.creation <= 1:
+            raise InvalidInputError("the creation factor must be above 1")
+        if len(self.extra_prompts) > 15 or any(not p.strip() for p in self.extra_prompts):
+            raise InvalidInputError("at most 15 extra prompts, none of them empty")
 
 
 @dataclass(frozen=True)
@@ -91,36 +112,49 @@ class _PassRecord:
     residuals: list[_ChannelMaxima | None]
 
 
-def _token_maxima(activation: torch.Tensor) -> _TokenMaxima:
-    # (batch, seq, channels), or (batch * seq, channels) where a family flattens (OPT); batch is one
-    rows = activation.detach().reshape(-1, activation.shape[-1])  # (seq, channels)
+def _token_maxima(rows: torch.Tensor) -> _TokenMaxima:
+    # rows: (seq, channels) of one prompt
     magnitude, channel = rows.abs().float().max(dim=-1)  # (seq,)
     value = rows.gather(-1, channel.unsqueeze(-1)).squeeze(-1).float()
     return _TokenMaxima(magnitude.cpu(), channel.cpu(), value.cpu())
 
 
-def _channel_maxima(hidden: torch.Tensor) -> _ChannelMaxima:
-    rows = hidden.detach().reshape(-1, hidden.shape[-1])  # (seq, hidden); the batch is one prompt
+def _channel_maxima(rows: torch.Tensor) -> _ChannelMaxima:
+    # rows: (seq, hidden) of one prompt
     magnitude, token = rows.abs().float().max(dim=0)  # (hidden,)
     value = rows.gather(0, token.unsqueeze(0)).squeeze(0).float()
     return _ChannelMaxima(magnitude.cpu(), token.cpu(), value.cpu())
 
 
+def _prompt_rows(activation: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
+    """Each prompt's `(length, channels)` rows of a `(batch, seq, channels)` activation, or of a
+    `(batch * seq, channels)` one where a family flattens (OPT); padding is left out."""
+    rows = activation.detach().reshape(len(lengths), -1, activation.shape[-1])  # (batch, seq, channels)
+    return [rows[b, :length] for b, length in enumerate(lengths)]
+
+
 @contextmanager
-def _recording_hooks(model: nn.Module, adapter: ArchitectureAdapter, record: _PassRecord) -> Iterator[None]:
+def _recording_hooks(
+    model: nn.Module, adapter: ArchitectureAdapter, records: list[_PassRecord], lengths: list[int]
+) -> Iterator[None]:
     down_names = adapter.down_proj_names(model)
     residual_names = adapter.residual_names(model)
 
     def down_hook(index: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            record.inputs[index] = _token_maxima(args[0])  # args[0]: (batch, seq, d_ff)
-            record.outputs[index] = _token_maxima(hidden_states_of(output))  # (batch, seq, hidden)
+            inputs = _prompt_rows(args[0], lengths)  # args[0]: (batch, seq, d_ff)
+            outputs = _prompt_rows(hidden_states_of(output), lengths)  # (batch, seq, hidden)
+            for record, inp, out in zip(records, inputs, outputs, strict=True):
+                record.inputs[index] = _token_maxima(inp)
+                record.outputs[index] = _token_maxima(out)
 
         return hook
 
     def residual_hook(index: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
-            record.residuals[index] = _channel_maxima(hidden_states_of(output))  # (batch, seq, hidden)
+            residuals = _prompt_rows(hidden_states_of(output), lengths)  # (batch, seq, hidden)
+            for record, residual in zip(records, residuals, strict=True):
+                record.residuals[index] = _channel_maxima(residual)
 
         return hook
 
@@ -199,27 +233,66 @@ class Detector:
         self.forward_passes = 0
         #: layers seen cancelling the super activation; their spikes are never super weights
         self.echo_layers: set[int] = set()
-        encoded = tokenizer(config.prompt, return_tensors="pt")
-        self.input_ids: torch.Tensor = encoded["input_ids"]  # (1, seq)
+        encoded = [[int(i) for i in tokenizer(prompt)["input_ids"]] for prompt in config.prompts]
+        self.lengths = [len(ids) for ids in encoded]
+        if min(self.lengths) < 1:
+            raise InvalidInputError("a detection prompt gives no tokens")
+        self.input_ids: torch.Tensor = torch.tensor([encoded[0]])  # (1, seq): the deciding prompt
+        # one batch, right-padded (causal attention: padding after a prompt never changes it)
+        pad = next(
+            (
+                i
+                for i in (getattr(tokenizer, n, None) for n in ("pad_token_id", "eos_token_id"))
+                if i is not None
+            ),
+            0,
+        )
+        width = max(self.lengths)
+        self.batch_ids = torch.tensor(
+            [ids + [int(pad)] * (width - len(ids)) for ids in encoded]
+        )  # (batch, seq)
+        self.attention_mask = torch.tensor(
+            [[1] * n + [0] * (width - n) for n in self.lengths]
+        )  # (batch, seq)
         bos = getattr(tokenizer, "bos_token_id", None)
         self.bos_present = bos is not None and int(self.input_ids[0, 0]) == int(bos)
+        #: records of the extra prompts in the latest pass
+        self.other_records: list[_PassRecord] = []
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def forward_pass(self) -> _PassRecord:
-        """One recorded forward pass on the prompt."""
-        record = _PassRecord([None] * self.num_layers, [None] * self.num_layers, [None] * self.num_layers)
+        """One recorded forward pass on the batch of prompts; returns the deciding prompt's record."""
+        n = self.num_layers
+        records = [_PassRecord([None] * n, [None] * n, [None] * n) for _ in self.lengths]
+        device = self._device()
         with (
             self.weights.passing(),
-            _recording_hooks(self.model, self.adapter, record),
+            _recording_hooks(self.model, self.adapter, records, self.lengths),
             torch.inference_mode(),
         ):
-            self.model(input_ids=self.input_ids.to(self._device()), use_cache=False)
+            if len(records) == 1:
+                self.model(input_ids=self.input_ids.to(device), use_cache=False)
+            else:
+                mask = self.attention_mask.to(device)
+                self.model(input_ids=self.batch_ids.to(device), attention_mask=mask, use_cache=False)
         self.forward_passes += 1
-        if any(r is None for r in (*record.inputs, *record.outputs, *record.residuals)):
-            raise RuntimeError("a hooked module did not run during the forward pass")
-        return record
+        for record in records:
+            if any(r is None for r in (*record.inputs, *record.outputs, *record.residuals)):
+                raise RuntimeError("a hooked module did not run during the forward pass")
+        self.other_records = records[1:]
+        return records[0]
+
+    def agreement(self, record: _PassRecord, layer: int, row: int, col: int) -> float:
+        """Share of the prompts whose spike at `layer` is at output channel `row` and input channel `col`."""
+        agree = 0
+        for each in (record, *self.other_records):
+            outputs, inputs = each.outputs[layer], each.inputs[layer]
+            assert outputs is not None and inputs is not None
+            token = int(outputs.magnitude.argmax())
+            agree += int(outputs.channel[token]) == row and int(inputs.channel[token]) == col
+        return agree / (1 + len(self.other_records))
 
     def _stats(self, record: _PassRecord) -> tuple[LayerStats, ...]:
         stats = []
@@ -261,6 +334,19 @@ class Detector:
         after, _ = self._residual_at(record, layer, row)
         return after < before
 
+    def _creates(self, record: _PassRecord, layer: int, row: int) -> bool:
+        """The layer creates the activation at `row`: the residual there grows by the creation factor.
+
+        This lets an output spike qualify where the input spike is not an outlier across layers (several
+        early layers with input spikes of one order; a modest input meeting a huge weight); layer 0 has no
+        recorded residual before it, so it needs both outliers.
+        """
+        if layer == 0:
+            return False
+        before, _ = self._residual_at(record, layer - 1, row)
+        after, _ = self._residual_at(record, layer, row)
+        return after >= self.config.creation * before
+
     def _persists(self, record: _PassRecord, layer: int, row: int) -> bool:
         """Channel `row` dominates the residual stream after this layer and the next one."""
         if layer + 1 >= self.num_layers:
@@ -284,11 +370,11 @@ class Detector:
         z_out = robust_z([s.output_max for s in stats], self.config.min_spread)
         found = []
         for layer, stat in enumerate(stats):
-            if z_in[layer] < self.config.z_threshold or z_out[layer] < self.config.z_threshold:
-                continue
-            if layer in self.echo_layers:
+            if z_out[layer] < self.config.z_threshold or layer in self.echo_layers:
                 continue
             token, row = stat.output_token, stat.output_channel
+            if z_in[layer] < self.config.z_threshold and not self._creates(record, layer, row):
+                continue
             if self._is_echo(record, layer, row):
                 self.echo_layers.add(layer)
                 continue
@@ -308,7 +394,9 @@ class Detector:
                 or abs(contribution) < self.config.dominance * stat.output_max
             ):
                 continue
-            found.append(self._super_weight(layer, row, col, stored, input_value, stat, iteration))
+            weight_found = self._super_weight(layer, row, col, stored, input_value, stat, iteration)
+            agreement = self.agreement(record, layer, row, col)
+            found.append(weight_found.model_copy(update={"prompt_agreement": agreement}))
         found.sort(key=lambda sw: -abs(sw.output_activation))
         return found
 
@@ -390,6 +478,8 @@ class Detector:
             peak_layer=peak_layer,
             peak_magnitude=magnitudes[peak_layer],
             first_layer=first.layer,
+            on_first_token=first.token == 0,
+            on_bos=first.token == 0 and self.bos_present,
         )
 
 
@@ -441,6 +531,7 @@ def detect(
         forward_passes=detector.forward_passes,
         quantization=loaded.quantization,
         resolved_from=loaded.source.revision,
+        extra={"prompts": list(config.prompts), "prompt_tokens": list(detector.lengths)},
     )
     return DetectionResult(
         super_weights=super_weights,

@@ -27,7 +27,13 @@ def validation_document(result: ValidationResult) -> ValidationDocument:
     for figure in result.figures:
         key = FigureKey.parse(figure.key)
         single: Coordinates | None = key.coordinates[0] if len(key.coordinates) == 1 else None
-        parameters: dict[str, Any] = {"key": figure.key, "label": figure.label, **dict(figure.params)}
+        parameters: dict[str, Any] = {
+            "key": figure.key,
+            "label": figure.label,
+            **dict(figure.params),
+            "ratio_low": figure.ratio_low,
+            "ratio_high": figure.ratio_high,
+        }
         results.append(
             Measurement(
                 experiment=figure.experiment,
@@ -39,6 +45,25 @@ def validation_document(result: ValidationResult) -> ValidationDocument:
                 ratio=figure.ratio,
                 corpus=corpus,
                 coordinates=single,
+            )
+        )
+    null = result.verdict.null
+    if null is not None:
+        results.append(
+            Measurement(
+                experiment="null",
+                key=FigureKey(experiment="null"),
+                parameters={
+                    "sets": null.sets,
+                    "random_sets": null.random_sets,
+                    "column_sets": null.column_sets,
+                    "quantiles": dict(null.quantiles),
+                    "p_value": null.p_value,
+                },
+                metric="null_max_ratio",
+                value=null.max_ratio,
+                ratio=null.max_ratio,
+                corpus=corpus,
             )
         )
     shift = result.stopwords

@@ -57,6 +57,9 @@ class PassResult:
     predicted_tokens: int  # windows * (window - 1)
     seconds: float
     prefix_layer: int | None  # the decoder layer whose recorded input this pass started from
+    #: mean next-token loss of each window (nats per predicted token), in corpus order: what the
+    #: bootstrap intervals resample
+    window_nll: tuple[float, ...] = ()
 
 
 def model_context(model: nn.Module) -> int | None:
@@ -181,8 +184,8 @@ class PerplexityEvaluator:
         started = time.perf_counter()
         prefix = self._usable_prefix(start_layer)
         capture = sorted(self._wanted - set(self._cache)) if prefix is None else []
-        nll = torch.zeros((), dtype=torch.float64)
-        predicted = 0
+        window = int(self.windows.input_ids.shape[1])
+        per_window: list[torch.Tensor] = []
         with ExitStack() as stack, torch.inference_mode():
             if prefix is not None:
                 stack.enter_context(self._skipping_layers_before(prefix))
@@ -195,23 +198,25 @@ class PerplexityEvaluator:
                 if self.chunked_logits:
                     with self._capturing_head_input() as captured:
                         self.model(input_ids=ids, use_cache=False)
-                    nll += self._chunked_nll(index, captured[-1], ids, observer)
+                    per_window.append(self._chunked_nll(index, captured[-1], ids, observer))
                 else:
-                    nll += self._whole_logits_nll(index, ids, observer)
-                predicted += ids[:, 1:].numel()
+                    per_window.append(self._whole_logits_nll(index, ids, observer))
         if capture:
             self._keep(recorded)
         if prefix is None:
             self.full_passes += 1
         else:
             self.cached_passes += 1
-        mean = float(nll) / predicted
+        sums = torch.cat(per_window)  # (windows,) summed loss of each window, float64
+        predicted = sums.numel() * (window - 1)
+        mean = float(sums.sum()) / predicted
         return PassResult(
             perplexity=math.exp(mean) if mean < 700 else math.inf,
             mean_nll=mean,
             predicted_tokens=predicted,
             seconds=time.perf_counter() - started,
             prefix_layer=prefix,
+            window_nll=tuple(float(v) / (window - 1) for v in sums),
         )
 
     def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -248,34 +253,35 @@ class PerplexityEvaluator:
     def _whole_logits_nll(
         self, index: int, ids: torch.Tensor, observer: BatchObserver | None
     ) -> torch.Tensor:
-        """Summed next-token loss of one batch from the model's own logits, all at once."""
+        """Each window's summed next-token loss `(batch,)` from the model's own logits, all at once."""
         logits = self.model(input_ids=ids, use_cache=False).logits  # (batch, window, vocab)
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(),
             next_token_targets(ids).reshape(-1),
             ignore_index=IGNORED,
-            reduction="sum",
-        )
+            reduction="none",
+        )  # (batch * window,), 0 at the ignored last positions
         if observer is not None:
             observer(index, logits[:, :-1], ids[:, 1:])
-        return loss.double().cpu()
+        return loss.view(ids.shape).double().sum(dim=1).cpu()
 
     def _chunked_nll(
         self, index: int, hidden: torch.Tensor, ids: torch.Tensor, observer: BatchObserver | None
     ) -> torch.Tensor:
-        """Summed next-token loss of one batch from the head's input, `chunk_tokens` positions at a time."""
+        """Each window's summed next-token loss `(batch,)` from the head's input, `chunk_tokens` positions
+        at a time."""
         rows = hidden.reshape(-1, hidden.shape[-1])  # (batch * window, hidden)
         targets = next_token_targets(ids).reshape(-1)  # (batch * window,)
-        total = torch.zeros((), dtype=torch.float64)
+        losses = torch.zeros(rows.shape[0], dtype=torch.float64)  # (batch * window,)
         for start in range(0, rows.shape[0], self.chunk_tokens):
             logits = self._head_logits(rows[start : start + self.chunk_tokens]).float()  # (chunk, vocab)
             chunk_targets = targets[start : start + self.chunk_tokens]
-            loss = F.cross_entropy(logits, chunk_targets, ignore_index=IGNORED, reduction="sum")
-            total += loss.double().cpu()
+            loss = F.cross_entropy(logits, chunk_targets, ignore_index=IGNORED, reduction="none")
+            losses[start : start + loss.numel()] = loss.double().cpu()
             if observer is not None:
                 predicted = chunk_targets != IGNORED
                 observer(index, logits[predicted].unsqueeze(0), chunk_targets[predicted].unsqueeze(0))
-        return total
+        return losses.view(ids.shape).sum(dim=1)
 
     def _head_reproduces_logits(self) -> bool:
         """Whether the head's input, through the head (and soft cap), gives the model's own logits.

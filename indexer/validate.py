@@ -10,6 +10,8 @@ is a module of `indexer.experiments`, registered in `indexer.experiments.REGISTR
 5. `controls`: the same number of the largest other down-projection weights zeroed (outside the super
    activation's row), and a seeded random, magnitude-matched null set (each super weight's value
    subtracted at a random coordinate of its own down projection, outside that row);
+   `null`: the calibrated null, K random magnitude-matched sets and same-column sets (`null_figures`);
+   `leave_one_out`: every super weight zeroed but one, for each member (which members the set needs);
 6. `stopwords`: next-token probability mass on a fixed stopword list before and after joint zeroing;
 7. `scaling`: the super weights multiplied by each factor;
 plus `rtn` (weight round-to-nearest, plain / clipped + restored / held out + restored) and `w8a8`
@@ -20,6 +22,8 @@ and at the super weights' columns in their down projection's input, from the sup
 Super weights are edited in place and restored bit-exactly after every figure, quantized variants run each
 linear layer on a quantized copy of its weight (one at a time); variants that start at a
 super weight's layer reuse the baseline's hidden states at that layer's input (the prefix cache).
+Every ratio carries a paired bootstrap interval over the corpus windows; the verdicts
+(`indexer.validation.verdicts`) apply the confirm factor to its low end.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from indexer.validation.config import RTN_VARIANTS, W8A8_VARIANTS, ValidateConfi
 from indexer.validation.results import (
     Figure,
     ModelVerdict,
+    NullSummary,
     Phase,
     ProgressCallback,
     ProgressEvent,
@@ -62,6 +67,7 @@ __all__ = [
     "W8A8_VARIANTS",
     "Figure",
     "ModelVerdict",
+    "NullSummary",
     "Phase",
     "ProgressCallback",
     "ProgressEvent",
@@ -106,7 +112,11 @@ def validate(
     suite = Suite(loaded, detection, windows, config, progress)
     suite.run()
     assert suite.baseline is not None
-    model_verdict, weight_verdicts = decide_verdicts(suite.coordinates, suite.figures, config)
+    named = {key: f for key, f in suite.figures.items() if f.experiment != "null"}
+    null = tuple(f for f in suite.figures.values() if f.experiment == "null")
+    model_verdict, weight_verdicts = decide_verdicts(
+        suite.coordinates, named, config, null, corpus=windows.identity.name
+    )
     return ValidationResult(
         model=loaded.model_id,
         revision=loaded.revision_sha,
@@ -121,7 +131,7 @@ def validate(
         baseline_perplexity=suite.baseline.perplexity,
         verdict=model_verdict,
         super_weight_verdicts=weight_verdicts,
-        figures=tuple(suite.figures.values()),
+        figures=tuple(named.values()),
         weight_sets=tuple(suite.weight_sets),
         stopwords=suite.summary("stopwords"),
         super_activation=suite.activation_sites(),
@@ -129,4 +139,5 @@ def validate(
         timing=suite.timing(time.perf_counter() - started),
         validator_version=VALIDATOR_VERSION,
         library_versions=library_versions(),
+        null_figures=null,
     )

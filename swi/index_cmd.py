@@ -73,7 +73,13 @@ def index_command(
         typer.Option(help="Validation token budget (default 4096 on a CPU, 65536 on a GPU).", min=2),
     ] = None,
     window: Annotated[int | None, typer.Option(help="Validation window length.", min=2)] = None,
-    corpus: Annotated[str | None, typer.Option(help="builtin (default), wikitext2, or a text file.")] = None,
+    corpus: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (default: WikiText-2 where `datasets` loads it, else builtin), builtin, wikitext2, "
+            "or a text file."
+        ),
+    ] = None,
     experiments: Annotated[
         str | None, typer.Option(help="Comma-separated validation experiments (default: all).")
     ] = None,

@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 #: default token budget when --max-tokens is not given: CPUs are slow, GPUs are not
 CPU_DEFAULT_TOKENS = 4096
 GPU_DEFAULT_TOKENS = 65536
-VERDICT_STYLE = {"confirmed": "bold green", "inert": "bold yellow", "not_measured": "dim"}
+VERDICT_STYLE = {
+    "confirmed": "bold green",
+    "set-confirmed": "green",
+    "redundant": "yellow",
+    "inert": "bold yellow",
+    "not_measured": "dim",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -48,8 +54,12 @@ def validate_command(
     model: Annotated[str, typer.Argument(help="Hub id (org/name), a local model folder, or a .gguf file.")],
     revision: Annotated[str | None, typer.Option(help="Hub branch, tag or commit sha.")] = None,
     corpus: Annotated[
-        str, typer.Option(help="wikitext2 (needs `datasets`), builtin, or a text file.")
-    ] = "builtin",
+        str,
+        typer.Option(
+            help="auto (WikiText-2 through `datasets` where it loads, else builtin), wikitext2, builtin, "
+            "or a text file such as wiki.test.raw."
+        ),
+    ] = "auto",
     max_tokens: Annotated[
         int | None,
         typer.Option(
@@ -63,8 +73,8 @@ def validate_command(
     experiments: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: all, baseline, joint, alone, restore_sa, controls, stopwords, scaling, "
-            "rtn, w8a8."
+            help="Comma-separated: all, baseline, joint, alone, restore_sa, controls, null, leave_one_out, "
+            "stopwords, scaling, rtn, w8a8."
         ),
     ] = "all",
     confirm_factor: Annotated[
@@ -80,7 +90,14 @@ def validate_command(
         str, typer.Option(help="Clipped RTN variant: percentile or zscore.")
     ] = "percentile",
     clip_threshold: Annotated[float, typer.Option(help="Upper percentile, or z-score (e.g. 6).")] = 99.99,
-    seed: Annotated[int, typer.Option(help="Seed of the random control.")] = 0,
+    null_sets: Annotated[
+        int, typer.Option(help="Random magnitude-matched sets of the null.", min=0, max=1024)
+    ] = 32,
+    null_column_sets: Annotated[int, typer.Option(help="Same-column sets of the null.", min=0, max=1024)] = 8,
+    necessity_share: Annotated[
+        float, typer.Option(help="Share of the joint effect a set member must carry to be set-confirmed.")
+    ] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the random control and the null.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, float16, bfloat16.")] = "auto",
     max_memory: Annotated[
@@ -112,6 +129,9 @@ def validate_command(
             rtn_granularities=_names(granularities) or defaults.rtn_granularities,
             clip_method=clip_method,
             clip_threshold=clip_threshold,
+            null_sets=null_sets,
+            null_column_sets=null_column_sets,
+            necessity_share=necessity_share,
             seed=seed,
         )
         config.check()
@@ -177,6 +197,13 @@ def show_validation(result: ValidationResult) -> None:
     verdict = result.verdict
     style = VERDICT_STYLE[verdict.verdict]
     console.print(f"verdict: [{style}]{verdict.verdict}[/] - {verdict.reason}")
+    null = verdict.null
+    if null is not None:
+        quantiles = ", ".join(f"q{q} {_ratio(r)}" for q, r in null.quantiles.items())
+        console.print(
+            f"null: {null.sets} sets ({null.random_sets} random, {null.column_sets} same-column, and the "
+            f"controls): {quantiles}; empirical p = {null.p_value:.3f}"
+        )
     if result.super_weight_verdicts:
         table = Table(title="super weights", title_justify="left")
         for column in ("layer", "row", "col", "value", "alone", "verdict", "why"):
@@ -214,7 +241,7 @@ def _show_pruning(result: ValidationResult) -> None:
     if len(figures) <= 1:
         return
     table = Table(title="pruning experiments", title_justify="left")
-    for column in ("experiment", "perplexity", "ratio", "note"):
+    for column in ("experiment", "perplexity", "ratio", "95% interval", "note"):
         table.add_column(column, justify="left" if column in ("experiment", "note") else "right")
     for f in figures:
         note = (
@@ -222,7 +249,8 @@ def _show_pruning(result: ValidationResult) -> None:
             if f.reused_from
             else (f"from cached layer {f.prefix_layer}" if f.prefix_layer is not None else "")
         )
-        table.add_row(f.label, _ppl(f.perplexity), _ratio(f.ratio), f"[dim]{note}[/]")
+        interval = f"{_ratio(f.ratio_low)}-{_ratio(f.ratio_high)}" if f.ratio_low is not None else "-"
+        table.add_row(f.label, _ppl(f.perplexity), _ratio(f.ratio), interval, f"[dim]{note}[/]")
     console.print(table)
     if result.super_activation is not None:
         sa = result.super_activation

@@ -128,6 +128,27 @@ def _mlp_input(loaded: LoadedModel, layer: int, prompt: str) -> torch.Tensor:
     return captured[0]
 
 
+def plant_input_spike(
+    loaded: LoadedModel,
+    layer: int,
+    col: int,
+    *,
+    pre_activation: float = 8.0,
+    token: int = 0,
+    prompt: str = "Apple Inc. is a worldwide tech company.",
+) -> None:
+    """Make intermediate channel `col` of `layer` spike on `prompt` without an output spike: the
+    projections feeding the down projection are aimed as for a super weight, and the down projection's
+    column `col` is zeroed, so the spike goes nowhere (published profiles show such input-only spikes)."""
+    plant_super_weight(
+        loaded, layer, 0, col, weight=0.0, pre_activation=pre_activation, token=token, prompt=prompt
+    )
+    adapter = loaded.adapter
+    down = adapter.down_weight(loaded.model, layer)
+    with torch.no_grad():
+        adapter.as_out_in(down)[:, col] = 0.0
+
+
 def plant_super_weight(
     loaded: LoadedModel,
     layer: int,

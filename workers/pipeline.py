@@ -497,7 +497,7 @@ def _validate(
         experiments=experiments_of(config), window=config.window, max_tokens=budget
     )
     validate_config.check()
-    corpus = load_corpus(config.corpus or "builtin")
+    corpus = load_corpus(config.corpus or "auto")
 
     def on_event(event: ProgressEvent) -> None:
         if event.phase == "quantization" and reporter.phase_name != "quantization":

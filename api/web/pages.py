@@ -49,8 +49,11 @@ PRUNING_ORDER = {
     "alone": 2,
     "restore_sa": 3,
     "controls": 4,
+    "leave_one_out": 5,
 }
 QUANTIZATION_EXPERIMENTS = ("rtn", "w8a8")
+#: measured statuses of weights that pruning showed do not matter (charted like inert ones)
+QUIET_STATUSES = ("inert", "redundant")
 PROVENANCE_ORDER = (
     "model",
     "source_kind",
@@ -353,14 +356,14 @@ def _marks(entries: Sequence[CoordinateEntry]) -> list[Mark]:
     for entry in entries:
         weight = entry.weight
         where = coordinate_text(weight.coordinates)
-        if entry.source == "measured" and weight.status != "inert":
+        if entry.source == "measured" and weight.status not in QUIET_STATUSES:
             previous = marks.get(weight.layer)
             label = f"super weight {where} ({weight.status})"
             if previous is not None and previous.kind == "sw-layer":
                 label = previous.label + "; " + label
             marks[weight.layer] = Mark(weight.layer, "sw-layer", label)
         elif weight.layer not in marks:
-            kind = "inert-layer" if weight.status == "inert" else "reported-layer"
+            kind = "inert-layer" if weight.status in QUIET_STATUSES else "reported-layer"
             marks[weight.layer] = Mark(weight.layer, kind, f"{weight.status} {where}")
     return sorted(marks.values(), key=lambda m: m.layer)
 

@@ -44,7 +44,7 @@ router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-STATUSES = tuple(SuperWeightStatus)
+STATUSES = tuple(status.value for status in SuperWeightStatus)
 REPRODUCTIONS: dict[str, str] = {
     Reproduction.REPRODUCED: "reproduced by a run",
     Reproduction.CONTRADICTED: "contradicted (inert)",

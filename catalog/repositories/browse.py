@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.models import CatalogModel, SuperWeight
-from contracts.status import SuperWeightStatus
+from contracts.status import UNNEEDED_STATUSES
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class BrowseRepository:
             return {}
         rows = self.session.execute(
             select(SuperWeight.model_id, SuperWeight.layer)
-            .where(SuperWeight.model_id.in_(model_ids), SuperWeight.status != SuperWeightStatus.INERT)
+            .where(SuperWeight.model_id.in_(model_ids), SuperWeight.status.not_in(UNNEEDED_STATUSES))
             .distinct()
         )
         for model_id, layer in rows:

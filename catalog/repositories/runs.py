@@ -37,7 +37,7 @@ from contracts.identifiers import (
 )
 from contracts.lineage import RelationKind, Reproduction, SourceKind
 from contracts.results import DetectionResult, Provenance
-from contracts.status import JobStatus, RunStatus, SuperWeightStatus
+from contracts.status import UNNEEDED_STATUSES, JobStatus, RunStatus, SuperWeightStatus
 from contracts.validation import FigureKey, Measurement, ValidationDocument
 
 Coordinates = tuple[int, int, int]
@@ -390,13 +390,19 @@ class RunRepository:
                 status=verdict.status if verdict else SuperWeightStatus.CANDIDATE,
                 verdict_reason=verdict.reason if verdict else None,
                 member_of_confirmed_set=verdict.member_of_confirmed_set if verdict else False,
-                **found.model_dump(mode="json"),
+                # the prompt agreement is reported by detection, not (yet) a catalog column
+                **found.model_dump(mode="json", exclude={"prompt_agreement"}),
             )
             weights[coordinates] = weight
             self.session.add(weight)
         if detection.super_activation is not None:
             self.session.add(
-                SuperActivation(run_id=run.id, **detection.super_activation.model_dump(mode="json"))
+                SuperActivation(
+                    run_id=run.id,
+                    **detection.super_activation.model_dump(
+                        mode="json", exclude={"on_first_token", "on_bos"}
+                    ),
+                )
             )
         for iteration in detection.layer_profile:
             for stats in iteration.layers:
@@ -696,8 +702,8 @@ class RunRepository:
 
 
 def _reproduction(status: str) -> Reproduction:
-    """A detected coordinate reproduces a report unless its validation found it inert."""
-    return Reproduction.CONTRADICTED if status == SuperWeightStatus.INERT else Reproduction.REPRODUCED
+    """A detected coordinate reproduces a report unless validation found it unneeded (inert, redundant)."""
+    return Reproduction.CONTRADICTED if status in UNNEEDED_STATUSES else Reproduction.REPRODUCED
 
 
 def _readings(reported: list[Coordinates]) -> dict[Coordinates, list[Coordinates]]:
@@ -719,7 +725,7 @@ def _effective(view: CoordinateView) -> set[Coordinates]:
         return {
             e.weight.coordinates
             for e in view.entries
-            if e.source == "measured" and e.weight.status != SuperWeightStatus.INERT
+            if e.source == "measured" and e.weight.status not in UNNEEDED_STATUSES
         }
     return {e.weight.coordinates for e in view.entries}
 

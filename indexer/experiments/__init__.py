@@ -13,6 +13,8 @@ from indexer.errors import InvalidInputError
 from indexer.experiments.activation import RestoreSuperActivation
 from indexer.experiments.base import Experiment, ExperimentContext, Measures, Phase, Variant
 from indexer.experiments.controls import Controls
+from indexer.experiments.necessity import LeaveOneOut
+from indexer.experiments.null import Null
 from indexer.experiments.pruning import Alone, Joint, Scaling
 from indexer.experiments.quantization import W8A8, RoundToNearest
 from indexer.experiments.stopwords import Stopwords
@@ -39,6 +41,8 @@ REGISTRY: Mapping[str, Experiment] = _registry(
     Alone(),
     RestoreSuperActivation(),
     Controls(),
+    Null(),
+    LeaveOneOut(),
     Stopwords(),
     Scaling(),
     RoundToNearest(),

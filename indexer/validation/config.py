@@ -43,6 +43,18 @@ class ValidateConfig:
     #: corpus positions whose down-projection output at the super activation's channel reaches this share
     #: of the detected super activation count as super-activation sites
     sa_threshold: float = 0.1
+    #: random magnitude-matched sets of the null: per super weight, one of the largest weights of its
+    #: down projection (outside the super activation's row), zeroed
+    null_sets: int = 32
+    #: same-column sets of the null: a random other row of each super weight's column, zeroed (the input
+    #: spike survives zeroing, so a column neighbour is the hard control)
+    null_column_sets: int = 8
+    #: a member of a confirmed set is `set-confirmed` when restoring it alone (the others zeroed) removes
+    #: at least this share of the joint zeroing's log perplexity ratio, `redundant` otherwise
+    necessity_share: float = 0.1
+    #: bootstrap resamples of the windows behind every ratio's interval, and the interval's level
+    bootstrap_samples: int = 1000
+    interval_level: float = 0.95
     seed: int = 0
     stopword_top_k: int = 10
     prefix_cache: bool = True
@@ -73,6 +85,14 @@ class ValidateConfig:
         ClipSpec(self.clip_method, self.clip_threshold)  # type: ignore[arg-type]
         if not 2 <= self.activation_bits <= 16:
             raise InvalidInputError("activation bits must be between 2 and 16")
+        if not 0 <= self.null_sets <= 1024 or not 0 <= self.null_column_sets <= 1024:
+            raise InvalidInputError("null set counts must be between 0 and 1024")
+        if not 0 < self.necessity_share < 1:
+            raise InvalidInputError("the necessity share must be in (0, 1)")
+        if not 10 <= self.bootstrap_samples <= 100_000:
+            raise InvalidInputError("bootstrap samples must be between 10 and 100,000")
+        if not 0.5 <= self.interval_level < 1:
+            raise InvalidInputError("the interval level must be in [0.5, 1)")
         if not 0 < self.sa_threshold <= 1:
             raise InvalidInputError("the super-activation threshold must be in (0, 1]")
 

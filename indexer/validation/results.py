@@ -11,7 +11,10 @@ from indexer.corpus import CorpusIdentity
 from indexer.jsonable import from_jsonable, to_jsonable
 from indexer.validation.config import ValidateConfig
 
-Verdict = Literal["confirmed", "inert", "not_measured"]
+#: per super weight: `confirmed` (zeroing it alone passes), `set-confirmed` (a necessary member of a
+#: confirmed set), `redundant` (a member of a confirmed set whose removal changes nothing), `inert`,
+#: `not_measured`; a model is `confirmed`, `inert` or `not_measured`
+Verdict = Literal["confirmed", "set-confirmed", "redundant", "inert", "not_measured"]
 Phase = Literal["baseline", "pruning", "quantization"]
 
 
@@ -29,6 +32,10 @@ class Figure:
     prefix_layer: int | None = None  # the cached layer input the pass started from
     reused_from: str | None = None  # the key of an identical variant whose pass this figure reuses
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: the ratio's bootstrap interval over windows (paired with the baseline's windows)
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+    window_nll: tuple[float, ...] = ()  # mean loss of each window, nats per predicted token
 
 
 @dataclass(frozen=True)
@@ -82,15 +89,36 @@ class SuperActivationSites:
 
 
 @dataclass(frozen=True)
+class NullSummary:
+    """The calibrated null: ratios of random magnitude-matched sets, same-column sets and the largest-N
+    set, against the joint zeroing."""
+
+    sets: int
+    random_sets: int
+    column_sets: int
+    #: "0", "0.05", "0.5", "0.95", "1" -> ratio (None: a pass that overflowed)
+    quantiles: Mapping[str, float | None]
+    max_ratio: float | None
+    joint_ratio: float | None
+    p_value: float  # (1 + #null ratios >= joint) / (1 + sets)
+
+
+@dataclass(frozen=True)
 class ModelVerdict:
     """Per model: does zeroing the super weights (jointly) destroy the model, and only them?"""
 
-    verdict: Verdict
+    verdict: Literal["confirmed", "inert", "not_measured"]
     reason: str
     joint_ratio: float | None
     max_control_ratio: float | None
     confirm_factor: float
     control_limit_ratio: float | None  # controls must stay at or below this ratio
+    joint_ratio_low: float | None = None  # the joint ratio's interval: the factor applies to its low end
+    joint_ratio_high: float | None = None
+    #: the members that are confirmed or set-confirmed
+    minimal_set: tuple[tuple[int, int, int], ...] = ()
+    null: NullSummary | None = None
+    corpus: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +132,9 @@ class SuperWeightVerdict:
     reason: str
     alone_ratio: float | None
     member_of_confirmed_set: bool  # the joint zeroing that contains it confirmed the model
+    alone_ratio_low: float | None = None
+    #: share of the joint log ratio that restoring it alone (the others zeroed) removes
+    necessity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +189,8 @@ class ValidationResult:
     timing: ValidationTiming
     validator_version: str
     library_versions: Mapping[str, str]
+    #: the calibrated null's passes (random and same-column sets), kept apart from the named figures
+    null_figures: tuple[Figure, ...] = ()
 
     def figure(self, key: str) -> Figure:
         """The figure with this key (KeyError when it was not measured)."""

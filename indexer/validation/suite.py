@@ -92,6 +92,13 @@ def _combined(first: ForwardHook | None, second: ForwardHook) -> ForwardHook:
     return both
 
 
+def _exp(value: float) -> float | None:
+    """exp, None where it overflows (an overflowing ratio is reported as None, like its perplexity)."""
+    if math.isnan(value):
+        return None
+    return math.exp(value) if value < 700 else None
+
+
 class Suite:
     """Plans and runs the experiments on one model; every change is undone before the next figure."""
 
@@ -136,6 +143,7 @@ class Suite:
         # super-activation recordings: (layer, row) -> per batch (batch, window) down_proj output at row
         self.sa_recordings: dict[tuple[int, int], list[torch.Tensor]] = {}
         self.sa_sites: dict[tuple[int, int], Sites] = {}
+        self._resamples: torch.Tensor | None = None  # (samples, windows) window indices of the bootstrap
 
     def _layer_index(self) -> dict[int, int]:
         """id(module) -> decoder layer index, by walking each layer (never by matching names)."""
@@ -320,6 +328,7 @@ class Suite:
         perplexity = result.perplexity if math.isfinite(result.perplexity) else None
         base = self.baseline.perplexity
         ratio = perplexity / base if perplexity is not None and math.isfinite(base) else None
+        low, high = self._interval(result)
         return Figure(
             key=variant.key,
             experiment=variant.experiment,
@@ -331,7 +340,28 @@ class Suite:
             prefix_layer=result.prefix_layer,
             reused_from=reused_from,
             params=dict(variant.params),
+            ratio_low=low,
+            ratio_high=high,
+            window_nll=result.window_nll,
         )
+
+    def _interval(self, result: PassResult) -> tuple[float | None, float | None]:
+        """The ratio's bootstrap interval: windows resampled, each paired with the baseline's same window."""
+        assert self.baseline is not None
+        base = self.baseline.window_nll
+        if not base or len(result.window_nll) != len(base):
+            return None, None
+        if self._resamples is None:
+            generator = torch.Generator().manual_seed(self.config.seed)
+            shape = (self.config.bootstrap_samples, len(base))
+            self._resamples = torch.randint(len(base), shape, generator=generator)
+        difference = torch.tensor(result.window_nll, dtype=torch.float64) - torch.tensor(
+            base, dtype=torch.float64
+        )
+        means = difference[self._resamples].mean(dim=1)  # (samples,) mean log ratio of each resample
+        tail = (1 - self.config.interval_level) / 2
+        low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+        return _exp(low), _exp(high)
 
     # -- summaries --
 

@@ -1,94 +1,241 @@
-"""Verdicts: what the figures say about the model and about each super weight."""
+"""Verdicts: what the figures say about the model and about each super weight.
+
+The model is `confirmed` when zeroing its super weights together raises perplexity by the factor at the
+low end of the ratio's bootstrap interval, by the factor over the calibrated null's largest ratio, and the
+controls stay far below. Each super weight is then `confirmed` (zeroing it alone passes the same test),
+`set-confirmed` (restoring it alone while the others stay zeroed removes at least `necessity_share` of the
+joint log ratio: the set needs it), `redundant` (a member of the confirmed set the set does not need),
+`inert` or `not_measured`. The members that are confirmed or set-confirmed are the minimal confirmed set.
+"""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from indexer.ablation import Coordinate
-from indexer.experiments.pruning import alone_key
+from indexer.experiments.necessity import without_key
+from indexer.experiments.pruning import JOINT_KEY, alone_key, coordinate_text
 from indexer.validation.config import ValidateConfig
-from indexer.validation.results import Figure, ModelVerdict, SuperWeightVerdict, Verdict
+from indexer.validation.results import Figure, ModelVerdict, NullSummary, SuperWeightVerdict, Verdict
 
-
-def decide_verdicts(
-    coordinates: Sequence[Coordinate], figures: Mapping[str, Figure], config: ValidateConfig
-) -> tuple[ModelVerdict, tuple[SuperWeightVerdict, ...]]:
-    """`confirmed` when joint zeroing reaches the factor and every control stays far below it.
-
-    "Far below": each control's log perplexity ratio is at most `control_share` of the joint zeroing's.
-    A super weight is `confirmed` on its own when zeroing it alone reaches the factor as well.
-    """
-    factor = config.confirm_factor
-    if not coordinates:
-        return ModelVerdict("not_measured", "no super weights were detected", None, None, factor, None), ()
-    joint = figures.get("zero/joint")
-    controls = [figures.get(key) for key in ("control/largest", "control/random")]
-
-    def alone_ratio(coordinate: Coordinate) -> float | None:
-        return _ratio(figures.get(alone_key(coordinate)))
-
-    if joint is None or any(c is None for c in controls):
-        reason = "the verdict needs the joint and controls experiments"
-        model = ModelVerdict("not_measured", reason, _ratio(joint), None, factor, None)
-        return model, tuple(
-            SuperWeightVerdict(*c, "not_measured", reason, alone_ratio(c), False) for c in coordinates
-        )
-    joint_ratio = _ratio(joint)
-    assert joint_ratio is not None
-    limit = math.exp(config.control_share * math.log(joint_ratio)) if joint_ratio > 1 else 1.0
-    max_control = max(_ratio(c) or math.inf for c in controls)
-    controls_ok = max_control <= limit
-    n = len(coordinates)
-    if joint_ratio >= factor and controls_ok:
-        model = ModelVerdict(
-            "confirmed",
-            f"zeroing the {n} super weight(s) raises perplexity {joint_ratio:.2f}x "
-            f"(>= {factor:g}x); the controls at most {max_control:.2f}x (limit {limit:.2f}x)",
-            joint_ratio,
-            max_control,
-            factor,
-            limit,
-        )
-    elif joint_ratio >= factor:
-        model = ModelVerdict(
-            "inert",
-            f"zeroing the super weight(s) raises perplexity {joint_ratio:.2f}x, but a "
-            f"control raises it {max_control:.2f}x (limit {limit:.2f}x): not specific",
-            joint_ratio,
-            max_control,
-            factor,
-            limit,
-        )
-    else:
-        model = ModelVerdict(
-            "inert",
-            f"zeroing the {n} super weight(s) raises perplexity only {joint_ratio:.2f}x (< {factor:g}x)",
-            joint_ratio,
-            max_control,
-            factor,
-            limit,
-        )
-    confirmed_set = model.verdict == "confirmed"
-    per_weight = []
-    for coordinate in coordinates:
-        alone = alone_ratio(coordinate)
-        verdict: Verdict
-        if alone is None:
-            verdict, reason = "not_measured", "not zeroed alone (the alone experiment was not run)"
-        elif alone >= factor and controls_ok:
-            verdict, reason = "confirmed", f"zeroing it alone raises perplexity {alone:.2f}x"
-        elif alone >= factor:
-            verdict, reason = "inert", "the controls are not far below"
-        else:
-            verdict, reason = "inert", f"zeroing it alone raises perplexity {alone:.2f}x (< {factor:g}x)"
-            if confirmed_set:
-                reason += "; it matters jointly with the others"
-        per_weight.append(SuperWeightVerdict(*coordinate, verdict, reason, alone, confirmed_set))
-    return model, tuple(per_weight)
+CONTROL_KEYS = ("control/largest", "control/random")
+NULL_QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
 
 
 def _ratio(figure: Figure | None) -> float | None:
     if figure is None:
         return None
     return figure.ratio if figure.ratio is not None else math.inf
+
+
+def _low(figure: Figure | None) -> float | None:
+    """The low end of the ratio's interval (the ratio itself without one)."""
+    if figure is None:
+        return None
+    if figure.ratio_low is not None:
+        return figure.ratio_low
+    return _ratio(figure)
+
+
+def null_summary(joint: Figure | None, null: Sequence[Figure]) -> NullSummary | None:
+    """Quantiles, maximum and empirical p-value of the null ratios (None without any)."""
+    ratios = sorted(_ratio(f) or math.inf for f in null)
+    if not ratios:
+        return None
+    joint_ratio = _ratio(joint)
+    quantiles = {f"{q:g}": _finite(_quantile(ratios, q)) for q in NULL_QUANTILES}
+    at_least = sum(1 for r in ratios if joint_ratio is None or r >= joint_ratio)
+    return NullSummary(
+        sets=len(ratios),
+        random_sets=sum(1 for f in null if f.params.get("kind") == "random"),
+        column_sets=sum(1 for f in null if f.params.get("kind") == "column"),
+        quantiles=quantiles,
+        max_ratio=_finite(ratios[-1]),
+        joint_ratio=_finite(joint_ratio),
+        p_value=(1 + at_least) / (1 + len(ratios)),
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    if len(ordered) == 1 or q <= 0:
+        return ordered[0]
+    if q >= 1:
+        return ordered[-1]
+    return statistics.quantiles(ordered, n=1000, method="inclusive")[round(q * 1000) - 1]
+
+
+def decide_verdicts(
+    coordinates: Sequence[Coordinate],
+    figures: Mapping[str, Figure],
+    config: ValidateConfig,
+    null: Sequence[Figure] = (),
+    corpus: str = "",
+) -> tuple[ModelVerdict, tuple[SuperWeightVerdict, ...]]:
+    """The model's verdict and each super weight's status (see the module's docstring)."""
+    factor = config.confirm_factor
+    on = f" on {corpus}" if corpus else ""
+    if not coordinates:
+        reason = "no super weights were detected"
+        return ModelVerdict("not_measured", reason, None, None, factor, None, corpus=corpus), ()
+    joint = figures.get(JOINT_KEY)
+    controls = [figures.get(key) for key in CONTROL_KEYS]
+
+    def alone_of(coordinate: Coordinate) -> Figure | None:
+        return figures.get(alone_key(coordinate))
+
+    if joint is None or any(c is None for c in controls):
+        reason = "the verdict needs the joint and controls experiments"
+        model = ModelVerdict("not_measured", reason, _ratio(joint), None, factor, None, corpus=corpus)
+        return model, tuple(
+            SuperWeightVerdict(*c, "not_measured", reason, _ratio(alone_of(c)), False) for c in coordinates
+        )
+    joint_ratio, joint_low = _ratio(joint), _low(joint)
+    assert joint_ratio is not None and joint_low is not None
+    limit = math.exp(config.control_share * math.log(joint_ratio)) if joint_ratio > 1 else 1.0
+    max_control = max(_ratio(c) or math.inf for c in controls)
+    controls_ok = max_control <= limit
+    summary = null_summary(joint, [*null, *(c for c in controls if c is not None)])
+    null_max = (
+        max_control if summary is None else math.inf if summary.max_ratio is None else summary.max_ratio
+    )
+    beats_null = joint_low >= factor * max(null_max, 1.0)
+    n = len(coordinates)
+    interval = _interval_text(joint)
+    null_text = (
+        f"; null of {summary.sets} sets: median {_x(summary.quantiles['0.5'])}, "
+        f"max {_x(summary.max_ratio)}, p = {summary.p_value:.3f}"
+        if summary is not None
+        else ""
+    )
+
+    def model_verdict(verdict: Literal["confirmed", "inert"], reason: str) -> ModelVerdict:
+        return ModelVerdict(
+            verdict,
+            reason,
+            joint_ratio,
+            max_control,
+            factor,
+            limit,
+            joint_ratio_low=joint.ratio_low,
+            joint_ratio_high=joint.ratio_high,
+            minimal_set=minimal if verdict == "confirmed" else (),
+            null=summary,
+            corpus=corpus,
+        )
+
+    confirmed_set = joint_low >= factor and controls_ok and beats_null
+    per_weight = _weight_verdicts(coordinates, figures, config, joint_ratio, confirmed_set, controls_ok)
+    minimal = tuple(
+        (v.layer, v.row, v.col) for v in per_weight if v.verdict in ("confirmed", "set-confirmed")
+    )
+    if confirmed_set:
+        names = ", ".join(coordinate_text(c) for c in minimal) or "none of them alone"
+        reason = (
+            f"zeroing the {n} super weight(s) raises perplexity{on} {joint_ratio:.2f}x{interval} "
+            f"(low end >= {factor:g}x, and >= {factor:g}x the null's max){null_text}; the controls at most "
+            f"{max_control:.2f}x (limit {limit:.2f}x); minimal confirmed set: {names}"
+        )
+        model = model_verdict("confirmed", reason)
+    elif joint_low >= factor and not controls_ok:
+        reason = (
+            f"zeroing the super weight(s) raises perplexity{on} {joint_ratio:.2f}x, but a "
+            f"control raises it {max_control:.2f}x (limit {limit:.2f}x): not specific"
+        )
+        model = model_verdict("inert", reason)
+    elif joint_low >= factor:
+        reason = (
+            f"zeroing the super weight(s) raises perplexity{on} {joint_ratio:.2f}x{interval}, not "
+            f"{factor:g}x the null's max ({null_max:.2f}x): not specific{null_text}"
+        )
+        model = model_verdict("inert", reason)
+    else:
+        reason = (
+            f"zeroing the {n} super weight(s) raises perplexity{on} only {joint_ratio:.2f}x{interval} "
+            f"(< {factor:g}x at the interval's low end){null_text}"
+        )
+        model = model_verdict("inert", reason)
+    return model, per_weight
+
+
+def _x(ratio: float | None) -> str:
+    return "overflow" if ratio is None else f"{ratio:.2f}x"
+
+
+def _interval_text(figure: Figure) -> str:
+    if figure.ratio_low is None or figure.ratio_high is None:
+        return ""
+    return f" (95% interval {figure.ratio_low:.2f}-{figure.ratio_high:.2f}x)"
+
+
+def _weight_verdicts(
+    coordinates: Sequence[Coordinate],
+    figures: Mapping[str, Figure],
+    config: ValidateConfig,
+    joint_ratio: float,
+    confirmed_set: bool,
+    controls_ok: bool,
+) -> tuple[SuperWeightVerdict, ...]:
+    factor = config.confirm_factor
+    per_weight = []
+    for coordinate in coordinates:
+        alone_figure = figures.get(alone_key(coordinate))
+        alone, alone_low = _ratio(alone_figure), _low(alone_figure)
+        necessity = _necessity(figures.get(without_key(coordinate)), joint_ratio)
+        if len(coordinates) == 1 and alone_figure is None and confirmed_set:
+            alone, alone_low = joint_ratio, _low(figures.get(JOINT_KEY))  # alone is the joint zeroing
+        verdict: Verdict
+        if alone is None and necessity is None:
+            verdict, reason = "not_measured", "not zeroed alone (the alone experiment was not run)"
+        elif alone is not None and alone_low is not None and alone_low >= factor and controls_ok:
+            verdict, reason = "confirmed", f"zeroing it alone raises perplexity {alone:.2f}x"
+        elif alone is not None and alone_low is not None and alone_low >= factor:
+            verdict, reason = "inert", "the controls are not far below"
+        elif confirmed_set and necessity is not None:
+            alone_text = f"alone {alone:.2f}x; " if alone is not None else ""
+            if necessity >= config.necessity_share:
+                verdict = "set-confirmed"
+                reason = (
+                    f"{alone_text}keeping it while the others are zeroed removes {necessity:.0%} of the "
+                    f"joint effect (>= {config.necessity_share:.0%}): the set needs it"
+                )
+            else:
+                verdict = "redundant"
+                reason = (
+                    f"{alone_text}keeping it while the others are zeroed removes only {necessity:.0%} of "
+                    f"the joint effect (< {config.necessity_share:.0%}): the set does not need it"
+                )
+        elif alone is None:
+            verdict, reason = "inert", "the set it belongs to is not confirmed"
+        else:
+            verdict, reason = "inert", f"zeroing it alone raises perplexity {alone:.2f}x (< {factor:g}x)"
+            if confirmed_set:
+                reason += "; it matters jointly with the others"
+        per_weight.append(
+            SuperWeightVerdict(
+                *coordinate,
+                verdict,
+                reason,
+                alone,
+                confirmed_set,
+                alone_ratio_low=alone_low if alone_figure is not None else None,
+                necessity=necessity,
+            )
+        )
+    return tuple(per_weight)
+
+
+def _necessity(without: Figure | None, joint_ratio: float) -> float | None:
+    """Share of the joint log ratio that keeping the member (the others zeroed) removes."""
+    ratio = _ratio(without)
+    if ratio is None or joint_ratio <= 1 or math.isinf(joint_ratio):
+        return None if ratio is None or joint_ratio <= 1 else (0.0 if math.isinf(ratio) else 1.0)
+    if math.isinf(ratio):
+        return 0.0
+    return (math.log(joint_ratio) - math.log(max(ratio, 1e-12))) / math.log(joint_ratio)

@@ -133,3 +133,31 @@ def test_a_recorded_jointly_confirmed_run_keeps_the_validator_s_meaning(sqlite_u
                 str(Measurement.model_validate(r, from_attributes=True).figure) for r in entry.decided_by
             )
             assert keys == sorted(["zero/joint", "zero/alone/{}-{}-{}".format(*verdict.coordinates)])
+
+
+def test_set_level_statuses_are_stored_and_searchable(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    sessions = make_session_factory(engine)
+    statuses = {(1, 2, 3): "set-confirmed", (1, 4, 5): "redundant", (2, 6, 7): "not_measured"}
+    with sessions() as session:
+        record_run(
+            session,
+            None,
+            "org/jointly",
+            SHA,
+            "main",
+            {"b": 1},
+            sample_detection(list(statuses)),
+            sample_validation(statuses),
+        )
+        session.commit()
+        model = ModelRepository(session).get("org/jointly")
+        stored = {
+            e.weight.coordinates: e.weight.status for e in RunRepository(session).coordinates(model).entries
+        }
+        # an undecided weight is stored as a candidate (`contracts.validation.Verdict.status`)
+        assert stored == {**statuses, (2, 6, 7): "candidate"}
+        for status in ("set-confirmed", "redundant"):
+            page = ModelRepository(session).search(ModelFilter(status=status))
+            assert [s.model.hub_id for s in page.items] == ["org/jointly"]
+    engine.dispose()

@@ -49,12 +49,8 @@ def test_reads_follow_cursor_pages(live: Live, tmp_path: Path) -> None:
         weights = client.super_weights(MISTRAL)
         assert isinstance(weights, SuperWeightsOut)
         # the paper's coordinate, and a replication's (the data set gives every source)
-        assert [(w.layer, w.row, w.col, w.status) for w in weights.super_weights][0] == (
-            1,
-            2070,
-            7310,
-            "reported",
-        )
+        first = weights.super_weights[0]
+        assert (first.layer, first.row, first.col, first.status) == (1, 2070, 7310, "reported")
         assert {w.status for w in weights.super_weights} == {"reported"}
         comparison = client.compare("huggyllama/llama-7b", "huggyllama/llama-13b")
         assert isinstance(comparison, CompareOut)

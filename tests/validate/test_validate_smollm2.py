@@ -72,3 +72,34 @@ def test_smollm2_super_weight_is_confirmed(smollm2: LoadedModel, wikitext_path: 
     assert result.stopwords is not None and result.stopwords.mass_before > 0.1
     assert result.quantization is not None and result.quantization.peak_memory_ratio <= 1.3
     assert ValidationResult.from_dict(json.loads(result.to_json())) == result
+
+
+def test_smollm2_on_wikitext2_beats_the_calibrated_null(smollm2: LoadedModel, wikitext_path: Path) -> None:
+    from rich.console import Console
+
+    from swi import validate_cmd
+
+    detection = detect(smollm2)
+    config = ValidateConfig(
+        experiments=("joint", "alone", "controls", "null"), window=256, max_tokens=4096, null_column_sets=8
+    )
+    result = validate(smollm2, detection, file_corpus(wikitext_path), config)
+    verdict = result.verdict
+    assert verdict.verdict == "confirmed" and verdict.minimal_set == (SUPER_WEIGHT,)
+    assert [v.verdict for v in result.super_weight_verdicts] == ["confirmed"]
+    joint = result.figure("zero/joint")
+    assert (
+        joint.ratio is not None and joint.ratio_low is not None and joint.ratio_low >= config.confirm_factor
+    )
+    assert len(result.null_figures) == 40 and all(f.prefix_layer == 11 for f in result.null_figures)
+    assert all(f.ratio is not None and f.ratio < joint.ratio for f in result.null_figures)
+    assert verdict.null is not None and verdict.null.p_value == pytest.approx(1 / 43)
+    assert "wiki.test.raw" in verdict.reason
+    console = Console(width=200, record=True)
+    previous, validate_cmd.console = validate_cmd.console, console
+    try:
+        validate_cmd.show_validation(result)
+    finally:
+        validate_cmd.console = previous
+    text = console.export_text()
+    assert "null: 42 sets" in text and "q0.5" in text and "empirical p" in text
