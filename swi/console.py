@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -35,3 +35,15 @@ def clear_errors(*error_types: type[BaseException]) -> Iterator[None]:
 def status_printer() -> Callable[[str], None]:
     """A progress callback that prints dim status lines on stderr."""
     return lambda message: err_console.print(f"[dim]{message}[/]", highlight=False)
+
+
+def weight_row(weight: Any) -> dict[str, Any]:
+    """A super weight's row in `swi index`'s table and JSON (a catalog row or the API's document alike)."""
+    return {
+        "layer": weight.layer,
+        "row": weight.row,
+        "col": weight.col,
+        "value": weight.value,
+        "status": weight.status,
+        "reason": weight.verdict_reason,
+    }

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from contracts.status import FINISHED_JOB_STATUSES, JobStatus
 from swi import remote
-from swi.console import clear_errors, console, err_console, fail
+from swi.console import clear_errors, console, err_console, fail, weight_row
 from swi.detect_cmd import ENGINE_HELP, parse_memory
 from swi.progress import progress_reporter
 from swi.remote import ServerOption
@@ -382,17 +382,7 @@ def _print_entry(context: PipelineContext, run_id: int | None, as_json: bool) ->
         run = runs.get(run_id)
         weights = runs.weights(run)
         model, sha = run.model.hub_id, run.revision.sha
-        rows: list[dict[str, Any]] = [
-            {
-                "layer": w.layer,
-                "row": w.row,
-                "col": w.col,
-                "value": w.value,
-                "status": w.status,
-                "reason": w.verdict_reason,
-            }
-            for w in weights
-        ]
+        rows: list[dict[str, Any]] = [weight_row(w) for w in weights]
         entry: dict[str, Any] = {
             "model": model,
             "revision": sha,

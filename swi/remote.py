@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from swi.console import clear_errors, err_console, fail
+from swi.console import clear_errors, err_console, fail, weight_row
 from swi.progress import progress_reporter
 
 if TYPE_CHECKING:
@@ -57,18 +57,7 @@ def entry_of(report: RunReportOut) -> dict[str, Any]:
         "revision": report.revision.sha,
         "run_id": report.id,
         "model_verdict": report.model_verdict,
-        "super_weights": [
-            {
-                "layer": w.layer,
-                "row": w.row,
-                "col": w.col,
-                "value": w.value,
-                "status": w.status,
-                "reason": w.verdict_reason,
-            }
-            for w in report.super_weights
-            if w.source == "measured"
-        ],
+        "super_weights": [weight_row(w) for w in report.super_weights if w.source == "measured"],
         "timings": report.timings,
         "url": f"/v1/models/{report.model}",
     }
