@@ -239,3 +239,54 @@ def plant_joint_super_weights(loaded: LoadedModel) -> tuple[tuple[int, int, int]
         head[:, row] = -5.0
         head[sorted(set(corpus_ids)), row] = 5.0
     return first, second
+
+
+#: the Phi-3-mini-like six: three rows sharing one column in each of two early layers (published for
+#: Phi-3-mini-4k: layers 2 and 4 of 32, the same three rows in both), scaled to a 6-layer tiny llama
+SIX_ROWS = (10, 30, 50)
+SIX_COLUMNS = {1: 20, 3: 40}  # layer -> the column its three super weights share
+SIX_SUPER_WEIGHTS = tuple((layer, row, col) for layer, col in SIX_COLUMNS.items() for row in SIX_ROWS)
+#: a large weight in layer 1's column at a row the head reads as noise, like every unplanted channel
+DECOY = (1, 60, 20)
+
+
+def plant_six_super_weights(loaded: LoadedModel, *, decoy: bool = False) -> tuple[tuple[int, int, int], ...]:
+    """Six llama super weights that matter only as a set: each alone ~1x, all six zeroed wreck the model.
+
+    Every token carries residual channel 5 (an embedding column). Layer 1's and layer 3's gate and up
+    projections turn it into an input spike at their column; three weights of that column write it to
+    rows 10, 30 and 50, which the head reads in favour of the corpus's characters (every other column of
+    the head is scaled up to confident noise). Any one of the six rows carries the activation the head
+    needs, so zeroing one weight changes nothing, while keeping any one of them with the other five zeroed
+    repairs the model: each is necessary to the set's joint effect. Layer 3 is the backup: while layer 1's
+    activation is there, channel 5 is drowned in layer 3's normalized input and it stays quiet. With
+    `decoy`, `DECOY` (a large weight of layer 1's column) writes the same input to row 60, which nothing
+    reads as the super activation. Returns the planted coordinates (the six, then the decoy).
+    """
+    channel = 5
+    model, adapter = loaded.model, loaded.adapter
+    planted = list(SIX_SUPER_WEIGHTS)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:, channel] = 1.0
+        for layer, col in SIX_COLUMNS.items():
+            for path in adapter.mlp_inputs:
+                matrix = model.get_submodule(
+                    f"{adapter.layers_path(model)}.{layer}.{path}"
+                ).weight  # (intermediate, hidden)
+                matrix[col] = 0.0
+                matrix[col, channel] = 4.0
+            down = adapter.as_out_in(adapter.down_weight(model, layer))  # (hidden, intermediate)
+            down[:, col] = 0.0
+            for row, weight in zip(SIX_ROWS, (4.0, 3.5, 3.0), strict=True):
+                down[row, col] = weight  # distinct sizes: detection finds one row of the column per pass
+        if decoy:
+            layer, row, col = DECOY
+            adapter.as_out_in(adapter.down_weight(model, layer))[row, col] = 1.0
+            planted.append(DECOY)
+        head = model.get_output_embeddings().weight  # (vocab, hidden)
+        head *= 20.0
+        corpus_ids = loaded.tokenizer("abcdefghij klmnopqrst.,", add_special_tokens=False)["input_ids"]
+        for row in SIX_ROWS:
+            head[:, row] = -5.0
+            head[sorted(set(corpus_ids)), row] = 5.0
+    return tuple(planted)

@@ -53,6 +53,18 @@ def test_smollm2_1_7b_like_profile_with_a_modest_input_spike(model_type: str) ->
     assert stats.output_max > 100 * stats.input_max / 16  # a modest input, a huge output
 
 
+def test_an_echo_is_still_rejected_in_an_olmo_like_profile() -> None:
+    # the output-led rule admits a layer whose input is no outlier; an echo that cancels the activation
+    # still never qualifies, though its input is of the same order as the other layers'
+    loaded = tiny_model("llama", num_layers=8)
+    plant_super_weight(loaded, layer=1, row=10, col=20, weight=4.0, pre_activation=16.0)
+    for layer, col in ((2, 30), (3, 40), (4, 50)):
+        plant_input_spike(loaded, layer, col, pre_activation=16.0)
+    plant_super_weight(loaded, layer=6, row=10, col=77, weight=-4.0, pre_activation=16.0)
+    result = detect(loaded)
+    assert [sw.coordinates for sw in result.super_weights] == [(1, 10, 20)]
+
+
 @pytest.mark.parametrize("model_type", ["llama", "gpt2", "falcon"])
 def test_input_spikes_alone_are_not_super_weights(model_type: str) -> None:
     loaded = tiny_model(model_type, num_layers=8)
