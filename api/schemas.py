@@ -142,6 +142,7 @@ class SuperWeightOut(BaseModel):
             "iteration": 0,
             "verdict_reason": "zeroing it alone raises perplexity 213.30x",
             "member_of_confirmed_set": True,
+            "prompt_agreement": 1.0,
             "decided_by": [],
         }
     )
@@ -174,6 +175,12 @@ class SuperWeightOut(BaseModel):
     member_of_confirmed_set: bool = Field(
         description="Zeroing the set of super weights that holds it confirmed the model (it matters jointly)."
     )
+    prompt_agreement: float | None = Field(
+        ge=0,
+        le=1,
+        description="Share of the detection prompts (one batch) whose spike points at this weight; null "
+        "for a published entry, or a run that did not record it.",
+    )
     decided_by: list[QualityResultOut]
 
 
@@ -188,6 +195,8 @@ class SuperActivationOut(SuperActivation):
             "peak_layer": 2,
             "peak_magnitude": 2533.1,
             "first_layer": 2,
+            "on_first_token": True,
+            "on_bos": True,
         }
     )
 
@@ -251,6 +260,13 @@ class RunVerdictOut(BaseModel):
     status: str | None = Field(description="The coordinate's status in that run; null when not detected.")
     figure: float | None = Field(
         description="The perplexity ratio of zeroing it, else the detected output activation."
+    )
+    prompt_agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of that run's detection prompts whose spike points at it (null: not detected, "
+        "or not recorded).",
     )
 
 

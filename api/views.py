@@ -154,6 +154,7 @@ def coordinate_history(history: CoordinateHistory) -> CoordinateHistoryOut:
                 reproduction=v.reproduction.value,  # type: ignore[arg-type]
                 status=v.status,
                 figure=v.figure,
+                prompt_agreement=v.prompt_agreement,
             )
             for v in history.verdicts
         ],
@@ -208,6 +209,7 @@ def super_weight(entry: CoordinateEntry) -> SuperWeightOut:
         iteration=weight.iteration,
         verdict_reason=weight.verdict_reason,
         member_of_confirmed_set=weight.member_of_confirmed_set,
+        prompt_agreement=weight.prompt_agreement,
         decided_by=[quality_result(r, weight) for r in entry.decided_by],
     )
 

@@ -225,6 +225,8 @@ class SuperWeight(Base):
     verdict_reason: Mapped[str | None] = mapped_column(Text)
     #: zeroing the set that contains it confirmed the model (it matters at least jointly)
     member_of_confirmed_set: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: share of the detection prompts whose spike points at it (NULL: reported, or not recorded)
+    prompt_agreement: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
@@ -269,6 +271,9 @@ class SuperActivation(Base):
     peak_layer: Mapped[int] = mapped_column(Integer)
     peak_magnitude: Mapped[float] = mapped_column(Float)
     first_layer: Mapped[int] = mapped_column(Integer)
+    #: it sits on the detection prompt's first token, and that token is the tokenizer's BOS
+    on_first_token: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    on_bos: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class LayerProfile(Base):

@@ -32,8 +32,10 @@ def sample_detection(
     model_type: str = "llama",
     num_layers: int = 4,
     revision: str | None = None,
+    prompt_agreement: float = 1.0,
 ) -> dict[str, Any]:
-    """`DetectionResult.to_dict()` of a detection that found super weights at `coordinates`."""
+    """`DetectionResult.to_dict()` of a detection that found super weights at `coordinates` (each on the
+    BOS token, pointed at by `prompt_agreement` of the detection prompts)."""
     coordinates = coordinates if coordinates is not None else [(1, 5, 7)]
     weights = tuple(
         SuperWeight(
@@ -50,6 +52,7 @@ def sample_detection(
             token=0,
             magnitude_rank=1,
             iteration=index,
+            prompt_agreement=prompt_agreement,
         )
         for index, (layer, row, col) in enumerate(coordinates)
     )
@@ -81,6 +84,8 @@ def sample_detection(
                 peak_layer=first[0],
                 peak_magnitude=900.0,
                 first_layer=first[0],
+                on_first_token=True,  # token 0, and the provenance says it is the BOS
+                on_bos=True,
             )
             if first
             else None

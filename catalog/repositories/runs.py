@@ -95,6 +95,7 @@ class RunVerdict:
     reproduction: Reproduction
     status: str | None  # the coordinate's status in that run; None when the run did not detect it
     figure: float | None  # the prune ratio that decided it, else the detected output activation
+    prompt_agreement: float | None = None  # the share of the run's detection prompts that point at it
 
 
 @dataclass(frozen=True)
@@ -390,8 +391,7 @@ class RunRepository:
                 status=verdict.status if verdict else SuperWeightStatus.CANDIDATE,
                 verdict_reason=verdict.reason if verdict else None,
                 member_of_confirmed_set=verdict.member_of_confirmed_set if verdict else False,
-                # the prompt agreement is reported by detection, not (yet) a catalog column
-                **found.model_dump(mode="json", exclude={"prompt_agreement"}),
+                **found.model_dump(mode="json"),
             )
             weights[coordinates] = weight
             self.session.add(weight)
@@ -399,9 +399,7 @@ class RunRepository:
             self.session.add(
                 SuperActivation(
                     run_id=run.id,
-                    **detection.super_activation.model_dump(
-                        mode="json", exclude={"on_first_token", "on_bos"}
-                    ),
+                    **detection.super_activation.model_dump(mode="json"),
                 )
             )
         for iteration in detection.layer_profile:
@@ -661,7 +659,11 @@ class RunRepository:
                     verdicts.append(RunVerdict(run, Reproduction.NOT_FOUND, None, None))
                     continue
                 figure = ratios.get(weight.id, weight.output_activation)
-                verdicts.append(RunVerdict(run, _reproduction(weight.status), weight.status, figure))
+                verdicts.append(
+                    RunVerdict(
+                        run, _reproduction(weight.status), weight.status, figure, weight.prompt_agreement
+                    )
+                )
             history.append(CoordinateHistory(coordinates, coordinates in reported, verdicts))
         return history
 

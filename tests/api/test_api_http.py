@@ -36,9 +36,8 @@ def _record(settings: Settings, model: str, coordinates: list[tuple[int, int, in
     try:
         with make_session_factory(engine)() as session:
             config = kwargs.pop("config", {"validate": True})
-            recorded = record_run(
-                session, None, model, SHA, "main", config, sample_detection(coordinates), **kwargs
-            )
+            detection = kwargs.pop("detection", None) or sample_detection(coordinates)
+            recorded = record_run(session, None, model, SHA, "main", config, detection, **kwargs)
             session.commit()
             return recorded.run_id
     finally:
@@ -419,6 +418,56 @@ def test_a_re_run_with_a_new_detector_version_is_kept_and_both_runs_show(
     assert [v["reproduction"] for v in history[(1, 2, 3)]["runs"]] == ["reproduced", "reproduced"]
     assert [v["reproduction"] for v in history[(4, 5, 6)]["runs"]] == ["reproduced", "not_found"]
     assert history[(4, 5, 6)]["reported"] is False
+
+
+def test_each_coordinate_is_marked_across_versioned_runs_with_its_prompt_agreement(
+    http: httpx.Client, settings: Settings
+) -> None:
+    old = {"validate": True, "versions": {"detector": "1.0.0", "validator": "1.0.0"}}
+    new = {"validate": True, "versions": {"detector": "1.1.0", "validator": "1.1.0"}}
+    kept, dropped, added = (1, 2, 3), (4, 5, 6), (7, 8, 9)
+    first = _record(
+        settings,
+        "org/versions",
+        [kept, dropped],
+        config=old,
+        validation=sample_validation({kept: "confirmed", dropped: "confirmed"}),
+    )
+    detection = sample_detection([kept, dropped, added], prompt_agreement=2 / 3)
+    detection["provenance"]["detector_version"] = "1.1.0"
+    second = _record(
+        settings,
+        "org/versions",
+        [],
+        config=new,
+        detection=detection,
+        validation=sample_validation({kept: "confirmed", dropped: "inert", added: "confirmed"}),
+    )
+    assert first != second
+    body = http.get("/v1/models/org/versions").json()
+    assert [(r["id"], r["detector_version"], r["validator_version"]) for r in body["runs"]] == [
+        (second, "1.1.0", "1.1.0"),
+        (first, "1.0.0", "1.0.0"),
+    ]
+    history = {(h["layer"], h["row"], h["col"]): h["runs"] for h in body["history"]}
+    marks = {c: [(v["run_id"], v["reproduction"], v["status"]) for v in runs] for c, runs in history.items()}
+    assert marks == {
+        kept: [(second, "reproduced", "confirmed"), (first, "reproduced", "confirmed")],
+        dropped: [(second, "contradicted", "inert"), (first, "reproduced", "confirmed")],
+        added: [(second, "reproduced", "confirmed"), (first, "not_found", None)],
+    }
+    assert [v["prompt_agreement"] for v in history[kept]] == [pytest.approx(2 / 3), 1.0]
+    assert [v["prompt_agreement"] for v in history[added]] == [pytest.approx(2 / 3), None]
+    weights = http.get("/v1/models/org/versions/super-weights").json()
+    assert weights["run_id"] == second
+    assert [w["prompt_agreement"] for w in weights["super_weights"]] == [pytest.approx(2 / 3)] * 3
+    activation = weights["super_activation"]
+    assert (activation["token"], activation["on_first_token"], activation["on_bos"]) == (0, True, True)
+    assert http.get(f"/v1/runs/{second}").json()["super_activation"]["on_bos"] is True
+    properties = http.get("/openapi.json").json()["components"]["schemas"]
+    assert "prompt_agreement" in properties["SuperWeightOut"]["required"]
+    assert {"on_first_token", "on_bos"} <= set(properties["SuperActivationOut"]["properties"])
+    assert "prompt_agreement" in properties["RunVerdictOut"]["properties"]
 
 
 def test_a_build_s_run_shows_on_the_base_model(http: httpx.Client, settings: Settings) -> None:

@@ -98,6 +98,15 @@ def test_model_page_shows_weights_charts_and_provenance(web: BrowserPage, web_ca
     expect(row).to_have_attribute("data-status", "confirmed")
     expect(row).to_contain_text("×131.2")  # the measurement that confirmed it
     expect(row).to_contain_text("blk.11.ffn_down.weight[1229, 507]")
+    # the detector's agreement across its batch of prompts, and where the super activation sits
+    detected = smollm2_detection()
+    agreement = detected["super_weights"][0]["prompt_agreement"]
+    expect(row.locator('[data-field="prompt_agreement"]')).to_have_text(f"{round(agreement * 100)}%")
+    flags = detected["super_activation"]
+    sits = page.locator("#super-activation")
+    expect(sits).to_have_attribute("data-on-first-token", str(flags["on_first_token"]).lower())
+    expect(sits).to_have_attribute("data-on-bos", str(flags["on_bos"]).lower())
+    expect(sits).to_contain_text("hidden channel 507 at token 0")
 
     # The per-layer profile, before and after removal: 30 layers, layer 11 marked as the super-weight layer.
     detection = smollm2_detection()
