@@ -164,7 +164,8 @@ def test_model_page_shows_weights_charts_and_provenance(web: BrowserPage, web_ca
     expect(buttons).to_have_count(len(FORMATS))
     assert buttons.evaluate_all("links => links.map(a => a.dataset.format)") == list(FORMATS)
     provenance = page.locator("#provenance")
-    for text in ("Q4_1", "gguf", "1.0.0", SMOLLM2_REVISION, "torch 2.13.0", "Apple Inc."):
+    version = detected["provenance"]["detector_version"]  # the recording's detector
+    for text in ("Q4_1", "gguf", version, SMOLLM2_REVISION, "torch 2.13.0", "Apple Inc."):
         expect(provenance).to_contain_text(text)
     expect(page.locator("#runs")).to_contain_text(f"#{web_catalog.run_id}")
     web.screenshot("model")
