@@ -124,3 +124,58 @@ def test_catalog_filters_on_dispute_source_row_and_reproduction(
     page = web.open("/?dispute=maybe", status=400)
     expect(page.locator(".notice.error")).to_contain_text("dispute")
     web.problems.clear()
+
+
+def test_a_re_run_with_a_new_detector_version_shows_next_to_the_first_with_its_marks(
+    web: BrowserPage, session_factory: Callable[[], Any]
+) -> None:
+    # after the filter test: these runs confirm nothing and the model has no published entry
+    model, kept, dropped, added = "org/versioned-reruns", (1, 2, 3), (4, 5, 6), (7, 8, 9)
+    newer = sample_detection([kept, dropped, added], prompt_agreement=2 / 3)
+    newer["provenance"]["detector_version"] = "1.1.0"
+    with session_factory() as session:
+        first = record_run(
+            session,
+            None,
+            model,
+            "a" * 40,
+            "main",
+            {"versions": {"detector": "1.0.0", "validator": "1.0.0"}},
+            sample_detection([kept, dropped]),
+        ).run_id
+        second = record_run(
+            session,
+            None,
+            model,
+            "a" * 40,
+            "main",
+            {"versions": {"detector": "1.1.0", "validator": "1.1.0"}},
+            newer,
+            sample_validation({dropped: "inert"}),
+        ).run_id
+        session.commit()
+    page = web.open(f"/models/{model}")
+    runs = page.locator("table.runs tbody tr")
+    expect(runs).to_have_count(2)
+    expect(runs.nth(0)).to_contain_text(f"#{second}")
+    expect(runs.nth(0)).to_contain_text("1.1.0")
+    expect(runs.nth(1)).to_contain_text(f"#{first}")
+    expect(runs.nth(1)).to_contain_text("1.0.0")
+    history = page.locator("#history-table")
+    expect(history.locator("thead th")).to_have_text(["Coordinate", "Published", f"#{second}", f"#{first}"])
+    marks = {
+        kept: ["reproduced", "reproduced"],
+        dropped: ["contradicted", "reproduced"],
+        added: ["reproduced", "not found"],
+    }
+    for coordinates, expected in marks.items():
+        cells = history.locator(f'tr[data-coordinate="{",".join(map(str, coordinates))}"] td')
+        expect(cells.nth(1)).to_have_text("no")
+        for cell, mark in zip(range(2, 4), expected, strict=True):
+            expect(cells.nth(cell)).to_contain_text(mark)
+            expect(cells.nth(cell)).to_have_class(f"r-{mark.replace(' ', '_')}")
+    # the newest run's weights, with the agreement its detection recorded
+    row = page.locator('#super-weights-table tr[data-layer="4"][data-row="5"][data-col="6"]')
+    expect(row).to_have_attribute("data-status", "inert")
+    expect(row.locator('[data-field="prompt_agreement"]')).to_have_text("67%")
+    web.assert_clean()
