@@ -94,6 +94,26 @@ class ManifestWeight(Frozen):
         """The `(layer, row, col)` triple."""
         return (self.layer, self.row, self.col)
 
+    @property
+    def hf_tensor_name(self) -> str:
+        """The Hugging Face tensor that holds it (the convention's name when the manifest gives none)."""
+        return self.hf_tensor or f"model.layers.{self.layer}.mlp.down_proj.weight"
+
+    @property
+    def gguf_tensor_name(self) -> str:
+        """The GGUF tensor that holds it (llama.cpp's name when the manifest gives none)."""
+        return self.gguf_tensor or f"blk.{self.layer}.ffn_down.weight"
+
+    @property
+    def gguf_position(self) -> tuple[int, int]:
+        """Its index in the GGUF tensor, in `ne` order `(col, row)`."""
+        return self.gguf_index or (self.col, self.row)
+
+    def named(self) -> ManifestWeight:
+        """The same weight with its tensor names and GGUF index filled in."""
+        update = {"hf_tensor": self.hf_tensor_name, "gguf_tensor": self.gguf_tensor_name}
+        return self.model_copy(update={**update, "gguf_index": self.gguf_position})
+
 
 class BundleManifest(Frozen):
     """A checked schema-1 manifest."""
