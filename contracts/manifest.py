@@ -53,15 +53,9 @@ class DecidingFigure(Frozen):
     @classmethod
     def of(cls, measurement: Measurement, coordinates: Coordinates) -> DecidingFigure:
         """The manifest entry of a validation measurement that decided the weight at `coordinates`."""
-        return cls(
-            experiment=str(measurement.figure),
-            parameters=dict(measurement.parameters),
-            metric=measurement.metric,
-            value=measurement.value,
-            baseline=measurement.baseline,
-            ratio=measurement.ratio,
-            corpus=measurement.corpus,
-            coordinates=Coordinate.of(coordinates),
+        shared = measurement.model_dump(exclude={"experiment", "key", "coordinates"})
+        return cls.model_validate(
+            {**shared, "experiment": str(measurement.figure), "coordinates": Coordinate.of(coordinates)}
         )
 
 
