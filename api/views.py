@@ -152,13 +152,15 @@ def coordinate_history(history: CoordinateHistory) -> CoordinateHistoryOut:
         reported=history.reported,
         reproduction=history.latest.value,
         runs=[
-            RunVerdictOut(
-                run_id=v.run.id,
-                model=v.run.model.hub_id,
-                quantization=v.run.model.quantization,
-                reproduction=v.reproduction.value,  # type: ignore[arg-type]
-                status=v.status,
-                figure=v.figure,
+            RunVerdictOut.model_validate(
+                Attributes(
+                    v,
+                    run_id=v.run.id,
+                    model=v.run.model.hub_id,
+                    quantization=v.run.model.quantization,
+                    reproduction=v.reproduction.value,
+                ),
+                from_attributes=True,
             )
             for v in history.verdicts
         ],
@@ -213,10 +215,8 @@ def super_weights(view: CoordinateView) -> SuperWeightsOut:
         revision=revision_out(view.revision) if view.revision else None,
         run_id=view.run.id if view.run else None,
         measured_on=(
-            MeasuredOnOut(
-                model=view.measured_on.hub_id,
-                relation=view.measured_on.relation,  # type: ignore[arg-type]
-                quantization=view.measured_on.quantization,
+            MeasuredOnOut.model_validate(
+                Attributes(view.measured_on, model=view.measured_on.hub_id), from_attributes=True
             )
             if view.measured_on is not None
             else None
@@ -296,13 +296,8 @@ def comparison(result: Comparison) -> CompareOut:
         vanished=[_coordinate(c) for c in result.vanished],
         appeared=[_coordinate(c) for c in result.appeared],
         drift=[
-            DriftOut(
-                a=_coordinate(d.a),
-                b=_coordinate(d.b),
-                value_a=d.value_a,
-                value_b=d.value_b,
-                difference=d.difference,
-                relative=d.relative,
+            DriftOut.model_validate(
+                Attributes(d, a=_coordinate(d.a), b=_coordinate(d.b)), from_attributes=True
             )
             for d in result.drift
         ],
