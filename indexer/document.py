@@ -24,7 +24,9 @@ def validation_document(result: ValidationResult) -> ValidationDocument:
     for figure in result.figures:
         key = figure.key
         # the super weight a figure decides alone (leave-one-out's kept member is decided with the set)
-        single: Coordinates | None = key.coordinates[0] if key.experiment == "alone" else None
+        single: Coordinates | None = (
+            key.coordinates[0] if key.experiment == "alone" and key.coordinates else None
+        )
         parameters: dict[str, Any] = {
             "key": str(key),
             "label": figure.label,
