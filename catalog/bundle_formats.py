@@ -23,7 +23,14 @@ from typing import Any
 
 from contracts.errors import BundleFormatError
 from contracts.identifiers import is_commit_sha, is_model_id, short_revision
-from contracts.manifest import COARSE_NOTE, check_manifest, float32_of, read_safetensors
+from contracts.manifest import (
+    COARSE_NOTE,
+    check_manifest,
+    down_proj_module,
+    float32_of,
+    gguf_down_tensor,
+    read_safetensors,
+)
 
 FORMATS = ("json", "safetensors", "llama.cpp", "llm-compressor", "gptqmodel", "autoround", "torchao")
 #: GGML types a super-weight tensor may be kept at (llama.cpp's names): never below any mix's choice
@@ -84,7 +91,7 @@ def module_name(weight: Mapping[str, Any]) -> str:
     tensor = weight.get("hf_tensor")
     if isinstance(tensor, str) and tensor:
         return tensor.removesuffix(".weight")
-    return f"model.layers.{weight['layer']}.mlp.down_proj"
+    return down_proj_module(weight["layer"])
 
 
 def hf_tensor_name(weight: Mapping[str, Any]) -> str:
@@ -96,7 +103,7 @@ def hf_tensor_name(weight: Mapping[str, Any]) -> str:
 def gguf_tensor_name(weight: Mapping[str, Any]) -> str:
     """The GGUF (llama.cpp) tensor name of a super weight's down projection."""
     tensor = weight.get("gguf_tensor")
-    return tensor if isinstance(tensor, str) and tensor else f"blk.{weight['layer']}.ffn_down.weight"
+    return tensor if isinstance(tensor, str) and tensor else gguf_down_tensor(weight["layer"])
 
 
 def gguf_index(weight: Mapping[str, Any]) -> list[int]:

@@ -38,6 +38,16 @@ REQUIRED_KEYS = ("model", "revision", "convention", "super_weights", "super_acti
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def down_proj_module(layer: int) -> str:
+    """The Hugging Face module of decoder layer `layer`'s down projection, under the convention."""
+    return f"model.layers.{layer}.mlp.down_proj"
+
+
+def gguf_down_tensor(layer: int) -> str:
+    """llama.cpp's GGUF tensor of decoder layer `layer`'s down projection."""
+    return f"blk.{layer}.ffn_down.weight"
+
+
 class DecidingFigure(Frozen):
     """A measurement that decided a super weight's status (in a manifest's `decided_by`)."""
 
@@ -91,12 +101,12 @@ class ManifestWeight(Frozen):
     @property
     def hf_tensor_name(self) -> str:
         """The Hugging Face tensor that holds it (the convention's name when the manifest gives none)."""
-        return self.hf_tensor or f"model.layers.{self.layer}.mlp.down_proj.weight"
+        return self.hf_tensor or f"{down_proj_module(self.layer)}.weight"
 
     @property
     def gguf_tensor_name(self) -> str:
         """The GGUF tensor that holds it (llama.cpp's name when the manifest gives none)."""
-        return self.gguf_tensor or f"blk.{self.layer}.ffn_down.weight"
+        return self.gguf_tensor or gguf_down_tensor(self.layer)
 
     @property
     def gguf_position(self) -> tuple[int, int]:

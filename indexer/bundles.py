@@ -42,6 +42,7 @@ from contracts.manifest import (
     ManifestWeight,
     build_manifest,
     check_manifest,
+    down_proj_module,
     float32_of,
     read_safetensors,
 )
@@ -268,7 +269,7 @@ def manifest_from_safetensors(data: bytes, source: str = "bundle") -> dict[str, 
         tensors[name] = _decode_tensor(entry["dtype"], body[start:end])
     weights = manifest.get("super_weights") if isinstance(manifest, dict) else None
     for weight in weights or []:
-        tensor = weight.get("hf_tensor") or f"model.layers.{weight['layer']}.mlp.down_proj.weight"
+        tensor = weight.get("hf_tensor") or f"{down_proj_module(weight['layer'])}.weight"
         found = [
             (int(r), int(c), i)
             for i, (r, c) in enumerate(
