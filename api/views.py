@@ -44,7 +44,6 @@ from catalog.repositories import Comparison, CoordinateEntry, CoordinateView, Mo
 from catalog.repositories.runs import CoordinateHistory
 from contracts.identifiers import VERSIONS_KEY
 from contracts.manifest import DecidingFigure, build_manifest, float32_of
-from contracts.status import SuperWeightStatus
 from contracts.validation import Measurement
 
 
@@ -63,29 +62,38 @@ def job_url(job: Job) -> str:
     return f"/v1/jobs/{job.id}"
 
 
+class Attributes:
+    """The attributes of several objects as one (the first that has a name wins): what pydantic's
+    `from_attributes` reads a response model from, so that rows are never copied field by field."""
+
+    def __init__(self, *sources: object, **values: Any) -> None:
+        self._sources = (values, *sources)
+
+    def __getattr__(self, name: str) -> Any:
+        for source in self._sources:
+            if isinstance(source, dict):
+                if name in source:
+                    return source[name]
+            elif hasattr(source, name):
+                return getattr(source, name)
+        raise AttributeError(name)
+
+
 def model_summary(summary: ModelSummary) -> ModelSummaryOut:
     """A listing entry."""
-    return ModelSummaryOut(**_model_fields(summary))
+    return ModelSummaryOut.model_validate(_model_fields(summary), from_attributes=True)
 
 
-def _model_fields(summary: ModelSummary) -> dict[str, Any]:
+def _model_fields(summary: ModelSummary, **values: Any) -> Attributes:
     model = summary.model
-    return {
-        "id": model.hub_id,
-        "url": model_url(model.hub_id),
-        "org": model.org,
-        "name": model.name,
-        "architecture": model.model_type,
-        "family": model.family,
-        "parameter_count": model.parameter_count,
-        "base_model": model.base_model,
-        "relation": model.relation,
-        "quantization": model.quantization,
-        "source_kind": model.source_kind,
-        "super_weight_count": summary.super_weight_count,
-        "status_counts": summary.status_counts,
-        "updated_at": model.updated_at,
-    }
+    return Attributes(
+        summary,
+        model,
+        **values,
+        id=model.hub_id,
+        url=model_url(model.hub_id),
+        architecture=model.model_type,
+    )
 
 
 def revision_out(revision: Revision) -> RevisionOut:
@@ -96,19 +104,16 @@ def revision_out(revision: Revision) -> RevisionOut:
 def run_summary(run: IndexRun) -> RunSummaryOut:
     """A run, briefly."""
     versions = run.config.get(VERSIONS_KEY) if isinstance(run.config, dict) else None
-    return RunSummaryOut(
-        id=run.id,
-        url=run_url(run.id),
-        model=run.model.hub_id,
-        quantization=run.model.quantization,
-        validator_version=versions.get("validator") if isinstance(versions, dict) else None,
-        revision=run.revision.sha,
-        status=run.status,  # type: ignore[arg-type]
-        config_hash=run.config_hash,
-        model_verdict=run.model_verdict,
-        detector_version=run.detector_version,
-        created_at=run.created_at,
-        finished_at=run.finished_at,
+    return RunSummaryOut.model_validate(
+        Attributes(
+            run,
+            url=run_url(run.id),
+            model=run.model.hub_id,
+            quantization=run.model.quantization,
+            validator_version=versions.get("validator") if isinstance(versions, dict) else None,
+            revision=run.revision.sha,
+        ),
+        from_attributes=True,
     )
 
 
@@ -120,20 +125,20 @@ def model_detail(
     history: list[CoordinateHistory] | None = None,
 ) -> ModelDetailOut:
     """A model page."""
-    return ModelDetailOut(
-        **_model_fields(summary),
-        latest_revision=revision_out(latest) if latest else None,
-        runs=[run_summary(r) for r in runs],
-        derived=[
-            DerivedModelOut(
-                id=m.hub_id,
-                url=model_url(m.hub_id),
-                relation=m.relation,  # type: ignore[arg-type]
-                quantization=m.quantization,
-            )
-            for m in derived or []
-        ],
-        history=[coordinate_history(h) for h in history or []],
+    return ModelDetailOut.model_validate(
+        _model_fields(
+            summary,
+            latest_revision=revision_out(latest) if latest else None,
+            runs=[run_summary(r) for r in runs],
+            derived=[
+                DerivedModelOut.model_validate(
+                    Attributes(m, id=m.hub_id, url=model_url(m.hub_id)), from_attributes=True
+                )
+                for m in derived or []
+            ],
+            history=[coordinate_history(h) for h in history or []],
+        ),
+        from_attributes=True,
     )
 
 
@@ -147,14 +152,15 @@ def coordinate_history(history: CoordinateHistory) -> CoordinateHistoryOut:
         reported=history.reported,
         reproduction=history.latest.value,
         runs=[
-            RunVerdictOut(
-                run_id=v.run.id,
-                model=v.run.model.hub_id,
-                quantization=v.run.model.quantization,
-                reproduction=v.reproduction.value,  # type: ignore[arg-type]
-                status=v.status,
-                figure=v.figure,
-                prompt_agreement=v.prompt_agreement,
+            RunVerdictOut.model_validate(
+                Attributes(
+                    v,
+                    run_id=v.run.id,
+                    model=v.run.model.hub_id,
+                    quantization=v.run.model.quantization,
+                    reproduction=v.reproduction.value,
+                ),
+                from_attributes=True,
             )
             for v in history.verdicts
         ],
@@ -184,33 +190,16 @@ def quality_result(result: QualityResult, weight: SuperWeight | None = None) -> 
 def super_weight(entry: CoordinateEntry) -> SuperWeightOut:
     """One coordinate with its evidence."""
     weight = entry.weight
-    return SuperWeightOut(
-        layer=weight.layer,
-        row=weight.row,
-        col=weight.col,
-        status=weight.status,  # type: ignore[arg-type]
-        source=entry.source,
-        reproduction=entry.reproduction.value if entry.reproduction else None,
-        citation=entry.citation,
-        citation_source=entry.citation_source,
-        sources=[reported_source(s) for s in entry.sources],
-        disputed=entry.disputed,
-        readings=[_coordinate(c) for c in entry.readings],
-        doubtful=entry.doubtful,
-        value=weight.value,
-        dtype=weight.dtype,
-        hf_tensor=weight.hf_tensor,
-        gguf_tensor=weight.gguf_tensor,
-        gguf_index=weight.gguf_index,
-        input_activation=weight.input_activation,
-        output_activation=weight.output_activation,
-        token=weight.token,
-        magnitude_rank=weight.magnitude_rank,
-        iteration=weight.iteration,
-        verdict_reason=weight.verdict_reason,
-        member_of_confirmed_set=weight.member_of_confirmed_set,
-        prompt_agreement=weight.prompt_agreement,
-        decided_by=[quality_result(r, weight) for r in entry.decided_by],
+    return SuperWeightOut.model_validate(
+        Attributes(
+            entry,
+            weight,
+            reproduction=entry.reproduction.value if entry.reproduction else None,
+            sources=[reported_source(s) for s in entry.sources],
+            readings=[_coordinate(c) for c in entry.readings],
+            decided_by=[quality_result(r, weight) for r in entry.decided_by],
+        ),
+        from_attributes=True,
     )
 
 
@@ -226,10 +215,8 @@ def super_weights(view: CoordinateView) -> SuperWeightsOut:
         revision=revision_out(view.revision) if view.revision else None,
         run_id=view.run.id if view.run else None,
         measured_on=(
-            MeasuredOnOut(
-                model=view.measured_on.hub_id,
-                relation=view.measured_on.relation,  # type: ignore[arg-type]
-                quantization=view.measured_on.quantization,
+            MeasuredOnOut.model_validate(
+                Attributes(view.measured_on, model=view.measured_on.hub_id), from_attributes=True
             )
             if view.measured_on is not None
             else None
@@ -265,30 +252,21 @@ def run_report(
 ) -> RunReportOut:
     """The full report of a run."""
     weights_by_id = {e.weight.id: e.weight for e in view.entries}
-    return RunReportOut(
-        id=run.id,
-        model=run.model.hub_id,
-        revision=revision_out(run.revision),
-        status=run.status,  # type: ignore[arg-type]
-        config=run.config,
-        config_hash=run.config_hash,
-        provenance=run.provenance,
-        timings=run.timings,
-        wall_time_s=run.wall_time_s,
-        error=run.error,
-        model_verdict=run.model_verdict,
-        detector_version=run.detector_version,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        created_at=run.created_at,
-        job_id=job.id if job else None,
-        super_weights=[super_weight(e) for e in view.entries],
-        super_activation=super_activation(view.super_activation),
-        layer_profile=layer_profile(run, profile),
-        quality_results=[
-            quality_result(r, weights_by_id.get(r.super_weight_id) if r.super_weight_id else None)
-            for r in results
-        ],
+    return RunReportOut.model_validate(
+        Attributes(
+            run,
+            model=run.model.hub_id,
+            revision=revision_out(run.revision),
+            job_id=job.id if job else None,
+            super_weights=[super_weight(e) for e in view.entries],
+            super_activation=super_activation(view.super_activation),
+            layer_profile=layer_profile(run, profile),
+            quality_results=[
+                quality_result(r, weights_by_id.get(r.super_weight_id) if r.super_weight_id else None)
+                for r in results
+            ],
+        ),
+        from_attributes=True,
     )
 
 
@@ -318,13 +296,8 @@ def comparison(result: Comparison) -> CompareOut:
         vanished=[_coordinate(c) for c in result.vanished],
         appeared=[_coordinate(c) for c in result.appeared],
         drift=[
-            DriftOut(
-                a=_coordinate(d.a),
-                b=_coordinate(d.b),
-                value_a=d.value_a,
-                value_b=d.value_b,
-                difference=d.difference,
-                relative=d.relative,
+            DriftOut.model_validate(
+                Attributes(d, a=_coordinate(d.a), b=_coordinate(d.b)), from_attributes=True
             )
             for d in result.drift
         ],
@@ -342,21 +315,17 @@ def job_out(job: Job) -> JobOut:
 def bundle_weight(entry: CoordinateEntry) -> BundleWeightOut:
     """One bundle entry; `decided_by` names each figure by its key, as the indexer's bundles do."""
     weight = entry.weight
-    return BundleWeightOut(
-        layer=weight.layer,
-        row=weight.row,
-        col=weight.col,
-        value=weight.value,
-        value_float32=float32_of(weight.value),
-        dtype=weight.dtype,
-        hf_tensor=weight.hf_tensor,
-        gguf_tensor=weight.gguf_tensor,
-        gguf_index=tuple(weight.gguf_index) if weight.gguf_index else None,
-        status=SuperWeightStatus(weight.status),
-        decided_by=tuple(
-            DecidingFigure.of(Measurement.model_validate(r, from_attributes=True), weight.coordinates)
-            for r in entry.decided_by
+    return BundleWeightOut.model_validate(
+        Attributes(
+            weight,
+            value_float32=float32_of(weight.value),
+            gguf_index=tuple(weight.gguf_index) if weight.gguf_index else None,
+            decided_by=tuple(
+                DecidingFigure.of(Measurement.model_validate(r, from_attributes=True), weight.coordinates)
+                for r in entry.decided_by
+            ),
         ),
+        from_attributes=True,
     )
 
 

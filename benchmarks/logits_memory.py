@@ -28,7 +28,8 @@ def child(mode: str, window: int, windows: int, vocab: int) -> None:
     import torch
     import transformers as tf
 
-    from indexer.corpus import CorpusIdentity, TokenWindows
+    from contracts.validation import CorpusWindows
+    from indexer.corpus import TokenWindows
     from indexer.loading import wrap_model
     from indexer.perplexity import PerplexityEvaluator
 
@@ -44,7 +45,15 @@ def child(mode: str, window: int, windows: int, vocab: int) -> None:
     )
     loaded = wrap_model(tf.LlamaForCausalLM(config), name="random-large-vocab")
     ids = torch.randint(0, vocab, (windows, window), generator=torch.Generator().manual_seed(1))
-    identity = CorpusIdentity("random", "0" * 64, 0, ids.numel(), window, windows, f"random/{vocab}")
+    identity = CorpusWindows(
+        name="random",
+        sha256="0" * 64,
+        tokens=ids.numel(),
+        window=window,
+        characters=0,
+        windows=windows,
+        tokenizer=f"random/{vocab}",
+    )
     evaluator = PerplexityEvaluator(
         loaded, TokenWindows(ids, identity), batch_size=1, chunked_logits=mode == "chunked"
     )

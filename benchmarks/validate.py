@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from contracts.validation import FigureKey
 from indexer.ablation import zeroed_weights
 from indexer.corpus import TokenWindows, file_corpus, token_windows
 from indexer.demo_model import fetch_demo_model
@@ -61,7 +62,13 @@ from indexer.validate import ValidateConfig, validate
 REPO = Path(__file__).resolve().parents[1]
 
 SUPER_WEIGHT = (11, 507, 1229)  # SmolLM2-135M's, as the detector finds it
-NAIVE_VARIANTS = ("baseline", "zero/joint", "rtn/4bit/g128/holdout", "rtn/3bit/tensor/clipped", "w8a8/naive")
+NAIVE_VARIANTS = (
+    FigureKey.baseline(),
+    FigureKey.joint(),
+    FigureKey.rtn(4, "g128", "holdout"),
+    FigureKey.rtn(3, "tensor", "clipped"),
+    FigureKey.w8a8("naive"),
+)
 PRUNING = ("joint", "alone", "restore_sa", "controls", "null", "leave_one_out", "stopwords", "scaling")
 
 
@@ -81,14 +88,14 @@ def child(args: argparse.Namespace) -> None:
     loaded = load()
     loaded_s = time.perf_counter() - started
     evaluator = PerplexityEvaluator(loaded, windows_of(loaded, args), args.batch_size, prefix_cache=False)
-    variant = args.child
-    if variant == "baseline":
+    variant = FigureKey.parse(args.child)
+    if variant == FigureKey.baseline():
         result = evaluator.run()
-    elif variant == "zero/joint":
+    elif variant == FigureKey.joint():
         with zeroed_weights(loaded.model, loaded.adapter, [SUPER_WEIGHT]):
             result = evaluator.run()
-    elif variant.startswith("rtn/"):
-        _, bits, granularity, kind = variant.split("/")
+    elif variant.experiment == "rtn" and variant.bits is not None and variant.granularity is not None:
+        bits, granularity, kind = variant.bits, variant.granularity, variant.variant
         name = loaded.adapter.down_proj_name(loaded.model, SUPER_WEIGHT[0])
         coordinates = {name: [SUPER_WEIGHT[1:]]}
         if kind == "holdout":
@@ -97,12 +104,10 @@ def child(args: argparse.Namespace) -> None:
             options = {"restore": coordinates, "clip": ValidateConfig().clip}
         else:
             options = {}
-        quantizer = rtn_weight_quantizer(
-            int(bits.removesuffix("bit")), parse_granularity(granularity), **options
-        )
+        quantizer = rtn_weight_quantizer(bits, parse_granularity(granularity), **options)
         with fake_quantized_weights(loaded.model, linear_targets(loaded.model), quantizer):
             result = evaluator.run()
-    elif variant == "w8a8/naive":
+    elif variant == FigureKey.w8a8("naive"):
         targets = linear_targets(loaded.model)
 
         def per_channel(target: Any, weight: torch.Tensor) -> None:
@@ -120,7 +125,7 @@ def child(args: argparse.Namespace) -> None:
 
 def kind_of(experiment_or_variant: str) -> str:
     """The cost class of a pass: baseline, pruning (any edit of super weights or controls), rtn, w8a8."""
-    head = experiment_or_variant.split("/")[0]
+    head = FigureKey.parse(experiment_or_variant).experiment
     if head in ("baseline", "rtn", "w8a8"):
         return head
     return "pruning"
@@ -135,7 +140,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3, help="(a)-then-(c) rounds; medians are reported")
-    parser.add_argument("--naive", default=",".join(NAIVE_VARIANTS), help="variants run as fresh processes")
+    parser.add_argument(
+        "--naive", default=",".join(map(str, NAIVE_VARIANTS)), help="variants run as fresh processes"
+    )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -264,7 +271,7 @@ def main() -> None:
         f"passes added by the calibrated null: {null_passes}, by leave-one-out: {loo_passes} "
         f"(of {passes}; every one from the prefix cache); null {quantiles}, "
         f"p = {null.p_value if null else float('nan'):.3f}; "
-        f"joint {result.figure('zero/joint').ratio:.2f}x, interval "
+        f"joint {result.figure(FigureKey.joint()).ratio:.2f}x, interval "
         f"{result.verdict.joint_ratio_low}-{result.verdict.joint_ratio_high}"
     )
     kinds = ", ".join(f"{kind} {seconds:.1f}s" for kind, seconds in sorted(per_kind.items()))

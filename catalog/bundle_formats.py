@@ -22,8 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import BundleFormatError
-from contracts.identifiers import short_revision
-from contracts.manifest import COARSE_NOTE, check_manifest, float32_of, read_safetensors
+from contracts.identifiers import is_commit_sha, is_model_id, short_revision
+from contracts.manifest import (
+    COARSE_NOTE,
+    check_manifest,
+    down_proj_module,
+    float32_of,
+    gguf_down_tensor,
+    read_safetensors,
+)
 
 FORMATS = ("json", "safetensors", "llama.cpp", "llm-compressor", "gptqmodel", "autoround", "torchao")
 #: GGML types a super-weight tensor may be kept at (llama.cpp's names): never below any mix's choice
@@ -51,7 +58,6 @@ LM_HEAD_RULE = (
 #: safetensors dtype codes of the dtypes super weights are stored in
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
 _SCHEME_RE = re.compile(r"^W(?P<bits>[2348])A16$")
-_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -85,7 +91,7 @@ def module_name(weight: Mapping[str, Any]) -> str:
     tensor = weight.get("hf_tensor")
     if isinstance(tensor, str) and tensor:
         return tensor.removesuffix(".weight")
-    return f"model.layers.{weight['layer']}.mlp.down_proj"
+    return down_proj_module(weight["layer"])
 
 
 def hf_tensor_name(weight: Mapping[str, Any]) -> str:
@@ -97,7 +103,7 @@ def hf_tensor_name(weight: Mapping[str, Any]) -> str:
 def gguf_tensor_name(weight: Mapping[str, Any]) -> str:
     """The GGUF (llama.cpp) tensor name of a super weight's down projection."""
     tensor = weight.get("gguf_tensor")
-    return tensor if isinstance(tensor, str) and tensor else f"blk.{weight['layer']}.ffn_down.weight"
+    return tensor if isinstance(tensor, str) and tensor else gguf_down_tensor(weight["layer"])
 
 
 def gguf_index(weight: Mapping[str, Any]) -> list[int]:
@@ -496,20 +502,15 @@ def model_check(manifest: Mapping[str, Any]) -> dict[str, Any]:
     layers = provenance.get("num_layers")
     model = str(manifest["model"])
     return {
-        "model": model if _is_hub_id(model) else None,
-        "revision": revision if isinstance(revision, str) and _COMMIT_SHA.match(revision) else None,
+        # a local source (a GGUF file, a folder) has no hub id a tool could download
+        "model": model if is_model_id(model) and not model.endswith(".gguf") else None,
+        "revision": revision if isinstance(revision, str) and is_commit_sha(revision) else None,
         "num_layers": layers if isinstance(layers, int) else None,
         "down_proj_shape": (
             [hidden, intermediate] if isinstance(hidden, int) and isinstance(intermediate, int) else None
         ),
         "modules": protected_modules(manifest),
     }
-
-
-def _is_hub_id(name: str) -> bool:
-    return bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", name)) and not (
-        name.endswith(".gguf")
-    )
 
 
 def _int_weights(bits: int, strategy: str, group_size: int | None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from sqlalchemy.types import DateTime, TypeDecorator
 
 from contracts.lineage import RelationKind, SourceKind
 from contracts.status import ACTIVE_JOB_STATUSES, JobStatus, RunStatus, SuperWeightStatus
+from contracts.validation import FigureKey, Measurement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -317,6 +318,11 @@ class QualityResult(Base):
     ratio: Mapped[float | None] = mapped_column(Float)
     corpus: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def figure(self) -> FigureKey:
+        """Which figure this is (stored as its key's text form in `parameters`)."""
+        return Measurement.model_validate(self, from_attributes=True).figure
 
 
 class Job(Base):

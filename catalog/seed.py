@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from catalog.models import utcnow
 from catalog.published import PublishedModel, primary_source, published_models
 from contracts.identifiers import split_model_id
+from contracts.manifest import down_proj_module, gguf_down_tensor
 from contracts.status import SuperWeightStatus
 
 _MODELS = sa.table(
@@ -111,8 +112,8 @@ def apply_published(connection: Connection) -> SeedReport:
                         row=row,
                         col=col,
                         status=SuperWeightStatus.REPORTED.value,
-                        hf_tensor=f"model.layers.{layer}.mlp.down_proj.weight",
-                        gguf_tensor=f"blk.{layer}.ffn_down.weight",
+                        hf_tensor=f"{down_proj_module(layer)}.weight",
+                        gguf_tensor=gguf_down_tensor(layer),
                         gguf_index=[col, row],
                         citation=primary.citation,
                         citation_source=primary.kind.value,

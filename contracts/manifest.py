@@ -38,6 +38,16 @@ REQUIRED_KEYS = ("model", "revision", "convention", "super_weights", "super_acti
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def down_proj_module(layer: int) -> str:
+    """The Hugging Face module of decoder layer `layer`'s down projection, under the convention."""
+    return f"model.layers.{layer}.mlp.down_proj"
+
+
+def gguf_down_tensor(layer: int) -> str:
+    """llama.cpp's GGUF tensor of decoder layer `layer`'s down projection."""
+    return f"blk.{layer}.ffn_down.weight"
+
+
 class DecidingFigure(Frozen):
     """A measurement that decided a super weight's status (in a manifest's `decided_by`)."""
 
@@ -53,15 +63,9 @@ class DecidingFigure(Frozen):
     @classmethod
     def of(cls, measurement: Measurement, coordinates: Coordinates) -> DecidingFigure:
         """The manifest entry of a validation measurement that decided the weight at `coordinates`."""
-        return cls(
-            experiment=str(measurement.figure),
-            parameters=dict(measurement.parameters),
-            metric=measurement.metric,
-            value=measurement.value,
-            baseline=measurement.baseline,
-            ratio=measurement.ratio,
-            corpus=measurement.corpus,
-            coordinates=Coordinate.of(coordinates),
+        shared = measurement.model_dump(exclude={"experiment", "key", "coordinates"})
+        return cls.model_validate(
+            {**shared, "experiment": str(measurement.figure), "coordinates": Coordinate.of(coordinates)}
         )
 
 
@@ -93,6 +97,26 @@ class ManifestWeight(Frozen):
     def coordinates(self) -> Coordinates:
         """The `(layer, row, col)` triple."""
         return (self.layer, self.row, self.col)
+
+    @property
+    def hf_tensor_name(self) -> str:
+        """The Hugging Face tensor that holds it (the convention's name when the manifest gives none)."""
+        return self.hf_tensor or f"{down_proj_module(self.layer)}.weight"
+
+    @property
+    def gguf_tensor_name(self) -> str:
+        """The GGUF tensor that holds it (llama.cpp's name when the manifest gives none)."""
+        return self.gguf_tensor or gguf_down_tensor(self.layer)
+
+    @property
+    def gguf_position(self) -> tuple[int, int]:
+        """Its index in the GGUF tensor, in `ne` order `(col, row)`."""
+        return self.gguf_index or (self.col, self.row)
+
+    def named(self) -> ManifestWeight:
+        """The same weight with its tensor names and GGUF index filled in."""
+        update = {"hf_tensor": self.hf_tensor_name, "gguf_tensor": self.gguf_tensor_name}
+        return self.model_copy(update={**update, "gguf_index": self.gguf_position})
 
 
 class BundleManifest(Frozen):

@@ -30,12 +30,15 @@ class FigureKey(Frozen):
     """Which figure a measurement is: its experiment and what it singles out.
 
     Its text form (`str(key)`, e.g. `zero/alone/2-3968-7003`, `rtn/4bit/g128/holdout`) is a stable label
-    for people and for older documents; code compares keys, never their text.
+    for people and for older documents; code compares keys, never their text. `parse` is its inverse.
     """
 
     experiment: str = Field(min_length=1, max_length=100)
-    coordinates: tuple[Coordinates, ...] = ()  # the super weights it zeroes alone (`alone`)
-    variant: str | None = None  # controls: largest/random; rtn: plain/clipped/holdout; w8a8: naive/holdout
+    #: `alone`: the super weight zeroed alone; `leave_one_out`: the one kept while the others are zeroed
+    coordinates: tuple[Coordinates, ...] = ()
+    #: controls: largest/random; null: random/column; rtn: plain/clipped/holdout; w8a8: naive/holdout
+    variant: str | None = None
+    draw: int | None = Field(default=None, ge=0)  # null: the set's index among the sets of its variant
     bits: int | None = None  # rtn
     granularity: str | None = None  # rtn, e.g. g128
     factor: float | None = None  # scaling
@@ -53,17 +56,57 @@ class FigureKey(Frozen):
     @classmethod
     def alone(cls, coordinates: Coordinates) -> FigureKey:
         """One super weight zeroed alone."""
-        return cls(experiment="alone", coordinates=(tuple(coordinates),))  # type: ignore[arg-type]
+        return cls(experiment="alone", coordinates=(_triple(coordinates),))
+
+    @classmethod
+    def without(cls, coordinates: Coordinates) -> FigureKey:
+        """Every super weight zeroed but the one at `coordinates` (leave-one-out)."""
+        return cls(experiment="leave_one_out", coordinates=(_triple(coordinates),))
+
+    @classmethod
+    def restored(cls) -> FigureKey:
+        """Every super weight zeroed, the super activation restored (the paper's "+SA")."""
+        return cls(experiment="restore_sa")
+
+    @classmethod
+    def control(cls, variant: str) -> FigureKey:
+        """A control set (`largest` or `random`)."""
+        return cls(experiment="controls", variant=variant)
+
+    @classmethod
+    def null(cls, variant: str | None = None, draw: int | None = None) -> FigureKey:
+        """Null set `draw` of a kind (`random` or `column`); without them, the null's summary."""
+        return cls(experiment="null", variant=variant, draw=draw)
+
+    @classmethod
+    def scaled(cls, factor: float) -> FigureKey:
+        """The super weights multiplied by `factor`."""
+        return cls(experiment="scaling", factor=factor)
+
+    @classmethod
+    def rtn(cls, bits: int, granularity: str, variant: str) -> FigureKey:
+        """Weight round-to-nearest at `bits`, by granularity (e.g. g128) and variant."""
+        return cls(experiment="rtn", bits=bits, granularity=granularity, variant=variant)
+
+    @classmethod
+    def w8a8(cls, variant: str) -> FigureKey:
+        """8-bit weights and activations (`naive` or `holdout`)."""
+        return cls(experiment="w8a8", variant=variant)
 
     def __str__(self) -> str:
+        single = "{}-{}-{}".format(*self.coordinates[0]) if len(self.coordinates) == 1 else None
         if self.experiment == "joint":
             return "zero/joint"
-        if self.experiment == "alone" and len(self.coordinates) == 1:
-            return "zero/alone/{}-{}-{}".format(*self.coordinates[0])
+        if self.experiment == "alone" and single:
+            return f"zero/alone/{single}"
+        if self.experiment == "leave_one_out" and single:
+            return f"zero/joint-without/{single}"
         if self.experiment == "restore_sa":
             return "zero/joint+sa"
         if self.experiment == "controls" and self.variant:
             return f"control/{self.variant}"
+        if self.experiment == "null" and self.variant and self.draw is not None:
+            return f"null/{self.variant}/{self.draw}"
         if self.experiment == "scaling" and self.factor is not None:
             return f"scale/{self.factor:g}"
         if self.experiment == "rtn" and self.bits is not None:
@@ -79,23 +122,28 @@ class FigureKey(Frozen):
         if text == "zero/joint":
             return cls.joint()
         if text == "zero/joint+sa":
-            return cls(experiment="restore_sa")
+            return cls.restored()
         if len(parts) == 3 and parts[:2] == ["zero", "alone"]:
-            layer, row, col = (int(p) for p in parts[2].split("-"))
-            return cls.alone((layer, row, col))
+            return cls.alone(_coordinates(parts[2]))
+        if len(parts) == 3 and parts[:2] == ["zero", "joint-without"]:
+            return cls.without(_coordinates(parts[2]))
         if len(parts) == 2 and parts[0] == "control":
-            return cls(experiment="controls", variant=parts[1])
+            return cls.control(parts[1])
+        if len(parts) == 3 and parts[0] == "null" and parts[2].isdigit():
+            return cls.null(parts[1], int(parts[2]))
         if len(parts) == 2 and parts[0] == "scale":
-            return cls(experiment="scaling", factor=float(parts[1]))
+            return cls.scaled(float(parts[1]))
         if len(parts) == 4 and parts[0] == "rtn" and parts[1].endswith("bit"):
-            return cls(experiment="rtn", bits=int(parts[1][:-3]), granularity=parts[2], variant=parts[3])
+            return cls.rtn(int(parts[1][:-3]), parts[2], parts[3])
         if len(parts) == 2 and parts[0] == "w8a8":
-            return cls(experiment="w8a8", variant=parts[1])
+            return cls.w8a8(parts[1])
         return cls(experiment=text)
 
     @model_validator(mode="before")
     @classmethod
     def _from_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and set(data) == {"experiment"} and "/" in str(data["experiment"]):
+            data = data["experiment"]  # an older document's key that carried only its text
         return cls.parse(data).model_dump(exclude_defaults=True) if isinstance(data, str) else data
 
     @model_serializer(mode="wrap")
@@ -104,13 +152,40 @@ class FigureKey(Frozen):
         return {k: v for k, v in data.items() if k == "experiment" or v not in (None, [], ())}
 
 
+def _triple(coordinates: Coordinates) -> Coordinates:
+    layer, row, col = coordinates
+    return (layer, row, col)
+
+
+def _coordinates(text: str) -> Coordinates:
+    layer, row, col = (int(p) for p in text.split("-"))
+    return (layer, row, col)
+
+
 class CorpusIdentity(Frozen):
     """Which text a quality number was measured on."""
 
     name: str = Field(max_length=200)
-    sha256: str | None = Field(default=None, max_length=64)
-    tokens: int | None = None
+    sha256: str | None = Field(default=None, max_length=64)  # of the whole corpus text (UTF-8)
+    tokens: int | None = None  # tokens used: windows * window
     window: int | None = None
+
+
+class CorpusWindows(CorpusIdentity):
+    """The identity of a validation run's windows over a corpus: the text's identity, its length, the
+    window count and the tokenizer (token counts depend on it). A stored measurement keeps the
+    `CorpusIdentity` part."""
+
+    sha256: str = Field(max_length=64)
+    tokens: int
+    window: int
+    characters: int  # length of the whole corpus text
+    windows: int
+    tokenizer: str = Field(max_length=200)  # its class and vocabulary size
+
+    def identity(self) -> CorpusIdentity:
+        """The identity a stored measurement carries (catalog, API, bundles)."""
+        return CorpusIdentity.model_validate(self, from_attributes=True)
 
 
 class Measurement(Frozen):

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from contracts.errors import BundleError
-from indexer.bundles import Bundle, BundleWeight
+from contracts.manifest import ManifestWeight
+from indexer.bundles import Bundle
 
 #: a super weight passes when its dequantized value is within this relative error of the exact value
 DEFAULT_TOLERANCE = 0.02
@@ -73,7 +74,7 @@ class ArtifactCheck:
 
 
 def _judge(
-    weight: BundleWeight, tensor: str, storage: str, bits: float, value: float, tolerance: float
+    weight: ManifestWeight, tensor: str, storage: str, bits: float, value: float, tolerance: float
 ) -> WeightCheck:
     exact = weight.value
     if exact is None:
@@ -114,15 +115,15 @@ def _check_gguf(path: Path, bundle: Bundle, tolerance: float) -> tuple[WeightChe
     by_name = {t.name: t for t in reader.tensors}
     checks = []
     for weight in bundle.weights:
-        tensor = by_name.get(weight.gguf_tensor)
+        tensor = by_name.get(weight.gguf_tensor_name)
         if tensor is None:
-            raise ArtifactError(f"{path.name} has no tensor {weight.gguf_tensor}")
+            raise ArtifactError(f"{path.name} has no tensor {weight.gguf_tensor_name}")
         kind = gguf.GGMLQuantizationType(tensor.tensor_type)
         block, size = gguf.GGML_QUANT_SIZES[kind]
         values = np.asarray(gguf.quants.dequantize(tensor.data, kind))  # (ne1, ne0) = (rows, cols)
-        col, row = weight.gguf_index
+        col, row = weight.gguf_position
         value = float(values.reshape(int(tensor.shape[1]), int(tensor.shape[0]))[row, col])
-        checks.append(_judge(weight, weight.gguf_tensor, kind.name, size * 8 / block, value, tolerance))
+        checks.append(_judge(weight, weight.gguf_tensor_name, kind.name, size * 8 / block, value, tolerance))
     return tuple(checks)
 
 
@@ -173,9 +174,9 @@ def _unpack(words: torch.Tensor, index: int, bits: int) -> int:
 
 
 def _check_folder_weight(
-    tensors: _SafetensorsFolder, config: Mapping[str, Any], weight: BundleWeight, tolerance: float
+    tensors: _SafetensorsFolder, config: Mapping[str, Any], weight: ManifestWeight, tolerance: float
 ) -> WeightCheck:
-    module = weight.hf_tensor.removesuffix(".weight")
+    module = weight.hf_tensor_name.removesuffix(".weight")
     row, col = weight.row, weight.col
     if f"{module}.weight_packed" in tensors:  # compressed-tensors pack-quantized
         shape = [int(s) for s in tensors.get(f"{module}.weight_shape").tolist()]
@@ -192,7 +193,7 @@ def _check_folder_weight(
             zero = float(points[row, col // group])
         value = (q - zero) * float(scale[row, col // group])
         storage = f"int{bits} " + ("per channel" if int(scale.shape[1]) == 1 else f"group {group}")
-        return _judge(weight, weight.hf_tensor, storage, bits, value, tolerance)
+        return _judge(weight, weight.hf_tensor_name, storage, bits, value, tolerance)
     if f"{module}.qweight" in tensors:  # GPTQ layout
         qweight = tensors.get(f"{module}.qweight")  # (in * bits / 32, out)
         scales = tensors.get(f"{module}.scales")  # (groups, out)
@@ -212,20 +213,20 @@ def _check_folder_weight(
         zero = _unpack(qzeros[group_index], row, bits) + (0 if _gptq_v2(config) else 1)
         value = float(scales[group_index, row]) * (q - zero)
         group = in_features // int(scales.shape[0])
-        return _judge(weight, weight.hf_tensor, f"int{bits} group {group}", bits, value, tolerance)
-    if weight.hf_tensor in tensors:  # kept unquantized (ignored or skipped module)
-        stored = tensors.get(weight.hf_tensor)
+        return _judge(weight, weight.hf_tensor_name, f"int{bits} group {group}", bits, value, tolerance)
+    if weight.hf_tensor_name in tensors:  # kept unquantized (ignored or skipped module)
+        stored = tensors.get(weight.hf_tensor_name)
         if stored.dtype in (torch.int8, torch.uint8) and f"{module}.weight_scale" in tensors:
             scale = tensors.get(f"{module}.weight_scale")
             group = int(stored.shape[1]) // int(scale.shape[1])
             value = float(stored[row, col]) * float(scale[row, col // group])
-            return _judge(weight, weight.hf_tensor, "int8", 8, value, tolerance)
+            return _judge(weight, weight.hf_tensor_name, "int8", 8, value, tolerance)
         value = float(stored[row, col])
         return _judge(
-            weight, weight.hf_tensor, str(stored.dtype).removeprefix("torch."), stored.element_size() * 8,
-            value, tolerance,
+            weight, weight.hf_tensor_name, str(stored.dtype).removeprefix("torch."),
+            stored.element_size() * 8, value, tolerance,
         )  # fmt: skip
-    raise ArtifactError(f"the artifact has no {weight.hf_tensor} (nor its packed form)")
+    raise ArtifactError(f"the artifact has no {weight.hf_tensor_name} (nor its packed form)")
 
 
 def _bits_of(config: Mapping[str, Any], module: str) -> int:
@@ -252,9 +253,9 @@ def _check_torchao(path: Path, bundle: Bundle, tolerance: float) -> tuple[Weight
     state = torch.load(path, map_location="cpu", weights_only=True)
     checks = []
     for weight in bundle.weights:
-        tensor = state.get(weight.hf_tensor)
+        tensor = state.get(weight.hf_tensor_name)
         if tensor is None:
-            raise ArtifactError(f"{path.name} has no {weight.hf_tensor}")
+            raise ArtifactError(f"{path.name} has no {weight.hf_tensor_name}")
         kind = type(tensor).__name__
         if hasattr(tensor, "dequantize") and kind not in ("Tensor", "Parameter"):
             dense = tensor.dequantize()
@@ -265,7 +266,7 @@ def _check_torchao(path: Path, bundle: Bundle, tolerance: float) -> tuple[Weight
         else:
             dense, storage, bits = tensor, str(tensor.dtype).removeprefix("torch."), tensor.element_size() * 8
         value = float(dense[weight.row, weight.col])
-        checks.append(_judge(weight, weight.hf_tensor, storage, bits, value, tolerance))
+        checks.append(_judge(weight, weight.hf_tensor_name, storage, bits, value, tolerance))
     return tuple(checks)
 
 

@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,10 +37,12 @@ from torch import nn
 from contracts.base import Coordinates
 from contracts.errors import BundleError, BundleFormatError
 from contracts.manifest import (
+    BundleManifest,
     DecidingFigure,
     ManifestWeight,
     build_manifest,
     check_manifest,
+    down_proj_module,
     float32_of,
     read_safetensors,
 )
@@ -144,49 +146,14 @@ def manifest_from_detection(
 # ---- the parsed bundle ----
 
 
-@dataclass(frozen=True)
-class BundleWeight:
-    """One super weight of a bundle: `down_proj.weight[row, col]` of decoder layer `layer`."""
-
-    layer: int
-    row: int
-    col: int
-    value: float | None  # as stored in the model the bundle was made from
-    dtype: str | None
-    hf_tensor: str
-    gguf_tensor: str
-    gguf_index: tuple[int, int]  # GGUF `ne` order: (col, row)
-    status: str
+class Bundle(BundleManifest):
+    """A checked coordinate bundle: the manifest (`contracts.manifest.BundleManifest`, every tensor named),
+    and checking it against a model."""
 
     @property
-    def coordinates(self) -> tuple[int, int, int]:
-        """The `(layer, row, col)` triple."""
-        return (self.layer, self.row, self.col)
-
-
-@dataclass(frozen=True)
-class BundleActivation:
-    """The super activation of a bundle: a residual-stream channel and the token it was seen at."""
-
-    channel: int
-    token: int
-    first_layer: int
-    peak_layer: int
-    peak_magnitude: float
-    magnitude_by_layer: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """A checked coordinate bundle."""
-
-    model: str
-    revision: str | None
-    sha256: str
-    weights: tuple[BundleWeight, ...]
-    super_activation: BundleActivation | None
-    provenance: Mapping[str, Any] = field(default_factory=dict)
-    manifest: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    def weights(self) -> tuple[ManifestWeight, ...]:
+        """The super weights."""
+        return self.super_weights
 
     def check(
         self,
@@ -205,43 +172,8 @@ class Bundle:
 def parse_manifest(manifest: Any) -> Bundle:
     """A `Bundle` from a schema-1 manifest dict, after checking its structure and its sha256."""
     checked = check_manifest(manifest)
-    activation = checked.super_activation
-    return Bundle(
-        model=checked.model,
-        revision=checked.revision,
-        sha256=checked.sha256,
-        weights=tuple(_bundle_weight(w) for w in checked.super_weights),
-        super_activation=(
-            BundleActivation(
-                channel=activation.channel,
-                token=activation.token,
-                first_layer=activation.first_layer,
-                peak_layer=activation.peak_layer,
-                peak_magnitude=activation.peak_magnitude,
-                magnitude_by_layer=activation.magnitude_by_layer,
-            )
-            if activation is not None
-            else None
-        ),
-        provenance=dict(checked.provenance),
-        manifest=dict(manifest),
-    )
-
-
-def _bundle_weight(weight: ManifestWeight) -> BundleWeight:
-    layer, row, col = weight.coordinates
-    index = weight.gguf_index or (col, row)
-    return BundleWeight(
-        layer=layer,
-        row=row,
-        col=col,
-        value=weight.value,
-        dtype=weight.dtype,
-        hf_tensor=weight.hf_tensor or f"model.layers.{layer}.mlp.down_proj.weight",
-        gguf_tensor=weight.gguf_tensor or f"blk.{layer}.ffn_down.weight",
-        gguf_index=(int(index[0]), int(index[1])),
-        status=str(weight.status),
-    )
+    named = tuple(weight.named() for weight in checked.super_weights)
+    return Bundle.model_validate(checked.model_copy(update={"super_weights": named}), from_attributes=True)
 
 
 # ---- loading ----
@@ -337,7 +269,7 @@ def manifest_from_safetensors(data: bytes, source: str = "bundle") -> dict[str, 
         tensors[name] = _decode_tensor(entry["dtype"], body[start:end])
     weights = manifest.get("super_weights") if isinstance(manifest, dict) else None
     for weight in weights or []:
-        tensor = weight.get("hf_tensor") or f"model.layers.{weight['layer']}.mlp.down_proj.weight"
+        tensor = weight.get("hf_tensor") or f"{down_proj_module(weight['layer'])}.weight"
         found = [
             (int(r), int(c), i)
             for i, (r, c) in enumerate(
@@ -362,7 +294,7 @@ def manifest_from_safetensors(data: bytes, source: str = "bundle") -> dict[str, 
 class ResolvedWeight:
     """A bundle weight located in a model: its module name and storage index."""
 
-    weight: BundleWeight
+    weight: ManifestWeight
     module: str  # qualified name of the down projection
     index: tuple[int, int]  # index into the stored weight (layout-aware)
 
@@ -417,11 +349,12 @@ def resolve(
         shape = tuple(int(s) for s in adapter.as_out_in(tensor).shape)  # (hidden, intermediate)
         if all(isinstance(s, int) for s in expected_shape) and shape != expected_shape:
             problems.append(
-                f"{where}: {weight.hf_tensor} is {shape[0]}x{shape[1]} here, {expected_shape} in the bundle"
+                f"{where}: {weight.hf_tensor_name} is {shape[0]}x{shape[1]} here, "
+                f"{expected_shape} in the bundle"
             )
             continue
         if weight.row >= shape[0] or weight.col >= shape[1]:
-            problems.append(f"{where}: outside {weight.hf_tensor} of shape {shape[0]}x{shape[1]}")
+            problems.append(f"{where}: outside {weight.hf_tensor_name} of shape {shape[0]}x{shape[1]}")
             continue
         index = adapter.storage_index(weight.row, weight.col)
         if check_values and weight.value is not None:

@@ -1,7 +1,7 @@
 """Evaluation corpora and their identity: a text file, WikiText-2 (via `datasets`), or the built-in prose.
 
-Every perplexity figure carries a `CorpusIdentity` (name, sha256 of the text, tokens used, window length)
-so that two numbers are never compared blindly.
+Every perplexity figure carries the identity of its windows (`contracts.validation.CorpusWindows`: name,
+sha256 of the text, tokens used, window length, ...) so that two numbers are never compared blindly.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from contracts.validation import CorpusWindows
 from indexer.errors import InvalidInputError
 
 BUILTIN = "builtin"
@@ -40,24 +41,11 @@ class Corpus:
 
 
 @dataclass(frozen=True)
-class CorpusIdentity:
-    """What a perplexity figure was measured on."""
-
-    name: str
-    sha256: str  # of the whole corpus text (UTF-8)
-    characters: int  # length of the whole corpus text
-    tokens_used: int  # windows * window
-    window: int
-    windows: int
-    tokenizer: str  # the tokenizer's class and vocabulary size: token counts depend on it
-
-
-@dataclass(frozen=True)
 class TokenWindows:
     """Non-overlapping token windows of a corpus, ready for evaluation."""
 
     input_ids: torch.Tensor  # (windows, window) int64
-    identity: CorpusIdentity
+    identity: CorpusWindows
 
 
 def builtin_corpus() -> Corpus:
@@ -158,11 +146,11 @@ def token_windows(corpus: Corpus, tokenizer: Any, window: int, max_tokens: int |
         )
     count = available if wanted_windows is None else min(available, wanted_windows)
     input_ids = torch.tensor(ids[: count * window], dtype=torch.long).view(count, window)  # (windows, window)
-    identity = CorpusIdentity(
+    identity = CorpusWindows(
         name=corpus.name,
         sha256=corpus.sha256,
         characters=len(corpus.text),
-        tokens_used=count * window,
+        tokens=count * window,
         window=window,
         windows=count,
         tokenizer=tokenizer_label(tokenizer),

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from contracts.manifest import gguf_down_tensor
 from contracts.results import (
     DetectionResult,
     LayerProfile,
@@ -421,7 +422,7 @@ class Detector:
             value=float(stored.item()),
             dtype=str(weight.dtype).removeprefix("torch."),
             hf_tensor=f"{name}.weight",
-            gguf_tensor=f"blk.{layer}.ffn_down.weight",
+            gguf_tensor=gguf_down_tensor(layer),
             gguf_index=(col, row),
             input_activation=input_value,
             output_activation=stat.output_value,

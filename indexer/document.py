@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.base import Coordinates
-from contracts.validation import CorpusIdentity, FigureKey, Measurement, ValidationDocument, Verdict
+from contracts.validation import FigureKey, Measurement, ValidationDocument, Verdict
 from indexer.validate import ValidationResult
 
 #: the longest reason a verdict carries
@@ -18,17 +18,17 @@ REASON_MAX = 2000
 
 def validation_document(result: ValidationResult) -> ValidationDocument:
     """Every figure and verdict of `result`, in the one document shape all layers share."""
-    identity = result.corpus
-    corpus = CorpusIdentity(
-        name=identity.name, sha256=identity.sha256, tokens=identity.tokens_used, window=identity.window
-    )
+    corpus = result.corpus.identity()
     baseline = result.baseline_perplexity
     results: list[Measurement] = []
     for figure in result.figures:
-        key = FigureKey.parse(figure.key)
-        single: Coordinates | None = key.coordinates[0] if len(key.coordinates) == 1 else None
+        key = figure.key
+        # the super weight a figure decides alone (leave-one-out's kept member is decided with the set)
+        single: Coordinates | None = (
+            key.coordinates[0] if key.experiment == "alone" and key.coordinates else None
+        )
         parameters: dict[str, Any] = {
-            "key": figure.key,
+            "key": str(key),
             "label": figure.label,
             **dict(figure.params),
             "ratio_low": figure.ratio_low,
@@ -52,7 +52,7 @@ def validation_document(result: ValidationResult) -> ValidationDocument:
         results.append(
             Measurement(
                 experiment="null",
-                key=FigureKey(experiment="null"),
+                key=FigureKey.null(),
                 parameters={
                     "sets": null.sets,
                     "random_sets": null.random_sets,
@@ -72,7 +72,7 @@ def validation_document(result: ValidationResult) -> ValidationDocument:
             Measurement(
                 experiment="stopwords",
                 key=FigureKey(experiment="stopwords"),
-                parameters={"after": shift.after_key, "stopwords": len(shift.stopwords)},
+                parameters={"after": str(shift.after_key), "stopwords": len(shift.stopwords)},
                 metric="stopword_mass",
                 value=shift.mass_after,
                 baseline=shift.mass_before,

@@ -8,11 +8,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from contracts.validation import FigureKey
+
 T = TypeVar("T")
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert dataclasses, tuples and mappings into plain JSON-ready values."""
+    """Convert dataclasses, tuples, mappings and contracts models into plain JSON-ready values."""
+    if isinstance(value, FigureKey):
+        return str(value)  # the text form the validator's JSON has always carried (`FigureKey.parse`)
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

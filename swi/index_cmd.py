@@ -458,9 +458,7 @@ def worker_command(
 
 def jobs_command(
     job_id: Annotated[str | None, typer.Argument(help="Show this job only.")] = None,
-    status: Annotated[
-        str | None, typer.Option(help="queued, running, retry, succeeded, failed or cancelled.")
-    ] = None,
+    status: Annotated[str | None, typer.Option(help=f"{', '.join(JobStatus)}.")] = None,
     limit: Annotated[int, typer.Option(help="How many (newest first).", min=1, max=1000)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     cancel: Annotated[

@@ -190,7 +190,7 @@ def show_validation(result: ValidationResult) -> None:
     where = f"@{result.revision[:12]}" if result.revision else ""
     console.print(f"[bold]{result.model}[/]{where} on {result.device}/{result.dtype}")
     console.print(
-        f"corpus [bold]{c.name}[/] (sha256 {c.sha256[:12]}, {c.tokens_used:,} tokens in "
+        f"corpus [bold]{c.name}[/] (sha256 {c.sha256[:12]}, {c.tokens:,} tokens in "
         f"{c.windows} window(s) of {c.window}); "
         f"baseline perplexity [bold]{result.baseline_perplexity:,.3f}[/]"
     )
@@ -292,8 +292,8 @@ def _show_quantization(result: ValidationResult) -> None:
             row = rows.setdefault(key, {})
             row[str(f.params["variant"])] = f"{_ppl(f.perplexity)} ({_ratio(f.ratio)})"
             source = None
-            if f.reused_from and f.reused_from.startswith("rtn/"):
-                source = f.reused_from.split("/")[2]
+            if f.reused_from is not None and f.reused_from.experiment == "rtn":
+                source = f.reused_from.granularity
             same_as.setdefault(key, set()).add(source if source != key[1] else None)
         for (bits, granularity), cells in rows.items():
             sources = same_as[(bits, granularity)]

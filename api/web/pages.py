@@ -26,6 +26,7 @@ from api.charts import (
 from catalog.bundle_formats import FORMATS
 from catalog.models import IndexRun, LayerProfile, QualityResult, SuperActivation
 from catalog.repositories import CoordinateEntry, CoordinateView
+from contracts.validation import FigureKey
 
 #: what each bundle format is for (the formats themselves come from `catalog.bundle_formats`)
 FORMAT_NOTES = {
@@ -184,7 +185,7 @@ def result_label(result: QualityResult, coordinates: Sequence[int] | None = None
     if experiment == "restore_sa":
         return "zero super weights, restore the super activation (+SA)"
     if experiment == "controls":
-        if "seed" in params or "random" in str(params.get("key", "")):
+        if "seed" in params or result.figure == FigureKey.control("random"):
             return "control: random magnitude-matched weights"
         return "control: largest other weights zeroed"
     if experiment == "scaling":

@@ -43,6 +43,23 @@ def parse_job_id(job_id: uuid.UUID | str) -> uuid.UUID:
         raise InvalidInputError(f"invalid job id {str(job_id)[:60]!r}") from exc
 
 
+def successful_run_id(session: Session, model: str, sha: str, digest: str) -> int | None:
+    """The id of a successful run of `model` at `sha` with this configuration hash, if any: the run a
+    submission (or a job the workers picked up) is answered with instead of indexing again."""
+    return session.scalars(
+        select(IndexRun.id)
+        .join(Revision, IndexRun.revision_id == Revision.id)
+        .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
+        .where(
+            CatalogModel.hub_id == model,
+            Revision.sha == sha,
+            IndexRun.config_hash == digest,
+            IndexRun.status == RunStatus.SUCCEEDED,
+        )
+        .limit(1)
+    ).first()
+
+
 def dedup_key(model: str, resolved_sha: str | None, requested_revision: str | None, digest: str) -> str:
     """The key that makes identical active submissions one job."""
     revision = resolved_sha or f"ref:{requested_revision or 'main'}"
@@ -145,22 +162,12 @@ class JobRepository:
                     )
                 return SubmissionOutcome(job=job, run_id=job.run_id, created=False)
         if resolved_sha is not None:
-            run = self.session.scalars(
-                select(IndexRun)
-                .join(Revision, IndexRun.revision_id == Revision.id)
-                .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
-                .where(
-                    CatalogModel.hub_id == model,
-                    Revision.sha == resolved_sha,
-                    IndexRun.config_hash == digest,
-                    IndexRun.status == RunStatus.SUCCEEDED,
-                )
-            ).first()
-            if run is not None:
+            run_id = successful_run_id(self.session, model, resolved_sha, digest)
+            if run_id is not None:
                 job = self.session.scalars(
-                    select(Job).where(Job.run_id == run.id).order_by(Job.created_at).limit(1)
+                    select(Job).where(Job.run_id == run_id).order_by(Job.created_at).limit(1)
                 ).first()
-                return SubmissionOutcome(job=job, run_id=run.id, created=False)
+                return SubmissionOutcome(job=job, run_id=run_id, created=False)
         active = self.session.scalars(
             select(Job).where(Job.dedup_key == key, Job.status.in_(ACTIVE_JOB_STATUSES))
         ).first()

@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from catalog.models import CatalogModel, IndexRun, Job, Revision, utcnow
-from catalog.repositories.jobs import parse_job_id
-from contracts.status import CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
+from catalog.models import Job, utcnow
+from catalog.repositories.jobs import parse_job_id, successful_run_id
+from contracts.status import CLAIMABLE_JOB_STATUSES, JobStatus
 
 
 class PipelineRepository:
@@ -21,18 +21,7 @@ class PipelineRepository:
 
     def find_run(self, model: str, sha: str, config_hash: str) -> int | None:
         """The id of the successful run of `model` at `sha` with this configuration hash, if any."""
-        return self.session.scalars(
-            select(IndexRun.id)
-            .join(Revision, IndexRun.revision_id == Revision.id)
-            .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
-            .where(
-                CatalogModel.hub_id == model,
-                Revision.sha == sha,
-                IndexRun.config_hash == config_hash,
-                IndexRun.status == RunStatus.SUCCEEDED,
-            )
-            .limit(1)
-        ).first()
+        return successful_run_id(self.session, model, sha, config_hash)
 
     def complete_with_run(self, job_id: uuid.UUID | str, run_id: int, sha: str) -> bool:
         """Mark a running job `succeeded` by an existing run (same model, sha and configuration)."""

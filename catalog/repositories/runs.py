@@ -38,7 +38,7 @@ from contracts.identifiers import (
 from contracts.lineage import RelationKind, Reproduction, SourceKind
 from contracts.results import DetectionResult, Provenance
 from contracts.status import UNNEEDED_STATUSES, JobStatus, RunStatus, SuperWeightStatus
-from contracts.validation import FigureKey, Measurement, ValidationDocument
+from contracts.validation import FigureKey, ValidationDocument
 
 Coordinates = tuple[int, int, int]
 
@@ -568,7 +568,7 @@ class RunRepository:
             for result in self.quality_results(run):
                 if result.super_weight_id is not None:
                     results_by_weight[result.super_weight_id].append(result)
-                elif _figure_of(result) == FigureKey.joint():
+                elif result.figure == FigureKey.joint():
                     joint.append(result)
             for weight in self.weights(run):
                 match = reported.pop(weight.coordinates, None)
@@ -730,7 +730,3 @@ def _effective(view: CoordinateView) -> set[Coordinates]:
             if e.source == "measured" and e.weight.status not in UNNEEDED_STATUSES
         }
     return {e.weight.coordinates for e in view.entries}
-
-
-def _figure_of(result: QualityResult) -> FigureKey:
-    return Measurement.model_validate(result, from_attributes=True).figure

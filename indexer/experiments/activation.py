@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from contracts.validation import FigureKey
 from indexer.experiments.base import (
     ExperimentContext,
     Measures,
@@ -28,7 +29,7 @@ class RestoreSuperActivation(Measures):
         rows = sorted({(sw.layer, sw.row) for sw in context.super_weights})
         return (
             Variant(
-                "zero/joint+sa",
+                FigureKey.restored(),
                 self.name,
                 "zero all super weights, restore the super activation",
                 self.phase,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from torch import nn
 
 from contracts.results import SuperActivation, SuperWeight
+from contracts.validation import FigureKey
 from indexer.ablation import Coordinate
 from indexer.adapters import ArchitectureAdapter
 from indexer.perplexity import BatchObserver
@@ -100,7 +101,7 @@ ActivationChange = RestoredActivation | QuantizedActivations
 class Variant:
     """One figure to measure: what it changes, where it starts, and which identical pass it may reuse."""
 
-    key: str  # stable figure id, e.g. "zero/joint", "rtn/4bit/g128/holdout"
+    key: FigureKey  # e.g. `FigureKey.joint()`, `FigureKey.rtn(4, "g128", "holdout")`
     experiment: str
     label: str
     phase: Phase
@@ -108,7 +109,7 @@ class Variant:
     weight_edits: tuple[WeightEdit, ...] = ()
     quantized_weights: WeightQuantizer | None = None
     activation_changes: tuple[ActivationChange, ...] = ()
-    reuse: str | None = None  # the key of an identical variant measured earlier
+    reuse: FigureKey | None = None  # the key of an identical variant measured earlier
     params: Mapping[str, Any] = field(default_factory=dict)
     weight_set: WeightSet | None = None  # the weights it changed, reported as a set
 
@@ -159,8 +160,8 @@ class ExperimentContext:
 class Observation(Protocol):
     """Batch observers an experiment attaches to other figures' passes, and what it makes of them."""
 
-    #: figure key (e.g. "baseline", "zero/joint") -> the observer attached to that pass
-    observers: Mapping[str, BatchObserver]
+    #: figure key (e.g. the baseline, the joint zeroing) -> the observer attached to that pass
+    observers: Mapping[FigureKey, BatchObserver]
 
     def summary(self) -> Any:
         """The experiment's result once the observed passes ran (None when they did not)."""

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from contracts.validation import FigureKey
 from indexer.ablation import Coordinate
 from indexer.errors import InvalidInputError
 from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, shifting, zeroing
@@ -79,7 +80,7 @@ class Controls(Measures):
         seed = context.config.seed
         return (
             Variant(
-                "control/largest",
+                FigureKey.control("largest"),
                 self.name,
                 f"zero the {len(largest)} largest other down_proj weight(s)",
                 self.phase,
@@ -91,11 +92,11 @@ class Controls(Measures):
                     tuple(largest),
                     largest_values,
                     tuple(-v for v in largest_values),
-                    "control/largest",
+                    FigureKey.control("largest"),
                 ),
             ),
             Variant(
-                "control/random",
+                FigureKey.control("random"),
                 self.name,
                 "subtract each super weight at a random coordinate of its down_proj",
                 self.phase,
@@ -107,7 +108,7 @@ class Controls(Measures):
                     tuple(random_set),
                     tuple(context.value(c) for c in random_set),
                     tuple(deltas),
-                    "control/random",
+                    FigureKey.control("random"),
                     seed,
                 ),
             ),

@@ -8,14 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from indexer.ablation import Coordinate
+from contracts.validation import FigureKey
 from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, zeroing
 from indexer.experiments.pruning import coordinate_text
-
-
-def without_key(coordinate: Coordinate) -> str:
-    """The figure key of zeroing every super weight but this one."""
-    return "zero/joint-without/{}-{}-{}".format(*coordinate)
 
 
 class LeaveOneOut(Measures):
@@ -35,7 +30,7 @@ class LeaveOneOut(Measures):
             others = [c for c in coordinates if c != kept]
             variants.append(
                 Variant(
-                    without_key(kept),
+                    FigureKey.without(kept),
                     self.name,
                     f"zero every super weight but {coordinate_text(kept)}",
                     self.phase,

@@ -20,13 +20,12 @@ from collections.abc import Sequence
 
 import torch
 
+from contracts.validation import FigureKey
 from indexer.ablation import Coordinate
 from indexer.errors import InvalidInputError
 from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, zeroing
 from indexer.experiments.controls import excluded_rows
 
-RANDOM_PREFIX = "null/random/"
-COLUMN_PREFIX = "null/column/"
 #: the largest-magnitude weights of a down projection a magnitude-matched null member is drawn from
 MATCHED_POOL = 64
 
@@ -93,10 +92,7 @@ class Null(Measures):
         # a stream of its own: the null never changes `control/random`'s draw
         generator = torch.Generator().manual_seed(config.seed + 1)
         variants = []
-        for kind, count, prefix in (
-            ("random", config.null_sets, RANDOM_PREFIX),
-            ("column", config.null_column_sets, COLUMN_PREFIX),
-        ):
+        for kind, count in (("random", config.null_sets), ("column", config.null_column_sets)):
             for index in range(count):
                 if kind == "random":
                     draw = matched_coordinates(context, pools, generator)
@@ -104,7 +100,7 @@ class Null(Measures):
                     draw = column_coordinates(context, generator)
                 variants.append(
                     Variant(
-                        f"{prefix}{index}",
+                        FigureKey.null(kind, index),
                         self.name,
                         f"null set {index + 1}/{count} ({kind})",
                         self.phase,

@@ -9,17 +9,10 @@ from contracts.validation import FigureKey
 from indexer.ablation import Coordinate
 from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, scaling, zeroing
 
-JOINT_KEY = str(FigureKey.joint())
-
 
 def coordinate_text(coordinate: Coordinate) -> str:
     """`(layer, row, col)` as people write it."""
     return "({}, {}, {})".format(*coordinate)
-
-
-def alone_key(coordinate: Coordinate) -> str:
-    """The figure key of zeroing one super weight alone."""
-    return str(FigureKey.alone(coordinate))
 
 
 class Joint(Measures):
@@ -36,7 +29,7 @@ class Joint(Measures):
         label = ", ".join(coordinate_text(c) for c in coordinates)
         return (
             Variant(
-                JOINT_KEY,
+                FigureKey.joint(),
                 self.name,
                 f"zero all super weights {label}",
                 self.phase,
@@ -56,10 +49,10 @@ class Alone(Measures):
     def variants(self, context: ExperimentContext) -> Sequence[Variant]:
         """One pass per super weight, from its layer."""
         coordinates = context.coordinates
-        reuse = JOINT_KEY if len(coordinates) == 1 and "joint" in context.experiments else None
+        reuse = FigureKey.joint() if len(coordinates) == 1 and "joint" in context.experiments else None
         return tuple(
             Variant(
-                alone_key(coordinate),
+                FigureKey.alone(coordinate),
                 self.name,
                 f"zero {coordinate_text(coordinate)} alone",
                 self.phase,
@@ -84,12 +77,12 @@ class Scaling(Measures):
             return ()
         variants = []
         for factor in dict.fromkeys(context.config.scale_factors):
-            reuse = "baseline" if factor == 1 else None
+            reuse = FigureKey.baseline() if factor == 1 else None
             if factor == 0 and "joint" in context.experiments:
-                reuse = JOINT_KEY
+                reuse = FigureKey.joint()
             variants.append(
                 Variant(
-                    f"scale/{factor:g}",
+                    FigureKey.scaled(factor),
                     self.name,
                     f"super weights x {factor:g}",
                     self.phase,

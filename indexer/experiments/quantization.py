@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from contracts.validation import FigureKey
 from indexer.experiments.base import ExperimentContext, Measures, Phase, QuantizedActivations, Variant
 from indexer.quantize import (
     Granularity,
@@ -50,17 +51,17 @@ class RoundToNearest(Measures):
         hold_out = hold_out_map(context)
         clip = config.clip
         # granularities that split every weight the same way give the same weights: measure them once
-        first_of_partition: dict[tuple[Any, ...], str] = {}
+        first_of_partition: dict[tuple[Any, ...], FigureKey] = {}
         for bits in config.rtn_bits:
             for text in config.rtn_granularities:
                 granularity = parse_granularity(text)
                 partition = block_partition(granularity, context.targets)
                 for variant in config.rtn_variants:
-                    key = f"rtn/{bits}bit/{granularity.label}/{variant}"
+                    key = FigureKey.rtn(bits, granularity.label, variant)
                     first = first_of_partition.setdefault((bits, variant, partition), key)
-                    reuse: str | None = None if first == key else first
+                    reuse: FigureKey | None = None if first == key else first
                     if variant == "holdout" and not hold_out and "plain" in config.rtn_variants:
-                        plain = f"rtn/{bits}bit/{granularity.label}/plain"
+                        plain = FigureKey.rtn(bits, granularity.label, "plain")
                         reuse = first_of_partition.get((bits, "plain", partition), plain)
                     if variant == "plain":
                         quantizer = rtn_weight_quantizer(bits, granularity)
@@ -109,10 +110,10 @@ class W8A8(Measures):
         bits = config.activation_bits
         variants = []
         for variant in config.w8a8_variants:
-            reuse = "w8a8/naive" if variant == "holdout" and context.activation is None else None
+            reuse = FigureKey.w8a8("naive") if variant == "holdout" and context.activation is None else None
             variants.append(
                 Variant(
-                    f"w8a8/{variant}",
+                    FigureKey.w8a8(variant),
                     self.name,
                     f"W8A{bits} (weights per channel, activations per tensor), {variant}",
                     self.phase,

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
+from contracts.validation import FigureKey
 from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant
-from indexer.experiments.pruning import JOINT_KEY
 from indexer.perplexity import BatchObserver, vocab_size
 from indexer.validation.results import StopwordShift, TokenShift
 
@@ -84,9 +84,9 @@ class _StopwordObservation:
         vocab = vocab_size(context.model)
         self.before = _Meter(token_ids, vocab)
         self.after = _Meter(token_ids, vocab)
-        self.observers: Mapping[str, BatchObserver] = {
-            "baseline": self.before.observe,
-            JOINT_KEY: self.after.observe,
+        self.observers: Mapping[FigureKey, BatchObserver] = {
+            FigureKey.baseline(): self.before.observe,
+            FigureKey.joint(): self.after.observe,
         }
 
     def summary(self) -> StopwordShift | None:

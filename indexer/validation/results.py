@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from indexer.corpus import CorpusIdentity
+from contracts.validation import CorpusWindows, FigureKey
 from indexer.jsonable import from_jsonable, to_jsonable
 from indexer.validation.config import ValidateConfig
 
@@ -22,7 +22,7 @@ Phase = Literal["baseline", "pruning", "quantization"]
 class Figure:
     """One measured perplexity and its ratio to the baseline (None when the pass overflowed)."""
 
-    key: str  # stable id, e.g. "zero/joint", "rtn/4bit/g128/holdout"
+    key: FigureKey  # its text form is a stable id, e.g. "zero/joint", "rtn/4bit/g128/holdout"
     experiment: str  # one of EXPERIMENTS
     label: str
     perplexity: float | None
@@ -30,7 +30,7 @@ class Figure:
     mean_nll: float
     seconds: float
     prefix_layer: int | None = None  # the cached layer input the pass started from
-    reused_from: str | None = None  # the key of an identical variant whose pass this figure reuses
+    reused_from: FigureKey | None = None  # the key of an identical variant whose pass this figure reuses
     params: Mapping[str, Any] = field(default_factory=dict)
     #: the ratio's bootstrap interval over windows (paired with the baseline's windows)
     ratio_low: float | None = None
@@ -46,7 +46,7 @@ class WeightSet:
     coordinates: tuple[tuple[int, int, int], ...]  # (layer, row, col)
     values: tuple[float, ...]  # original values
     deltas: tuple[float, ...]
-    figure_key: str
+    figure_key: FigureKey
     seed: int | None = None
 
 
@@ -70,7 +70,7 @@ class StopwordShift:
     mass_after: float
     gains: tuple[TokenShift, ...]
     losses: tuple[TokenShift, ...]
-    after_key: str = "zero/joint"
+    after_key: FigureKey = field(default_factory=FigureKey.joint)
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class ValidationResult:
     super_weights: tuple[tuple[int, int, int], ...]
     super_weight_values: tuple[float, ...]
     config: ValidateConfig
-    corpus: CorpusIdentity
+    corpus: CorpusWindows
     batch_size: int
     baseline_perplexity: float
     verdict: ModelVerdict
@@ -192,16 +192,20 @@ class ValidationResult:
     #: the calibrated null's passes (random and same-column sets), kept apart from the named figures
     null_figures: tuple[Figure, ...] = ()
 
-    def figure(self, key: str) -> Figure:
-        """The figure with this key (KeyError when it was not measured)."""
+    def figure(self, key: FigureKey | str) -> Figure:
+        """The figure with this key, or the key of this text form (KeyError when it was not measured)."""
+        wanted = FigureKey.parse(key) if isinstance(key, str) else key
         for figure in self.figures:
-            if figure.key == key:
+            if figure.key == wanted:
                 return figure
-        raise KeyError(key)
+        raise KeyError(str(key))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        return to_jsonable(self)  # type: ignore[no-any-return]
+        """A JSON-ready dict (tuples become lists, figure keys their text form)."""
+        data: dict[str, Any] = to_jsonable(self)
+        # `swi validate --json` has always named the tokens used `tokens_used`
+        data["corpus"]["tokens_used"] = data["corpus"].pop("tokens")
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text of `to_dict()`."""
@@ -210,7 +214,9 @@ class ValidationResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ValidationResult:
         """Inverse of `to_dict()`."""
-        return from_jsonable(cls, data)
+        corpus = dict(data["corpus"])
+        corpus["tokens"] = corpus.pop("tokens_used")
+        return from_jsonable(cls, {**data, "corpus": corpus})
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from contracts.results import DetectionResult
+from contracts.validation import FigureKey
 from indexer.adapters import ArchitectureAdapter
 from indexer.corpus import TokenWindows
 from indexer.experiments import REGISTRY, with_requirements
@@ -131,8 +132,8 @@ class Suite:
         self.evaluator = PerplexityEvaluator(
             loaded, windows, config.batch_size, prefix_cache=config.prefix_cache
         )
-        self.figures: dict[str, Figure] = {}
-        self.passes: dict[str, PassResult] = {}
+        self.figures: dict[FigureKey, Figure] = {}
+        self.passes: dict[FigureKey, PassResult] = {}
         self.weight_sets: list[WeightSet] = []
         self.phase_seconds: dict[str, float] = {}
         self.baseline: PassResult | None = None
@@ -170,13 +171,13 @@ class Suite:
                     self.coordinates,
                     tuple(sw.value for sw in self.super_weights),
                     tuple(-sw.value for sw in self.super_weights),
-                    "zero/joint",
+                    FigureKey.joint(),
                 )
             )
         self.weight_sets.extend(v.weight_set for v in variants if v.weight_set is not None)
         return variants
 
-    def _observer(self, key: str) -> BatchObserver | None:
+    def _observer(self, key: FigureKey) -> BatchObserver | None:
         observers = [o.observers[key] for o in self.observations.values() if key in o.observers]
         if not observers:
             return None
@@ -227,11 +228,10 @@ class Suite:
             name = self.context.down_name(pair[0])
             hooks[name] = _combined(hooks.get(name), record_for(pair))
         with forward_hooks(self.model, hooks):
-            self.baseline = self.evaluator.run(0, self._observer("baseline"))
-        self.passes["baseline"] = self.baseline
-        self.figures["baseline"] = self._figure(
-            Variant("baseline", "baseline", "baseline", "baseline"), self.baseline
-        )
+            self.baseline = self.evaluator.run(0, self._observer(FigureKey.baseline()))
+        key = FigureKey.baseline()
+        self.passes[key] = self.baseline
+        self.figures[key] = self._figure(Variant(key, "baseline", "baseline", "baseline"), self.baseline)
         self.sa_recordings = recordings
         self._find_sites()
         self.phase_seconds["baseline"] = time.perf_counter() - started
@@ -323,7 +323,7 @@ class Suite:
             channels.extend(sw.col for sw in self.super_weights if sw.layer == layer)
         return sites[self.evaluator.current_batch], sorted(set(channels))
 
-    def _figure(self, variant: Variant, result: PassResult, reused_from: str | None = None) -> Figure:
+    def _figure(self, variant: Variant, result: PassResult, reused_from: FigureKey | None = None) -> Figure:
         assert self.baseline is not None
         perplexity = result.perplexity if math.isfinite(result.perplexity) else None
         base = self.baseline.perplexity

@@ -15,13 +15,13 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from contracts.validation import FigureKey
 from indexer.ablation import Coordinate
-from indexer.experiments.necessity import without_key
-from indexer.experiments.pruning import JOINT_KEY, alone_key, coordinate_text
+from indexer.experiments.pruning import coordinate_text
 from indexer.validation.config import ValidateConfig
 from indexer.validation.results import Figure, ModelVerdict, NullSummary, SuperWeightVerdict, Verdict
 
-CONTROL_KEYS = ("control/largest", "control/random")
+CONTROL_KEYS = (FigureKey.control("largest"), FigureKey.control("random"))
 NULL_QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
 
 
@@ -50,8 +50,8 @@ def null_summary(joint: Figure | None, null: Sequence[Figure]) -> NullSummary | 
     at_least = sum(1 for r in ratios if joint_ratio is None or r >= joint_ratio)
     return NullSummary(
         sets=len(ratios),
-        random_sets=sum(1 for f in null if f.params.get("kind") == "random"),
-        column_sets=sum(1 for f in null if f.params.get("kind") == "column"),
+        random_sets=sum(1 for f in null if f.key == FigureKey.null("random", f.key.draw)),
+        column_sets=sum(1 for f in null if f.key == FigureKey.null("column", f.key.draw)),
         quantiles=quantiles,
         max_ratio=_finite(ratios[-1]),
         joint_ratio=_finite(joint_ratio),
@@ -73,7 +73,7 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
 
 def decide_verdicts(
     coordinates: Sequence[Coordinate],
-    figures: Mapping[str, Figure],
+    figures: Mapping[FigureKey, Figure],
     config: ValidateConfig,
     null: Sequence[Figure] = (),
     corpus: str = "",
@@ -84,11 +84,11 @@ def decide_verdicts(
     if not coordinates:
         reason = "no super weights were detected"
         return ModelVerdict("not_measured", reason, None, None, factor, None, corpus=corpus), ()
-    joint = figures.get(JOINT_KEY)
+    joint = figures.get(FigureKey.joint())
     controls = [figures.get(key) for key in CONTROL_KEYS]
 
     def alone_of(coordinate: Coordinate) -> Figure | None:
-        return figures.get(alone_key(coordinate))
+        return figures.get(FigureKey.alone(coordinate))
 
     if joint is None or any(c is None for c in controls):
         reason = "the verdict needs the joint and controls experiments"
@@ -176,7 +176,7 @@ def _interval_text(figure: Figure) -> str:
 
 def _weight_verdicts(
     coordinates: Sequence[Coordinate],
-    figures: Mapping[str, Figure],
+    figures: Mapping[FigureKey, Figure],
     config: ValidateConfig,
     joint_ratio: float,
     confirmed_set: bool,
@@ -185,11 +185,11 @@ def _weight_verdicts(
     factor = config.confirm_factor
     per_weight = []
     for coordinate in coordinates:
-        alone_figure = figures.get(alone_key(coordinate))
+        alone_figure = figures.get(FigureKey.alone(coordinate))
         alone, alone_low = _ratio(alone_figure), _low(alone_figure)
-        necessity = _necessity(figures.get(without_key(coordinate)), joint_ratio)
+        necessity = _necessity(figures.get(FigureKey.without(coordinate)), joint_ratio)
         if len(coordinates) == 1 and alone_figure is None and confirmed_set:
-            alone, alone_low = joint_ratio, _low(figures.get(JOINT_KEY))  # alone is the joint zeroing
+            alone, alone_low = joint_ratio, _low(figures.get(FigureKey.joint()))  # alone is the joint zeroing
         verdict: Verdict
         if alone is None and necessity is None:
             verdict, reason = "not_measured", "not zeroed alone (the alone experiment was not run)"

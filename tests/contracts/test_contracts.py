@@ -32,6 +32,11 @@ KEYS = (
     "rtn/4bit/1048576/clipped",
     "w8a8/naive",
     "w8a8/holdout",
+    "zero/joint-without/2-3968-7003",
+    "null/random/0",
+    "null/column/7",
+    "null",
+    "stopwords",
 )
 
 
@@ -41,6 +46,34 @@ def test_figure_keys_round_trip_through_their_text_and_their_json(text: str) -> 
     assert str(key) == text
     assert FigureKey.model_validate(key.model_dump(mode="json")) == key
     assert FigureKey.model_validate(text) == key
+
+
+def test_every_kind_of_key_has_its_text_form() -> None:
+    keys = {
+        FigureKey.baseline(): "baseline",
+        FigureKey.joint(): "zero/joint",
+        FigureKey.alone((2, 3968, 7003)): "zero/alone/2-3968-7003",
+        FigureKey.without((2, 3968, 7003)): "zero/joint-without/2-3968-7003",
+        FigureKey.restored(): "zero/joint+sa",
+        FigureKey.control("largest"): "control/largest",
+        FigureKey.null("random", 3): "null/random/3",
+        FigureKey.null("column", 0): "null/column/0",
+        FigureKey.null(): "null",
+        FigureKey.scaled(0): "scale/0",
+        FigureKey.rtn(4, "g128", "holdout"): "rtn/4bit/g128/holdout",
+        FigureKey.w8a8("naive"): "w8a8/naive",
+    }
+    for key, text in keys.items():
+        assert str(key) == text and FigureKey.parse(text) == key
+    assert FigureKey.without((1, 2, 3)).experiment == "leave_one_out"
+    # an older document named leave-one-out figures by their text alone
+    old = {"experiment": "zero/joint-without/1-2-3"}
+    assert FigureKey.model_validate(old) == FigureKey.without((1, 2, 3))
+    assert FigureKey.parse("null/column/7").model_dump(mode="json") == {
+        "experiment": "null",
+        "variant": "column",
+        "draw": 7,
+    }
 
 
 def test_figure_keys_are_compared_as_values() -> None:

@@ -60,7 +60,7 @@ def test_windows_are_non_overlapping_and_identified() -> None:
     ids = tokenizer(corpus.text)["input_ids"]
     assert windows.input_ids.reshape(-1).tolist() == ids[:300]
     identity = windows.identity
-    assert (identity.name, identity.sha256, identity.tokens_used, identity.window, identity.windows) == (
+    assert (identity.name, identity.sha256, identity.tokens, identity.window, identity.windows) == (
         "abc",
         corpus.sha256,
         300,

@@ -25,7 +25,7 @@ def test_variants_declare_first_layer_and_changes(planted: tuple[LoadedModel, De
     loaded, detection = planted
     config = ValidateConfig(max_tokens=256, rtn_bits=(4,), rtn_granularities=("g32",))
     suite = Suite(loaded, detection, evaluation_windows(loaded, bos_corpus(2), config), config, None)
-    variants = {v.key: v for v in suite.plan()}
+    variants = {str(v.key): v for v in suite.plan()}
     joint = variants["zero/joint"]
     assert joint.first_layer == PLANTED[0] and joint.weight_edits == (WeightEdit(*PLANTED, "zero"),)
     assert joint.quantized_weights is None and joint.activation_changes == ()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from contracts.results import DetectionResult
+from contracts.validation import FigureKey
 from indexer.errors import InvalidInputError
 from indexer.hooks import forward_hooks
 from indexer.loading import LoadedModel
@@ -48,7 +49,7 @@ def test_full_suite_leaves_the_model_bit_identical(planted: tuple[LoadedModel, D
     result = validate(loaded, detection, bos_corpus(4), ValidateConfig(**SMALL), progress=events.append)
     _assert_untouched(loaded.model, before)
 
-    keys = [f.key for f in result.figures]
+    keys = [str(f.key) for f in result.figures]
     assert len(keys) == len(set(keys))
     expected = {
         "baseline",
@@ -75,21 +76,21 @@ def test_full_suite_leaves_the_model_bit_identical(planted: tuple[LoadedModel, D
         assert figure.ratio == pytest.approx(figure.perplexity / result.baseline_perplexity, rel=1e-12)
         assert figure.experiment in EXPERIMENTS
     # identical variants share one pass instead of measuring twice
-    assert result.figure("zero/alone/1-10-20").reused_from == "zero/joint"
-    assert result.figure("scale/0").reused_from == "zero/joint"
-    assert result.figure("scale/1").reused_from == "baseline"
+    assert str(result.figure("zero/alone/1-10-20").reused_from) == "zero/joint"
+    assert str(result.figure("scale/0").reused_from) == "zero/joint"
+    assert str(result.figure("scale/1").reused_from) == "baseline"
     assert result.figure("scale/1").ratio == 1.0
     # blocks of 16,384 hold every tiny weight whole: the same weights as per tensor, measured once
     for bits in (4, 3):
         for variant in ("plain", "clipped", "holdout"):
             figure = result.figure(f"rtn/{bits}bit/16384/{variant}")
-            assert figure.reused_from == f"rtn/{bits}bit/tensor/{variant}"
+            assert str(figure.reused_from) == f"rtn/{bits}bit/tensor/{variant}"
     assert result.figure("rtn/4bit/g32/plain").reused_from is None
     # pruning variants start at the super weight's layer from the cached prefix
     assert result.figure("zero/joint").prefix_layer == 1
     assert result.figure("rtn/4bit/g32/plain").prefix_layer is None
     assert result.timing.prefix_layers and result.timing.cached_passes >= 4
-    assert result.corpus.tokens_used == 512 and result.corpus.window == 128
+    assert result.corpus.tokens == 512 and result.corpus.window == 128
     assert result.quantization is not None and result.quantization.peak_memory_ratio <= 1.3
     assert result.super_activation is not None and result.super_activation.at_first_token == 4
     assert result.stopwords is not None and len(result.stopwords.gains) == 10
@@ -117,7 +118,7 @@ def test_a_shared_rtn_pass_gives_what_measuring_it_alone_gives(
     alone = validate(loaded, detection, corpus, ValidateConfig(**common, rtn_granularities=("16384",)))
     for variant in ("plain", "clipped", "holdout"):
         key = f"rtn/3bit/16384/{variant}"
-        assert shared.figure(key).reused_from == f"rtn/3bit/tensor/{variant}"
+        assert str(shared.figure(key).reused_from) == f"rtn/3bit/tensor/{variant}"
         assert alone.figure(key).reused_from is None
         assert shared.figure(key).perplexity == alone.figure(key).perplexity
 
@@ -142,7 +143,7 @@ def test_restore_hook_writes_exactly_the_recorded_value(planted: tuple[LoadedMod
     assert int(mask.sum()) == sites.positions
     assert torch.equal(restored[mask], baseline[mask])  # bit-exact at every site
     assert not torch.equal(restored[~mask], baseline[~mask])  # elsewhere the zeroed weight shows
-    assert {f.key for f in result.figures} == {"baseline", "zero/joint+sa"}
+    assert {str(f.key) for f in result.figures} == {"baseline", "zero/joint+sa"}
 
 
 def test_verdict_needs_joint_and_controls(planted: tuple[LoadedModel, DetectionResult]) -> None:
@@ -154,13 +155,13 @@ def test_verdict_needs_joint_and_controls(planted: tuple[LoadedModel, DetectionR
     assert [v.verdict for v in result.super_weight_verdicts] == ["not_measured"]
 
 
-def _figures(**ratios: float | None) -> dict[str, Figure]:
+def _figures(**ratios: float | None) -> dict[FigureKey, Figure]:
     keys = {
-        "joint": "zero/joint",
-        "largest": "control/largest",
-        "random": "control/random",
-        "a": "zero/alone/1-2-3",
-        "b": "zero/alone/2-4-6",
+        "joint": FigureKey.joint(),
+        "largest": FigureKey.control("largest"),
+        "random": FigureKey.control("random"),
+        "a": FigureKey.alone((1, 2, 3)),
+        "b": FigureKey.alone((2, 4, 6)),
     }
     return {
         keys[name]: Figure(keys[name], "x", name, None if r is None else 10.0 * r, r, 0.0, 0.0)
@@ -213,7 +214,7 @@ def test_a_model_without_super_weights(planted: tuple[LoadedModel, DetectionResu
     config = ValidateConfig(max_tokens=256, rtn_bits=(4,), rtn_granularities=("g32",))
     result = validate(loaded, empty, bos_corpus(2), config)
     assert result.verdict.verdict == "not_measured"
-    assert {f.key for f in result.figures} == {
+    assert {str(f.key) for f in result.figures} == {
         "baseline",
         "rtn/4bit/g32/plain",
         "rtn/4bit/g32/clipped",
@@ -221,8 +222,8 @@ def test_a_model_without_super_weights(planted: tuple[LoadedModel, DetectionResu
         "w8a8/naive",
         "w8a8/holdout",
     }
-    assert result.figure("rtn/4bit/g32/holdout").reused_from == "rtn/4bit/g32/plain"
-    assert result.figure("w8a8/holdout").reused_from == "w8a8/naive"
+    assert str(result.figure("rtn/4bit/g32/holdout").reused_from) == "rtn/4bit/g32/plain"
+    assert str(result.figure("w8a8/holdout").reused_from) == "w8a8/naive"
 
 
 def test_experiment_names() -> None:

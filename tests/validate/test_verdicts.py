@@ -6,36 +6,38 @@ import math
 
 import pytest
 
-from indexer.experiments.necessity import without_key
-from indexer.experiments.pruning import alone_key
+from contracts.validation import FigureKey
 from indexer.validate import Figure, ValidateConfig, decide_verdicts
 
 SIX = [(1, 7, c) for c in (3, 9, 14, 22, 30, 41)]
 DECOY = (1, 12, 3)  # a large weight in the first member's column
 
 
-def figure(key: str, ratio: float | None, low: float | None = None, **params: object) -> Figure:
+JOINT = FigureKey.joint()
+
+
+def figure(key: FigureKey, ratio: float | None, low: float | None = None, **params: object) -> Figure:
     """A figure of `ratio` against a baseline of 10 (its interval's low end `low`)."""
     perplexity = None if ratio is None else 10.0 * ratio
-    return Figure(key, "x", key, perplexity, ratio, 0.0, 0.0, params=params, ratio_low=low)
+    return Figure(key, "x", str(key), perplexity, ratio, 0.0, 0.0, params=params, ratio_low=low)
 
 
-def controls(largest: float = 1.05, random: float = 1.0) -> dict[str, Figure]:
+def controls(largest: float = 1.05, random: float = 1.0) -> dict[FigureKey, Figure]:
     return {
-        "control/largest": figure("control/largest", largest),
-        "control/random": figure("control/random", random),
+        FigureKey.control("largest"): figure(FigureKey.control("largest"), largest),
+        FigureKey.control("random"): figure(FigureKey.control("random"), random),
     }
 
 
 def null(*ratios: float) -> list[Figure]:
-    return [figure(f"null/random/{i}", r, kind="random") for i, r in enumerate(ratios)]
+    return [figure(FigureKey.null("random", i), r, kind="random") for i, r in enumerate(ratios)]
 
 
 def test_six_weights_each_inert_alone_and_catastrophic_together_are_all_set_confirmed() -> None:
-    figures = {"zero/joint": figure("zero/joint", 400.0, low=250.0), **controls()}
+    figures = {JOINT: figure(JOINT, 400.0, low=250.0), **controls()}
     for c in SIX:
-        figures[alone_key(c)] = figure(alone_key(c), 1.01)
-        figures[without_key(c)] = figure(without_key(c), 30.0)  # keeping any one repairs a lot
+        figures[FigureKey.alone(c)] = figure(FigureKey.alone(c), 1.01)
+        figures[FigureKey.without(c)] = figure(FigureKey.without(c), 30.0)  # keeping any one repairs a lot
     model, weights = decide_verdicts(
         SIX, figures, ValidateConfig(), null(1.0, 1.02, 0.99), corpus="wiki.test.raw"
     )
@@ -47,11 +49,11 @@ def test_six_weights_each_inert_alone_and_catastrophic_together_are_all_set_conf
 
 def test_a_decoy_in_the_same_column_is_redundant() -> None:
     members = [*SIX, DECOY]
-    figures = {"zero/joint": figure("zero/joint", 400.0, low=250.0), **controls()}
+    figures = {JOINT: figure(JOINT, 400.0, low=250.0), **controls()}
     for c in members:
-        figures[alone_key(c)] = figure(alone_key(c), 1.0)
+        figures[FigureKey.alone(c)] = figure(FigureKey.alone(c), 1.0)
         # keeping the decoy while the six are zeroed changes nothing
-        figures[without_key(c)] = figure(without_key(c), 400.0 if c == DECOY else 30.0)
+        figures[FigureKey.without(c)] = figure(FigureKey.without(c), 400.0 if c == DECOY else 30.0)
     model, weights = decide_verdicts(members, figures, ValidateConfig(), null(1.0))
     statuses = {(w.layer, w.row, w.col): w.verdict for w in weights}
     assert statuses[DECOY] == "redundant"
@@ -61,17 +63,17 @@ def test_a_decoy_in_the_same_column_is_redundant() -> None:
 
 def test_the_factor_applies_to_the_intervals_low_end() -> None:
     one = [(11, 507, 1229)]
-    figures = {"zero/joint": figure("zero/joint", 6.0, low=4.0), **controls()}
+    figures = {JOINT: figure(JOINT, 6.0, low=4.0), **controls()}
     model, weights = decide_verdicts(one, figures, ValidateConfig(), null(1.0))
     assert model.verdict == "inert" and "interval" in model.reason
-    figures["zero/joint"] = figure("zero/joint", 6.0, low=5.5)
+    figures[JOINT] = figure(JOINT, 6.0, low=5.5)
     model, weights = decide_verdicts(one, figures, ValidateConfig(), null(1.0))
     assert model.verdict == "confirmed" and [w.verdict for w in weights] == ["confirmed"]
 
 
 def test_the_joint_ratio_must_beat_the_nulls_maximum_by_the_factor() -> None:
     one = [(11, 507, 1229)]
-    figures = {"zero/joint": figure("zero/joint", 12.0, low=11.0), **controls()}
+    figures = {JOINT: figure(JOINT, 12.0, low=11.0), **controls()}
     # a null set as harmful as 2.5x: 11 < 5 x 2.5
     model, _ = decide_verdicts(one, figures, ValidateConfig(control_share=0.9), null(1.0, 1.1, 2.5))
     assert model.verdict == "inert" and "null" in model.reason
