@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from catalog.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
 from catalog.models import CatalogModel, IndexRun, Job, Revision, utcnow
 from contracts.identifiers import canonical_json, config_hash, validate_model_id, validate_revision_digest
+from contracts.jobs import RequestKey
 from contracts.status import ACTIVE_JOB_STATUSES, CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
 
 MAX_ERROR_LENGTH = 4000
@@ -68,15 +69,15 @@ class JobRepository:
         idempotency_key: str | None = None,
         max_attempts: int = 3,
         rate_limit: tuple[int, int] | None = None,
-        run_config_hash: str | None = None,
+        request_key: RequestKey | None = None,
     ) -> SubmissionOutcome:
         """Create a queued job, or return the job/run an identical submission already has.
 
         Order: the same `idempotency_key` (same requester) returns its job (409 if the body differs); a run of
         the same model + sha + config returns that run; an active job with the same dedup key is returned;
         otherwise a new job is inserted (rate limit `(limit, window_s)` applies here only). Concurrent
-        identical inserts collide on unique constraints and resolve to the winner. `run_config_hash` keys
-        the run lookup when the run's configuration differs from the job's (a local job's path). With a
+        identical inserts collide on unique constraints and resolve to the winner. `request_key` keys the
+        run lookup (the newest run made for this request; default: the hash of `config`). With a
         requester, the submission holds a per-requester lock until the caller commits, so the rate limit's
         count and the insert are one step. The caller commits.
         """
@@ -88,13 +89,11 @@ class JobRepository:
             canonical_json({"model": model, "revision": requested_revision, "config": dict(config)}).encode()
         ).hexdigest()
         key = dedup_key(model, resolved_sha, requested_revision, digest)
-        run_digest = run_config_hash or digest
+        request = request_key or RequestKey(digest)
         if requester_id is not None:
             self._lock_requester(requester_id)
 
-        found = self._existing(
-            requester_id, idempotency_key, request_hash, model, resolved_sha, run_digest, key
-        )
+        found = self._existing(requester_id, idempotency_key, request_hash, model, resolved_sha, request, key)
         if found is not None:
             return found
         if rate_limit is not None and requester_id is not None:
@@ -117,7 +116,7 @@ class JobRepository:
                 self.session.add(job)
         except IntegrityError:
             found = self._existing(
-                requester_id, idempotency_key, request_hash, model, resolved_sha, run_digest, key
+                requester_id, idempotency_key, request_hash, model, resolved_sha, request, key
             )
             if found is None:
                 raise ConflictError("a concurrent submission changed this job; retry the request") from None
@@ -131,7 +130,7 @@ class JobRepository:
         request_hash: str,
         model: str,
         resolved_sha: str | None,
-        digest: str,
+        request: RequestKey,
         key: str,
     ) -> SubmissionOutcome | None:
         if idempotency_key is not None:
@@ -152,9 +151,10 @@ class JobRepository:
                 .where(
                     CatalogModel.hub_id == model,
                     Revision.sha == resolved_sha,
-                    IndexRun.config_hash == digest,
+                    IndexRun.request_key == request,
                     IndexRun.status == RunStatus.SUCCEEDED,
                 )
+                .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
             ).first()
             if run is not None:
                 job = self.session.scalars(
