@@ -105,6 +105,7 @@ def run_summary(run: IndexRun) -> RunSummaryOut:
         revision=run.revision.sha,
         status=run.status,  # type: ignore[arg-type]
         config_hash=run.config_hash,
+        request_key=run.request_key,
         model_verdict=run.model_verdict,
         detector_version=run.detector_version,
         created_at=run.created_at,
@@ -272,6 +273,8 @@ def run_report(
         status=run.status,  # type: ignore[arg-type]
         config=run.config,
         config_hash=run.config_hash,
+        request_key=run.request_key,
+        settings=run.settings,
         provenance=run.provenance,
         timings=run.timings,
         wall_time_s=run.wall_time_s,

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
 from catalog.models import CatalogModel, IndexRun, Job, Revision, utcnow
 from contracts.identifiers import canonical_json, config_hash, validate_model_id, validate_revision_digest
-from contracts.jobs import RequestKey
+from contracts.jobs import RequestKey, RunKey
 from contracts.status import ACTIVE_JOB_STATUSES, CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
 
 MAX_ERROR_LENGTH = 4000
@@ -42,6 +42,30 @@ def parse_job_id(job_id: uuid.UUID | str) -> uuid.UUID:
         return uuid.UUID(str(job_id))
     except ValueError as exc:
         raise InvalidInputError(f"invalid job id {str(job_id)[:60]!r}") from exc
+
+
+def successful_run_id(session: Session, model: str, sha: str, run_key: RunKey) -> int | None:
+    """The id of the successful run of `model` at `sha` with this run key (effective settings), if any: the
+    run a job the workers picked up completes with instead of indexing again."""
+    return _newest_successful_run(session, model, sha, IndexRun.config_hash == run_key)
+
+
+def run_for_request(session: Session, model: str, sha: str, request_key: RequestKey) -> int | None:
+    """The id of the newest successful run of `model` at `sha` made for this request, if any: the run a
+    submission is answered with. Several runs may share a request (workers resolved it differently)."""
+    return _newest_successful_run(session, model, sha, IndexRun.request_key == request_key)
+
+
+def _newest_successful_run(session: Session, model: str, sha: str, key: ColumnElement[bool]) -> int | None:
+    return session.scalars(
+        select(IndexRun.id)
+        .join(Revision, IndexRun.revision_id == Revision.id)
+        .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
+        .where(CatalogModel.hub_id == model, Revision.sha == sha, IndexRun.status == RunStatus.SUCCEEDED)
+        .where(key)
+        .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
+        .limit(1)
+    ).first()
 
 
 def dedup_key(model: str, resolved_sha: str | None, requested_revision: str | None, digest: str) -> str:
@@ -144,23 +168,12 @@ class JobRepository:
                     )
                 return SubmissionOutcome(job=job, run_id=job.run_id, created=False)
         if resolved_sha is not None:
-            run = self.session.scalars(
-                select(IndexRun)
-                .join(Revision, IndexRun.revision_id == Revision.id)
-                .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
-                .where(
-                    CatalogModel.hub_id == model,
-                    Revision.sha == resolved_sha,
-                    IndexRun.request_key == request,
-                    IndexRun.status == RunStatus.SUCCEEDED,
-                )
-                .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
-            ).first()
-            if run is not None:
+            run_id = run_for_request(self.session, model, resolved_sha, request)
+            if run_id is not None:
                 job = self.session.scalars(
-                    select(Job).where(Job.run_id == run.id).order_by(Job.created_at).limit(1)
+                    select(Job).where(Job.run_id == run_id).order_by(Job.created_at).limit(1)
                 ).first()
-                return SubmissionOutcome(job=job, run_id=run.id, created=False)
+                return SubmissionOutcome(job=job, run_id=run_id, created=False)
         active = self.session.scalars(
             select(Job).where(Job.dedup_key == key, Job.status.in_(ACTIVE_JOB_STATUSES))
         ).first()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from catalog.models import CatalogModel, IndexRun, Job, Revision, utcnow
-from catalog.repositories.jobs import parse_job_id
+from catalog.models import Job, utcnow
+from catalog.repositories.jobs import parse_job_id, run_for_request, successful_run_id
 from contracts.jobs import RequestKey, RunKey
-from contracts.status import CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
+from contracts.status import CLAIMABLE_JOB_STATUSES, JobStatus
 
 
 class PipelineRepository:
@@ -22,28 +22,14 @@ class PipelineRepository:
 
     def find_run(self, model: str, sha: str, run_key: RunKey) -> int | None:
         """The id of the successful run of `model` at `sha` with these effective settings, if any."""
-        return self._newest(model, sha, IndexRun.config_hash == run_key)
+        return successful_run_id(self.session, model, sha, run_key)
 
     def find_run_for_request(self, model: str, sha: str, request_key: RequestKey) -> int | None:
-        """The id of the newest successful run of `model` at `sha` made for this request, if any.
-
-        Several runs may answer one request (workers that resolved its defaults differently): the newest.
-        """
-        return self._newest(model, sha, IndexRun.request_key == request_key)
-
-    def _newest(self, model: str, sha: str, key: ColumnElement[bool]) -> int | None:
-        return self.session.scalars(
-            select(IndexRun.id)
-            .join(Revision, IndexRun.revision_id == Revision.id)
-            .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
-            .where(CatalogModel.hub_id == model, Revision.sha == sha, IndexRun.status == RunStatus.SUCCEEDED)
-            .where(key)
-            .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
-            .limit(1)
-        ).first()
+        """The id of the newest successful run of `model` at `sha` made for this request, if any."""
+        return run_for_request(self.session, model, sha, request_key)
 
     def complete_with_run(self, job_id: uuid.UUID | str, run_id: int, sha: str) -> bool:
-        """Mark a running job `succeeded` by an existing run (same model, sha and configuration)."""
+        """Mark a running job `succeeded` by an existing run (same model, sha and run key)."""
         now = utcnow()
         result = self.session.execute(
             update(Job)

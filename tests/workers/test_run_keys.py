@@ -102,8 +102,11 @@ def test_another_default_budget_stores_a_second_run_and_both_show(
     app = create_app(Settings(database_url=worker_env), enqueuer=lambda _job: None)
     with TestClient(app) as client:
         listed = client.get(f"/v1/models/{TINY_REPO}").json()["runs"]
+        report = client.get(f"/v1/runs/{second}").json()
     assert sorted(r["id"] for r in listed) == sorted([first, second])
-    assert len({r["config_hash"] for r in listed}) == 2
+    assert len({r["config_hash"] for r in listed}) == 2 and len({r["request_key"] for r in listed}) == 1
+    assert report["settings"]["validation"]["max_tokens"] == 128
+    assert report["request_key"] == runs[0].request_key and report["config_hash"] == runs[1].config_hash
 
 
 def test_a_repeated_submission_is_answered_by_the_run_of_its_request(
