@@ -130,3 +130,14 @@ def test_a_repeated_submission_is_answered_by_the_run_of_its_request(
     # and its worker resolves it to the settings of the second run: that run, not a third
     assert run_job(other.job.id, context).run_id == second
     assert len(_runs(worker_env)) == 2
+
+
+def test_the_model_page_names_both_keys_and_what_the_worker_resolved(worker_env: str) -> None:
+    run_id = _index()
+    (run,) = _runs(worker_env)
+    app = create_app(Settings(database_url=worker_env), enqueuer=lambda _job: None)
+    with TestClient(app) as client:
+        page = client.get(f"/models/{TINY_REPO}", params={"run": run_id}).text
+    assert f"request key <code>{run.request_key[:12]}</code>" in page
+    assert f"run key <code>{run.config_hash[:12]}</code>" in page
+    assert "cpu, float32, 64 tokens in 64-token windows of builtin" in page
