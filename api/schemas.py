@@ -228,6 +228,7 @@ class RunSummaryOut(BaseModel):
             "revision": SHA_EXAMPLE,
             "status": "succeeded",
             "config_hash": "9f2c...",
+            "request_key": "51ab...",
             "model_verdict": "confirmed",
             "detector_version": "1.0.0",
             "validator_version": "1.0.0",
@@ -242,7 +243,8 @@ class RunSummaryOut(BaseModel):
     quantization: str | None = Field(description="The build's quantization type (e.g. Q4_1), if a build.")
     revision: str
     status: RunStatus
-    config_hash: str
+    config_hash: str = Field(description="The run key: the hash of the settings the worker used.")
+    request_key: str = Field(description="The hash of what was asked for; runs of one request share it.")
     model_verdict: str | None
     detector_version: str | None
     validator_version: str | None
@@ -414,6 +416,8 @@ class RunReportOut(BaseModel):
             "status": "succeeded",
             "config": {"prompt": "Apple Inc. is"},
             "config_hash": "9f2c...",
+            "request_key": "51ab...",
+            "settings": {"device": "cuda", "dtype": "bfloat16", "validation": {"max_tokens": 65536}},
             "provenance": {"detector_version": "1.0.0"},
             "timings": {"detect": 3.2},
             "wall_time_s": 3.2,
@@ -435,8 +439,13 @@ class RunReportOut(BaseModel):
     model: str
     revision: RevisionOut
     status: RunStatus
-    config: dict[str, Any]
-    config_hash: str
+    config: dict[str, Any] = Field(description="What was asked for: the job's settings and code versions.")
+    config_hash: str = Field(description="The run key: the hash of `settings`, or of `config` before 0006.")
+    request_key: str = Field(description="The hash of `config`; runs of one request share it.")
+    settings: dict[str, Any] | None = Field(
+        description="The settings the worker resolved and used (budget, window, corpus, dtype, device, "
+        "detection and validation); null for runs stored before they were kept."
+    )
     provenance: dict[str, Any]
     timings: dict[str, Any]
     wall_time_s: float | None

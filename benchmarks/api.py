@@ -89,6 +89,7 @@ def build_catalog(url: str, models: int) -> list[str]:
                         "status": "succeeded",
                         "config": {},
                         "config_hash": "0" * 64,
+                        "request_key": "0" * 64,
                         "provenance": {"detector_version": "1.0.0"},
                         "profile_removed": [],
                         "timings": {},

@@ -159,14 +159,20 @@ class IndexRun(Base):
         UniqueConstraint("revision_id", "config_hash"),
         CheckConstraint(f"status IN ({_in(RunStatus)})", name="status"),
         Index("ix_index_runs_model_id_created_at", "model_id", "created_at"),
+        Index("ix_index_runs_revision_id_request_key", "revision_id", "request_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
     revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16))
-    config: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]  # the request configuration: the job's settings and the code versions
+    #: the run key (`contracts.jobs.RunKey`): the hash of `settings`, or of `config` for a run without them
     config_hash: Mapped[str] = mapped_column(String(64))
+    #: the request key (`contracts.jobs.RequestKey`): the hash of `config`; several runs may share one
+    request_key: Mapped[str] = mapped_column(String(64))
+    #: the effective settings the worker used (`contracts.jobs.RunSettings`); NULL for runs stored before 0006
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     provenance: Mapped[dict[str, Any]]
     detector_version: Mapped[str | None] = mapped_column(String(32))
     model_verdict: Mapped[str | None] = mapped_column(String(32))

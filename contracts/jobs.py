@@ -1,18 +1,32 @@
 """The configuration of a job: what a user may submit, and what a job row carries (`jobs.config`).
 
 One model for every layer: the API validates submissions with `SubmissionOptions`, the web form and
-`swi index` build a `JobConfig`, the catalog hashes `as_config()` (the run key), the workers read it back.
+`swi index` build a `JobConfig`, the workers read it back.
+
+Two keys identify a run (both SHA-256 of canonical JSON):
+- the request key (`request_key`): what the user asked for, the job's settings and the code versions. The
+  submission service, which cannot know which worker will run a job, finds "a run already exists" by it.
+- the run key (`RunSettings.key`): the settings the worker resolved and used (token budget, window, corpus
+  and its sha256, dtype, device kind, every detection and validation setting, the versions). A run whose
+  effective settings differ from every stored one is a new run; an identical re-run finds the stored one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NewType
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.identifiers import MODEL_ID_PATTERN, VERSIONS_KEY
+from contracts.base import Frozen
+from contracts.identifiers import MODEL_ID_PATTERN, VERSIONS_KEY, config_hash
 from contracts.text import StorableText
+from contracts.validation import CorpusIdentity
+
+#: SHA-256 hex of a run's request configuration (`request_key`): what the user asked for
+RequestKey = NewType("RequestKey", str)
+#: SHA-256 hex of a run's effective settings (`RunSettings.key`): what the worker used
+RunKey = NewType("RunKey", str)
 
 #: the key of a job's configuration that names a local source (never part of the run's configuration)
 SOURCE_PATH_KEY = "source_path"
@@ -49,7 +63,7 @@ class SubmissionOptions(BaseModel):
     quantization_checks: bool = Field(default=True, description="Run the RTN hold-out checks.")
 
     def as_config(self) -> dict[str, Any]:
-        """The JSON stored on the job (its hash is the run key): the base keys, and the others when set."""
+        """The JSON stored on the job (its request key hashes it): the base keys, and the others when set."""
         data = self.model_dump(by_alias=True, mode="json")
         return {key: value for key, value in data.items() if key in BASE_KEYS or value is not None}
 
@@ -97,9 +111,41 @@ def run_config_of(job_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def versioned_run_config(job_config: dict[str, Any], versions: Mapping[str, str]) -> dict[str, Any]:
-    """The configuration a run is stored with (its hash is the run key): the settings and the code versions.
+    """The request configuration a run is stored with (its hash is the request key): settings and versions.
 
     `versions` names the version of each part that produced the results (`contracts.versions.RUN_VERSIONS`):
-    a re-run with a new detector or validator version is a new run; the earlier one is kept.
+    a re-run with a new detector or validator version is a new request and a new run; the earlier is kept.
     """
     return {**run_config_of(job_config), VERSIONS_KEY: dict(versions)}
+
+
+def request_key(request_config: Mapping[str, Any]) -> RequestKey:
+    """The request key of a request configuration (`versioned_run_config`)."""
+    return RequestKey(config_hash(request_config))
+
+
+class RunSettings(Frozen):
+    """The settings a run's results were actually produced with, as the worker resolved them.
+
+    Whatever a job leaves to the worker is resolved here: the token budget (`SWI_DEFAULT_MAX_TOKENS_*`), the
+    window, `corpus: auto` (WikiText-2 or the built-in text, named with its sha256), `dtype: auto`, the
+    device.
+    The engine is left out: the streamed and in-memory engines detect the same (`tests/streamed`), and
+    validation runs in memory only.
+    """
+
+    versions: dict[str, str]
+    #: the kind of device the model ran on (`cpu`, `cuda`, `mps`): numerics differ between kinds
+    device: str = Field(max_length=16)
+    #: the dtype the weights were loaded in (`float32`, `bfloat16`, ...)
+    dtype: str = Field(max_length=16)
+    #: every setting of detection (the detector's configuration, prompts included)
+    detection: dict[str, Any]
+    #: every result-changing setting of validation (budget and window resolved), None when nothing ran
+    validation: dict[str, Any] | None = None
+    #: the text validation measured (its name and the sha256 of the whole text), None when nothing ran
+    corpus: CorpusIdentity | None = None
+
+    def key(self) -> RunKey:
+        """The run key: the hash of these settings."""
+        return RunKey(config_hash(self.model_dump(mode="json")))

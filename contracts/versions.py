@@ -1,7 +1,8 @@
 """Versions of the indexer's parts whose results a run stores (bump one when its results can change).
 
-A contract, not an indexer detail: the run key (`contracts.jobs.versioned_run_config`) hashes them, and
-the submission service, which never imports the indexer, must find the run a worker would store. A run of
+A contract, not an indexer detail: both keys of a run hash them (the request key through
+`contracts.jobs.versioned_run_config`, the run key through `contracts.jobs.RunSettings`), and the submission
+service, which never imports the indexer, must find the run a worker would store for a request. A run of
 an earlier version is kept next to the new one (runs are never lost). `tests/unit/test_run_versions.py`
 fails when a default of detection or validation changes without a new version here.
 
@@ -13,5 +14,5 @@ fails when a default of detection or validation changes without a new version he
 
 DETECTOR_VERSION = "1.1.0"
 VALIDATOR_VERSION = "1.1.0"
-#: what a run's configuration records (and its key hashes): the version of each part that made its results
+#: what a run's configuration records (and both its keys hash): the version of each part that made its results
 RUN_VERSIONS = {"detector": DETECTOR_VERSION, "validator": VALIDATOR_VERSION}

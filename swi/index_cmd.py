@@ -191,7 +191,7 @@ def index_command(
                 config=job_config,
                 revision=revision,
                 resolved_sha=sha,
-                run_config=versioned_run_config(job_config, RUN_VERSIONS),
+                request_config=versioned_run_config(job_config, RUN_VERSIONS),
             )
         )
         if result.run_id is not None and build_of is not None:

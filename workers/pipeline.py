@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError as ConfigValidationError
@@ -28,11 +28,11 @@ from catalog.repositories import JobRepository, RunRepository, record_run
 from catalog.repositories.jobs import parse_job_id
 from catalog.repositories.pipeline import PipelineRepository
 from contracts.errors import InvalidInputError
-from contracts.identifiers import config_hash, is_commit_sha
-from contracts.jobs import QUANTIZATION_EXPERIMENTS, JobConfig, versioned_run_config
+from contracts.identifiers import is_commit_sha
+from contracts.jobs import QUANTIZATION_EXPERIMENTS, JobConfig, RunSettings, versioned_run_config
 from contracts.lineage import RelationKind
 from contracts.status import JobStatus
-from contracts.validation import ValidationDocument
+from contracts.validation import CorpusIdentity, ValidationDocument
 from contracts.versions import RUN_VERSIONS
 from indexer.progress import ProgressLines
 from workers.settings import WorkerSettings
@@ -40,9 +40,11 @@ from workers.sources import content_digest
 
 if TYPE_CHECKING:
     from contracts.results import DetectionResult
+    from indexer.corpus import Corpus
+    from indexer.detect import DetectConfig
     from indexer.loading import ModelSource
     from indexer.streaming import OpenedModel
-    from indexer.validate import ProgressEvent, ValidationResult
+    from indexer.validate import ProgressEvent, ValidateConfig, ValidationResult
 
 logger = logging.getLogger(__name__)
 
@@ -332,15 +334,27 @@ class _Resolved:
 def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -> int:
     settings = context.settings
     config = JobConfig.model_validate(job.config)
+    # what the user asked for (the run's request key); the run key follows once the worker resolved it
     run_config = versioned_run_config(job.config, RUN_VERSIONS)
-    digest = config_hash(run_config)
     started_at = utcnow()
 
     reporter.phase("resolve")
     resolved = _resolve(job, config, settings, reporter)
     with context.write() as session:
         JobRepository(session).set_resolved_sha(job.id, resolved.sha)
-        existing = PipelineRepository(session).find_run(job.model, resolved.sha, digest)
+        session.commit()
+
+    reporter.phase("load")
+    if job.attempts <= settings.testing_transient_failures:
+        raise TransientTestFaultError(
+            f"testing: injected transient failure (attempt {job.attempts} of the first "
+            f"{settings.testing_transient_failures})"
+        )
+    opened = _load(resolved, config, settings, reporter)
+    # the device, dtype and default budget are known only now: so is the run key
+    plan = plan_run(opened, config, settings)
+    with context.write() as session:
+        existing = PipelineRepository(session).find_run(job.model, resolved.sha, plan.settings.key())
         if existing is not None:
             PipelineRepository(session).complete_with_run(job.id, existing, resolved.sha)
             if config.build_of is not None:
@@ -350,23 +364,15 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
         logger.info("job %s: %s@%s already indexed as run %d", job.id, job.model, resolved.sha, existing)
         return existing
 
-    reporter.phase("load")
-    if job.attempts <= settings.testing_transient_failures:
-        raise TransientTestFaultError(
-            f"testing: injected transient failure (attempt {job.attempts} of the first "
-            f"{settings.testing_transient_failures})"
-        )
-    opened = _load(resolved, config, settings, reporter)
-
     reporter.phase("detect")
-    detection = _detect(opened, config, reporter)
+    detection = _detect(opened, plan.detect, reporter)
 
     validation: ValidationDocument | None = None
-    if config.measures_anything:
+    if plan.validate is not None and plan.corpus is not None:
         from indexer.document import validation_document
 
         reporter.phase("validate")
-        validation = validation_document(_validate(opened, detection, config, settings, reporter))
+        validation = validation_document(_validate(opened, detection, plan.validate, plan.corpus, reporter))
 
     reporter.phase("store")
     timings = reporter.finish_timings()
@@ -385,6 +391,7 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
             finished_at=utcnow(),
             base_model=config.build_of,
             relation=RelationKind.QUANTIZED_BUILD if config.build_of else None,
+            settings=plan.settings,
         )
         session.commit()
     for listener in context.listeners:
@@ -451,16 +458,59 @@ def _load(
     return opened
 
 
-def _detect(opened: OpenedModel, config: JobConfig, reporter: JobReporter) -> DetectionResult:
-    from indexer.detect import DEFAULT_PROMPT, DetectConfig
-    from indexer.streaming import detect_opened
+@dataclass(frozen=True)
+class RunPlan:
+    """What a job runs, resolved on this worker, and the settings record (its key) that describes it."""
 
+    detect: DetectConfig
+    validate: ValidateConfig | None  # None: nothing is measured
+    corpus: Corpus | None
+    settings: RunSettings
+
+
+def plan_run(opened: OpenedModel, config: JobConfig, settings: WorkerSettings) -> RunPlan:
+    """Resolve what the job leaves to the worker (budget, window, corpus, dtype, device) into the configs
+    that run and the `RunSettings` that record them: the run key covers exactly what runs."""
+    from indexer.corpus import load_corpus
+    from indexer.detect import DEFAULT_PROMPT, DetectConfig
+    from indexer.perplexity import default_window
+    from indexer.validate import ValidateConfig
+
+    loaded = opened.loaded
     detect_config = DetectConfig(
         prompt=config.prompt or DEFAULT_PROMPT,
         max_super_weights=config.max_super_weights,
         z_threshold=config.z_threshold,
     )
     detect_config.validate()
+    validate_config: ValidateConfig | None = None
+    corpus: Corpus | None = None
+    if config.measures_anything:
+        on_gpu = loaded.device.type == "cuda"
+        budget = config.max_tokens or (
+            settings.default_max_tokens_gpu if on_gpu else settings.default_max_tokens_cpu
+        )
+        validate_config = ValidateConfig(
+            experiments=experiments_of(config),
+            window=config.window or default_window(loaded.model, budget),
+            max_tokens=budget,
+        )
+        validate_config.check()
+        corpus = load_corpus(config.corpus or "auto")
+    run_settings = RunSettings(
+        versions=RUN_VERSIONS,
+        device=loaded.device.type,
+        dtype=str(loaded.dtype).removeprefix("torch."),
+        detection=asdict(detect_config),
+        validation=validate_config.result_settings() if validate_config is not None else None,
+        corpus=CorpusIdentity(name=corpus.name, sha256=corpus.sha256) if corpus is not None else None,
+    )
+    return RunPlan(detect_config, validate_config, corpus, run_settings)
+
+
+def _detect(opened: OpenedModel, detect_config: DetectConfig, reporter: JobReporter) -> DetectionResult:
+    from indexer.streaming import detect_opened
+
     result = detect_opened(opened, detect_config, progress=reporter.say)
     reporter.within(1.0, f"{len(result.super_weights)} super weight(s)")
     return result
@@ -481,23 +531,14 @@ def experiments_of(config: JobConfig) -> tuple[str, ...]:
 def _validate(
     opened: OpenedModel,
     detection: DetectionResult,
-    config: JobConfig,
-    settings: WorkerSettings,
+    validate_config: ValidateConfig,
+    corpus: Corpus,
     reporter: JobReporter,
 ) -> ValidationResult:
-    from indexer.corpus import load_corpus
     from indexer.streaming import require_in_memory
-    from indexer.validate import ValidateConfig, validate
+    from indexer.validate import validate
 
     loaded = require_in_memory(opened)
-    budget = config.max_tokens or (
-        settings.default_max_tokens_gpu if loaded.device.type == "cuda" else settings.default_max_tokens_cpu
-    )
-    validate_config = ValidateConfig(
-        experiments=experiments_of(config), window=config.window, max_tokens=budget
-    )
-    validate_config.check()
-    corpus = load_corpus(config.corpus or "auto")
 
     def on_event(event: ProgressEvent) -> None:
         if event.phase == "quantization" and reporter.phase_name != "quantization":

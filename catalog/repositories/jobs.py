@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
 from catalog.models import CatalogModel, IndexRun, Job, Revision, utcnow
 from contracts.identifiers import canonical_json, config_hash, validate_model_id, validate_revision_digest
+from contracts.jobs import RequestKey, RunKey
 from contracts.status import ACTIVE_JOB_STATUSES, CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
 
 MAX_ERROR_LENGTH = 4000
@@ -43,19 +44,26 @@ def parse_job_id(job_id: uuid.UUID | str) -> uuid.UUID:
         raise InvalidInputError(f"invalid job id {str(job_id)[:60]!r}") from exc
 
 
-def successful_run_id(session: Session, model: str, sha: str, digest: str) -> int | None:
-    """The id of a successful run of `model` at `sha` with this configuration hash, if any: the run a
-    submission (or a job the workers picked up) is answered with instead of indexing again."""
+def successful_run_id(session: Session, model: str, sha: str, run_key: RunKey) -> int | None:
+    """The id of the successful run of `model` at `sha` with this run key (effective settings), if any: the
+    run a job the workers picked up completes with instead of indexing again."""
+    return _newest_successful_run(session, model, sha, IndexRun.config_hash == run_key)
+
+
+def run_for_request(session: Session, model: str, sha: str, request_key: RequestKey) -> int | None:
+    """The id of the newest successful run of `model` at `sha` made for this request, if any: the run a
+    submission is answered with. Several runs may share a request (workers resolved it differently)."""
+    return _newest_successful_run(session, model, sha, IndexRun.request_key == request_key)
+
+
+def _newest_successful_run(session: Session, model: str, sha: str, key: ColumnElement[bool]) -> int | None:
     return session.scalars(
         select(IndexRun.id)
         .join(Revision, IndexRun.revision_id == Revision.id)
         .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
-        .where(
-            CatalogModel.hub_id == model,
-            Revision.sha == sha,
-            IndexRun.config_hash == digest,
-            IndexRun.status == RunStatus.SUCCEEDED,
-        )
+        .where(CatalogModel.hub_id == model, Revision.sha == sha, IndexRun.status == RunStatus.SUCCEEDED)
+        .where(key)
+        .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
         .limit(1)
     ).first()
 
@@ -85,15 +93,15 @@ class JobRepository:
         idempotency_key: str | None = None,
         max_attempts: int = 3,
         rate_limit: tuple[int, int] | None = None,
-        run_config_hash: str | None = None,
+        request_key: RequestKey | None = None,
     ) -> SubmissionOutcome:
         """Create a queued job, or return the job/run an identical submission already has.
 
         Order: the same `idempotency_key` (same requester) returns its job (409 if the body differs); a run of
         the same model + sha + config returns that run; an active job with the same dedup key is returned;
         otherwise a new job is inserted (rate limit `(limit, window_s)` applies here only). Concurrent
-        identical inserts collide on unique constraints and resolve to the winner. `run_config_hash` keys
-        the run lookup when the run's configuration differs from the job's (a local job's path). With a
+        identical inserts collide on unique constraints and resolve to the winner. `request_key` keys the
+        run lookup (the newest run made for this request; default: the hash of `config`). With a
         requester, the submission holds a per-requester lock until the caller commits, so the rate limit's
         count and the insert are one step. The caller commits.
         """
@@ -105,13 +113,11 @@ class JobRepository:
             canonical_json({"model": model, "revision": requested_revision, "config": dict(config)}).encode()
         ).hexdigest()
         key = dedup_key(model, resolved_sha, requested_revision, digest)
-        run_digest = run_config_hash or digest
+        request = request_key or RequestKey(digest)
         if requester_id is not None:
             self._lock_requester(requester_id)
 
-        found = self._existing(
-            requester_id, idempotency_key, request_hash, model, resolved_sha, run_digest, key
-        )
+        found = self._existing(requester_id, idempotency_key, request_hash, model, resolved_sha, request, key)
         if found is not None:
             return found
         if rate_limit is not None and requester_id is not None:
@@ -134,7 +140,7 @@ class JobRepository:
                 self.session.add(job)
         except IntegrityError:
             found = self._existing(
-                requester_id, idempotency_key, request_hash, model, resolved_sha, run_digest, key
+                requester_id, idempotency_key, request_hash, model, resolved_sha, request, key
             )
             if found is None:
                 raise ConflictError("a concurrent submission changed this job; retry the request") from None
@@ -148,7 +154,7 @@ class JobRepository:
         request_hash: str,
         model: str,
         resolved_sha: str | None,
-        digest: str,
+        request: RequestKey,
         key: str,
     ) -> SubmissionOutcome | None:
         if idempotency_key is not None:
@@ -162,7 +168,7 @@ class JobRepository:
                     )
                 return SubmissionOutcome(job=job, run_id=job.run_id, created=False)
         if resolved_sha is not None:
-            run_id = successful_run_id(self.session, model, resolved_sha, digest)
+            run_id = run_for_request(self.session, model, resolved_sha, request)
             if run_id is not None:
                 job = self.session.scalars(
                     select(Job).where(Job.run_id == run_id).order_by(Job.created_at).limit(1)

@@ -9,7 +9,8 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from catalog.models import Job, utcnow
-from catalog.repositories.jobs import parse_job_id, successful_run_id
+from catalog.repositories.jobs import parse_job_id, run_for_request, successful_run_id
+from contracts.jobs import RequestKey, RunKey
 from contracts.status import CLAIMABLE_JOB_STATUSES, JobStatus
 
 
@@ -19,12 +20,16 @@ class PipelineRepository:
     def __init__(self, session: Session):
         self.session = session
 
-    def find_run(self, model: str, sha: str, config_hash: str) -> int | None:
-        """The id of the successful run of `model` at `sha` with this configuration hash, if any."""
-        return successful_run_id(self.session, model, sha, config_hash)
+    def find_run(self, model: str, sha: str, run_key: RunKey) -> int | None:
+        """The id of the successful run of `model` at `sha` with these effective settings, if any."""
+        return successful_run_id(self.session, model, sha, run_key)
+
+    def find_run_for_request(self, model: str, sha: str, request_key: RequestKey) -> int | None:
+        """The id of the newest successful run of `model` at `sha` made for this request, if any."""
+        return run_for_request(self.session, model, sha, request_key)
 
     def complete_with_run(self, job_id: uuid.UUID | str, run_id: int, sha: str) -> bool:
-        """Mark a running job `succeeded` by an existing run (same model, sha and configuration)."""
+        """Mark a running job `succeeded` by an existing run (same model, sha and run key)."""
         now = utcnow()
         result = self.session.execute(
             update(Job)

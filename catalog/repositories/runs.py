@@ -35,6 +35,7 @@ from contracts.identifiers import (
     validate_model_id,
     validate_revision_digest,
 )
+from contracts.jobs import RunSettings
 from contracts.lineage import RelationKind, Reproduction, SourceKind
 from contracts.results import DetectionResult, Provenance
 from contracts.status import UNNEEDED_STATUSES, JobStatus, RunStatus, SuperWeightStatus
@@ -215,18 +216,22 @@ class RunRepository:
         base_model: str | None = None,
         relation: RelationKind | None = None,
         quantization: str | None = None,
+        settings: RunSettings | None = None,
     ) -> RecordedRun:
-        """Store a detection (and its validation) once, keyed by the job and by (model, sha, config hash).
+        """Store a detection (and its validation) once, keyed by the job and by (model, sha, run key).
 
         - `model_id`: the catalog id `org/name` (hub id; local sources use `local/<file or folder name>`).
         - `revision_sha`: the 40-hex commit sha, or `sha256:<hex>` of a local file's content.
-        - `config`: the job's configuration; its hash (`contracts.identifiers.config_hash`) is the run key.
+        - `config`: the request configuration (`contracts.jobs.versioned_run_config`); its hash is the
+          run's request key.
+        - `settings`: the effective settings the worker used (`contracts.jobs.RunSettings`); their hash is the
+          run key. Without them (a run recorded from documents alone) the request key is the run key too.
         - `detection`: a `contracts.results.DetectionResult` (or its JSON); `validation`: a
           `contracts.validation.ValidationDocument` (or its JSON), or None.
         - `job_id`: the job this run completes; it is marked `succeeded` and linked to the run.
         - `base_model`, `relation`, `quantization`: the model derives from `base_model` (created if missing)
           as a fine-tune, merge or quantized build (of that quantization type, e.g. `Q4_1`).
-        A repeated call (same job, or same model + sha + config) returns the existing run and writes nothing
+        A repeated call (same job, or same model + sha + run key) returns the existing run and writes nothing
         else. Everything happens in the caller's transaction: the caller commits.
         """
         validate_model_id(model_id)
@@ -244,7 +249,8 @@ class RunRepository:
             )
         except ValidationError as exc:
             raise InvalidInputError(f"invalid result document: {exc.errors()[0]['msg']}") from exc
-        digest = config_hash(config)
+        request = config_hash(config)
+        digest = settings.key() if settings is not None else request
         job = self._job(job_id) if job_id is not None else None
         if job is not None and job.run_id is not None:
             return RecordedRun(run_id=job.run_id, created=False)
@@ -267,7 +273,8 @@ class RunRepository:
                         model,
                         revision,
                         dict(config),
-                        digest,
+                        (digest, request),
+                        settings,
                         parsed,
                         checked,
                         timings,
@@ -353,7 +360,8 @@ class RunRepository:
         model: CatalogModel,
         revision: Revision,
         config: dict[str, Any],
-        digest: str,
+        keys: tuple[str, str],
+        settings: RunSettings | None,
         detection: DetectionResult,
         validation: ValidationDocument | None,
         timings: Mapping[str, float] | None,
@@ -366,7 +374,9 @@ class RunRepository:
             revision_id=revision.id,
             status=RunStatus.SUCCEEDED,
             config=config,
-            config_hash=digest,
+            config_hash=keys[0],
+            request_key=keys[1],
+            settings=settings.model_dump(mode="json") if settings is not None else None,
             provenance=provenance.model_dump(mode="json"),
             detector_version=provenance.detector_version[:32] or None,
             model_verdict=validation.model_verdict if validation else None,

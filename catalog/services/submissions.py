@@ -24,8 +24,8 @@ from catalog.errors import PermissionDeniedError
 from catalog.models import Job
 from catalog.repositories import JobRepository
 from catalog.repositories.pipeline import PipelineRepository
-from contracts.identifiers import config_hash, is_commit_sha
-from contracts.jobs import versioned_run_config
+from contracts.identifiers import is_commit_sha
+from contracts.jobs import RequestKey, request_key, versioned_run_config
 from contracts.status import ACTIVE_JOB_STATUSES
 from contracts.text import check_storable
 from contracts.versions import RUN_VERSIONS
@@ -59,8 +59,9 @@ class Submission:
     revision: str | None = None
     #: the revision's digest when the caller knows it (a local file's content digest)
     resolved_sha: str | None = None
-    #: the configuration the run is keyed by, when it differs from the job's (a local job's path)
-    run_config: Mapping[str, Any] | None = None
+    #: the request configuration (its hash is the request key), when it is not the job's settings and the
+    #: code versions (`versioned_run_config`)
+    request_config: Mapping[str, Any] | None = None
     requester_id: int | None = None
     idempotency_key: str | None = None
 
@@ -165,9 +166,11 @@ class SubmissionService:
             check_storable(submission.revision, "revision")
         _check_config(submission.config)
         resolved = submission.resolved_sha or self.resolver(submission.model, submission.revision)
-        # the run a worker would store: the settings that shape results plus the code versions
-        run_config = submission.run_config or versioned_run_config(dict(submission.config), RUN_VERSIONS)
-        run_digest = config_hash(run_config)
+        # what the user asked for: the settings that shape results plus the code versions. A run made for
+        # the same request answers it, whichever worker resolved its defaults (the run key says how)
+        request = request_key(
+            submission.request_config or versioned_run_config(dict(submission.config), RUN_VERSIONS)
+        )
         with self._write() as session:
             outcome = JobRepository(session).submit(
                 model=submission.model,
@@ -178,7 +181,7 @@ class SubmissionService:
                 idempotency_key=submission.idempotency_key,
                 max_attempts=self.max_attempts,
                 rate_limit=self.rate_limit if submission.requester_id is not None else None,
-                run_config_hash=run_digest,
+                request_key=request,
             )
             session.commit()
         job = outcome.job
@@ -211,10 +214,10 @@ class SubmissionService:
             session.commit()
             return job
 
-    def existing_run(self, model: str, sha: str, run_config: Mapping[str, Any]) -> int | None:
-        """The id of a succeeded run of `model` at `sha` with `run_config`, if there is one."""
+    def existing_run(self, model: str, sha: str, key: RequestKey) -> int | None:
+        """The id of the newest succeeded run of `model` at `sha` made for the request `key`, if any."""
         with self.sessions() as session:
-            return PipelineRepository(session).find_run(model, sha, config_hash(run_config))
+            return PipelineRepository(session).find_run_for_request(model, sha, key)
 
     def job(self, job_id: uuid.UUID | str) -> Job:
         """The job, else `NotFoundError`."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from indexer.errors import InvalidInputError
 from indexer.quantize import DEFAULT_GRANULARITIES, ClipSpec, parse_granularity
 
 RTN_VARIANTS = ("plain", "clipped", "holdout")
 W8A8_VARIANTS = ("naive", "holdout")
+#: settings that change how fast a result comes, never the result (left out of a run's settings)
+SPEED_ONLY = ("batch_size", "prefix_cache")
 
 
 def _every_experiment() -> tuple[str, ...]:
@@ -58,6 +61,10 @@ class ValidateConfig:
     seed: int = 0
     stopword_top_k: int = 10
     prefix_cache: bool = True
+
+    def result_settings(self) -> dict[str, Any]:
+        """Every setting that can change a result (all but `SPEED_ONLY`): what a run's settings record."""
+        return {key: value for key, value in asdict(self).items() if key not in SPEED_ONLY}
 
     def check(self) -> None:
         """Raise `InvalidInputError` for anything out of range or unknown."""

@@ -1,9 +1,11 @@
-"""Runs are never lost: a default that changes results changes the run key only through a version.
+"""Runs are never lost: a default that changes results changes the request key only through a version.
 
-The run key hashes the job's settings and `contracts.versions.RUN_VERSIONS`; every setting a job leaves
-unset takes the code's default. So the defaults of detection and validation (and the worker's default
+The run key hashes every setting a worker resolved, defaults included, so a changed default makes a new
+run there. But the submission service answers a request by its request key, which hashes only the job's
+settings and `contracts.versions.RUN_VERSIONS`: a request that leaves a setting unset would be answered by a
+run made with the old default. So the defaults of detection and validation (and the worker's default
 validation budgets) are pinned here per version: changing one fails this test until the part's version is
-bumped in `contracts/versions.py` and the new fingerprint recorded below, which makes a re-run a new run.
+bumped in `contracts/versions.py` and the new fingerprint recorded below, which makes a re-run a new request.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from indexer.experiments.stopwords import STOPWORDS
 from indexer.validate import ValidateConfig
 from workers.settings import WorkerSettings
 
-#: settings that change how fast a result comes, never the result
-SPEED_ONLY = ("batch_size", "prefix_cache")
 #: fingerprint of the result-changing defaults, per (part, version)
 RECORDED = {
     ("detector", "1.1.0"): "cf7069c1d7be44855c9ac5f7913400370a8b8f904180b25a652bbe2001ae7c59",
@@ -36,7 +36,7 @@ def detector_defaults() -> dict[str, Any]:
 
 def validator_defaults() -> dict[str, Any]:
     """Every result-changing default of validation, with the worker's budgets for a job that sets none."""
-    defaults = {k: v for k, v in asdict(ValidateConfig()).items() if k not in SPEED_ONLY}
+    defaults = ValidateConfig().result_settings()
     budgets = {
         name: WorkerSettings.model_fields[name].default
         for name in ("default_max_tokens_cpu", "default_max_tokens_gpu")

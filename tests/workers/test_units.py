@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_default_options_hash_like_the_api_s() -> None:
-    """A CLI job and an API job with the same settings share the run key."""
+    """A CLI job and an API job with the same settings share the request key."""
     api = SubmissionOptions.model_validate({}).as_config()
     assert JobConfig().as_config() == api
     assert config_hash(JobConfig.model_validate(api).as_config()) == config_hash(api)
@@ -35,6 +35,35 @@ def test_the_local_path_is_not_part_of_the_run_key(tmp_path: Path) -> None:
     config = JobConfig(source_path=str(tmp_path)).as_config()
     assert config["source_path"] == str(tmp_path)
     assert run_config_of(config) == JobConfig().as_config()
+
+
+def test_the_run_key_holds_what_the_worker_resolved(tmp_path: Path) -> None:
+    """Budget, window and corpus are resolved into the run key; an explicit value equal to the default is
+    the same run, another worker default is another run; detection alone keys no validation setting."""
+    from indexer.loading import LoadOptions, load_model
+    from indexer.streaming import OpenedModel
+    from tests.unit.test_loading import save_tiny
+    from workers.pipeline import plan_run
+
+    opened = OpenedModel(load_model(str(save_tiny(tmp_path / "tiny")), options=LoadOptions(device="cpu")))
+    worker = WorkerSettings(device="cpu", default_max_tokens_cpu=64)
+    asked = JobConfig(corpus="builtin")
+    plan = plan_run(opened, asked, worker)
+    assert plan.validate is not None and (plan.validate.max_tokens, plan.validate.window) == (64, 64)
+    assert plan.settings.validation == plan.validate.result_settings()
+    assert plan.settings.corpus is not None and plan.corpus is not None
+    assert plan.settings.corpus.sha256 == plan.corpus.sha256
+    key = plan.settings.key()
+    assert plan_run(opened, JobConfig(corpus="builtin", max_tokens=64), worker).settings.key() == key
+    other_worker = worker.model_copy(update={"default_max_tokens_cpu": 128})
+    assert plan_run(opened, asked, other_worker).settings.key() != key
+    assert plan_run(opened, JobConfig(corpus="builtin", z_threshold=4.0), worker).settings.key() != key
+    detect_only = plan_run(opened, JobConfig(validate=False, quantization_checks=False), worker)
+    assert detect_only.validate is None and detect_only.settings.validation is None
+    assert detect_only.settings.corpus is None
+    assert plan_run(
+        opened, JobConfig(validate=False, quantization_checks=False), other_worker
+    ).settings.key() == (detect_only.settings.key())
 
 
 def test_bad_job_configurations_are_refused() -> None:
