@@ -1,12 +1,12 @@
 """What validation produces: figure keys, measurements with their corpus identity, and verdicts.
 
-`ValidationDocument` is the one document the indexer writes (`indexer.document.validation_document`), the
-workers send, the catalog stores and every bundle reflects:
+`ValidationDocument` is the one document the indexer writes (`ValidationResult.document()` in
+`contracts.validation_result`), the workers send, the catalog stores and every bundle reflects:
 
     {
       "model_verdict": "confirmed",
-      "verdicts": [{"layer": 2, "row": 3968, "col": 7003, "verdict": "inert",
-                    "member_of_confirmed_set": true, "reason": "...", "alone_ratio": 1.3}],
+      "verdicts": [{"layer": 2, "row": 3968, "col": 7003, "verdict": "inert", "reason": "...",
+                    "alone_ratio": 1.3, "member_of_confirmed_set": true}],
       "results": [{"experiment": "alone", "key": {"experiment": "alone", "coordinates": [[2, 3968, 7003]]},
                    "parameters": {...}, "metric": "perplexity", "value": 1211.4, "baseline": 5.68,
                    "ratio": 213.3, "corpus": {"name": "...", "sha256": "...", "tokens": 4096, "window": 512},
@@ -218,9 +218,9 @@ class Verdict(Frozen):
     col: int = Field(ge=0)
     verdict: SuperWeightStatus
     reason: str | None = Field(default=None, max_length=2000)
+    alone_ratio: float | None = None  # zeroing it alone (None: not measured)
     #: the joint zeroing of the set that contains it confirmed the model (it matters at least jointly)
     member_of_confirmed_set: bool = False
-    alone_ratio: float | None = None
 
     @property
     def coordinates(self) -> Coordinates:

@@ -53,7 +53,6 @@ from indexer.validation.results import (
     TokenShift,
     ValidationResult,
     ValidationTiming,
-    Verdict,
     WeightSet,
 )
 from indexer.validation.suite import Suite
@@ -79,7 +78,6 @@ __all__ = [
     "ValidateConfig",
     "ValidationResult",
     "ValidationTiming",
-    "Verdict",
     "WeightSet",
     "decide_verdicts",
     "evaluation_windows",

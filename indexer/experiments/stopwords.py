@@ -100,7 +100,13 @@ class _StopwordObservation:
 
         def shifts(indices: list[int]) -> tuple[TokenShift, ...]:
             return tuple(
-                TokenShift(i, _token_text(tokenizer, i), float(before[i]), float(after[i])) for i in indices
+                TokenShift(
+                    token_id=i,
+                    token=_token_text(tokenizer, i),
+                    before=float(before[i]),
+                    after=float(after[i]),
+                )
+                for i in indices
             )
 
         return StopwordShift(

@@ -167,11 +167,11 @@ class Suite:
         if self.super_weights:
             self.weight_sets.append(
                 WeightSet(
-                    "super_weights",
-                    self.coordinates,
-                    tuple(sw.value for sw in self.super_weights),
-                    tuple(-sw.value for sw in self.super_weights),
-                    FigureKey.joint(),
+                    kind="super_weights",
+                    coordinates=self.coordinates,
+                    values=tuple(sw.value for sw in self.super_weights),
+                    deltas=tuple(-sw.value for sw in self.super_weights),
+                    figure_key=FigureKey.joint(),
                 )
             )
         self.weight_sets.extend(v.weight_set for v in variants if v.weight_set is not None)

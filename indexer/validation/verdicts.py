@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
+from contracts.status import SuperWeightStatus as Status
 from contracts.validation import FigureKey
 from indexer.ablation import Coordinate
 from indexer.experiments.pruning import coordinate_text
 from indexer.validation.config import ValidateConfig
-from indexer.validation.results import Figure, ModelVerdict, NullSummary, SuperWeightVerdict, Verdict
+from indexer.validation.results import Figure, ModelVerdict, NullSummary, SuperWeightVerdict
 
 CONTROL_KEYS = (FigureKey.control("largest"), FigureKey.control("random"))
 NULL_QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
@@ -83,7 +83,7 @@ def decide_verdicts(
     on = f" on {corpus}" if corpus else ""
     if not coordinates:
         reason = "no super weights were detected"
-        return ModelVerdict("not_measured", reason, None, None, factor, None, corpus=corpus), ()
+        return _unmeasured(reason, None, factor, corpus), ()
     joint = figures.get(FigureKey.joint())
     controls = [figures.get(key) for key in CONTROL_KEYS]
 
@@ -92,9 +92,17 @@ def decide_verdicts(
 
     if joint is None or any(c is None for c in controls):
         reason = "the verdict needs the joint and controls experiments"
-        model = ModelVerdict("not_measured", reason, _ratio(joint), None, factor, None, corpus=corpus)
+        model = _unmeasured(reason, _ratio(joint), factor, corpus)
         return model, tuple(
-            SuperWeightVerdict(*c, "not_measured", reason, _ratio(alone_of(c)), False) for c in coordinates
+            SuperWeightVerdict(
+                layer=c[0],
+                row=c[1],
+                col=c[2],
+                verdict=Status.NOT_MEASURED,
+                reason=reason,
+                alone_ratio=_ratio(alone_of(c)),
+            )
+            for c in coordinates
         )
     joint_ratio, joint_low = _ratio(joint), _low(joint)
     assert joint_ratio is not None and joint_low is not None
@@ -115,17 +123,17 @@ def decide_verdicts(
         else ""
     )
 
-    def model_verdict(verdict: Literal["confirmed", "inert"], reason: str) -> ModelVerdict:
+    def model_verdict(verdict: Status, reason: str) -> ModelVerdict:
         return ModelVerdict(
-            verdict,
-            reason,
-            joint_ratio,
-            max_control,
-            factor,
-            limit,
+            verdict=verdict,
+            reason=reason,
+            joint_ratio=joint_ratio,
+            max_control_ratio=max_control,
+            confirm_factor=factor,
+            control_limit_ratio=limit,
             joint_ratio_low=joint.ratio_low,
             joint_ratio_high=joint.ratio_high,
-            minimal_set=minimal if verdict == "confirmed" else (),
+            minimal_set=minimal if verdict == Status.CONFIRMED else (),
             null=summary,
             corpus=corpus,
         )
@@ -133,7 +141,7 @@ def decide_verdicts(
     confirmed_set = joint_low >= factor and controls_ok and beats_null
     per_weight = _weight_verdicts(coordinates, figures, config, joint_ratio, confirmed_set, controls_ok)
     minimal = tuple(
-        (v.layer, v.row, v.col) for v in per_weight if v.verdict in ("confirmed", "set-confirmed")
+        v.coordinates for v in per_weight if v.verdict in (Status.CONFIRMED, Status.SET_CONFIRMED)
     )
     if confirmed_set:
         names = ", ".join(coordinate_text(c) for c in minimal) or "none of them alone"
@@ -142,26 +150,38 @@ def decide_verdicts(
             f"(low end >= {factor:g}x, and >= {factor:g}x the null's max){null_text}; the controls at most "
             f"{max_control:.2f}x (limit {limit:.2f}x); minimal confirmed set: {names}"
         )
-        model = model_verdict("confirmed", reason)
+        model = model_verdict(Status.CONFIRMED, reason)
     elif joint_low >= factor and not controls_ok:
         reason = (
             f"zeroing the super weight(s) raises perplexity{on} {joint_ratio:.2f}x, but a "
             f"control raises it {max_control:.2f}x (limit {limit:.2f}x): not specific"
         )
-        model = model_verdict("inert", reason)
+        model = model_verdict(Status.INERT, reason)
     elif joint_low >= factor:
         reason = (
             f"zeroing the super weight(s) raises perplexity{on} {joint_ratio:.2f}x{interval}, not "
             f"{factor:g}x the null's max ({null_max:.2f}x): not specific{null_text}"
         )
-        model = model_verdict("inert", reason)
+        model = model_verdict(Status.INERT, reason)
     else:
         reason = (
             f"zeroing the {n} super weight(s) raises perplexity{on} only {joint_ratio:.2f}x{interval} "
             f"(< {factor:g}x at the interval's low end){null_text}"
         )
-        model = model_verdict("inert", reason)
+        model = model_verdict(Status.INERT, reason)
     return model, per_weight
+
+
+def _unmeasured(reason: str, joint_ratio: float | None, factor: float, corpus: str) -> ModelVerdict:
+    return ModelVerdict(
+        verdict=Status.NOT_MEASURED,
+        reason=reason,
+        joint_ratio=joint_ratio,
+        max_control_ratio=None,
+        confirm_factor=factor,
+        control_limit_ratio=None,
+        corpus=corpus,
+    )
 
 
 def _x(ratio: float | None) -> str:
@@ -190,40 +210,42 @@ def _weight_verdicts(
         necessity = _necessity(figures.get(FigureKey.without(coordinate)), joint_ratio)
         if len(coordinates) == 1 and alone_figure is None and confirmed_set:
             alone, alone_low = joint_ratio, _low(figures.get(FigureKey.joint()))  # alone is the joint zeroing
-        verdict: Verdict
+        verdict: Status
         if alone is None and necessity is None:
-            verdict, reason = "not_measured", "not zeroed alone (the alone experiment was not run)"
+            verdict, reason = Status.NOT_MEASURED, "not zeroed alone (the alone experiment was not run)"
         elif alone is not None and alone_low is not None and alone_low >= factor and controls_ok:
-            verdict, reason = "confirmed", f"zeroing it alone raises perplexity {alone:.2f}x"
+            verdict, reason = Status.CONFIRMED, f"zeroing it alone raises perplexity {alone:.2f}x"
         elif alone is not None and alone_low is not None and alone_low >= factor:
-            verdict, reason = "inert", "the controls are not far below"
+            verdict, reason = Status.INERT, "the controls are not far below"
         elif confirmed_set and necessity is not None:
             alone_text = f"alone {alone:.2f}x; " if alone is not None else ""
             if necessity >= config.necessity_share:
-                verdict = "set-confirmed"
+                verdict = Status.SET_CONFIRMED
                 reason = (
                     f"{alone_text}keeping it while the others are zeroed removes {necessity:.0%} of the "
                     f"joint effect (>= {config.necessity_share:.0%}): the set needs it"
                 )
             else:
-                verdict = "redundant"
+                verdict = Status.REDUNDANT
                 reason = (
                     f"{alone_text}keeping it while the others are zeroed removes only {necessity:.0%} of "
                     f"the joint effect (< {config.necessity_share:.0%}): the set does not need it"
                 )
         elif alone is None:
-            verdict, reason = "inert", "the set it belongs to is not confirmed"
+            verdict, reason = Status.INERT, "the set it belongs to is not confirmed"
         else:
-            verdict, reason = "inert", f"zeroing it alone raises perplexity {alone:.2f}x (< {factor:g}x)"
+            verdict, reason = Status.INERT, f"zeroing it alone raises perplexity {alone:.2f}x (< {factor:g}x)"
             if confirmed_set:
                 reason += "; it matters jointly with the others"
         per_weight.append(
             SuperWeightVerdict(
-                *coordinate,
-                verdict,
-                reason,
-                alone,
-                confirmed_set,
+                layer=coordinate[0],
+                row=coordinate[1],
+                col=coordinate[2],
+                verdict=verdict,
+                reason=reason,
+                alone_ratio=alone,
+                member_of_confirmed_set=confirmed_set,
                 alone_ratio_low=alone_low if alone_figure is not None else None,
                 necessity=necessity,
             )

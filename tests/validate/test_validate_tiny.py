@@ -164,7 +164,15 @@ def _figures(**ratios: float | None) -> dict[FigureKey, Figure]:
         "b": FigureKey.alone((2, 4, 6)),
     }
     return {
-        keys[name]: Figure(keys[name], "x", name, None if r is None else 10.0 * r, r, 0.0, 0.0)
+        keys[name]: Figure(
+            key=keys[name],
+            experiment="x",
+            label=name,
+            perplexity=None if r is None else 10.0 * r,
+            ratio=r,
+            mean_nll=0.0,
+            seconds=0.0,
+        )
         for name, r in ratios.items()
     }
 

@@ -19,7 +19,17 @@ JOINT = FigureKey.joint()
 def figure(key: FigureKey, ratio: float | None, low: float | None = None, **params: object) -> Figure:
     """A figure of `ratio` against a baseline of 10 (its interval's low end `low`)."""
     perplexity = None if ratio is None else 10.0 * ratio
-    return Figure(key, "x", str(key), perplexity, ratio, 0.0, 0.0, params=params, ratio_low=low)
+    return Figure(
+        key=key,
+        experiment="x",
+        label=str(key),
+        perplexity=perplexity,
+        ratio=ratio,
+        mean_nll=0.0,
+        seconds=0.0,
+        params=params,
+        ratio_low=low,
+    )
 
 
 def controls(largest: float = 1.05, random: float = 1.0) -> dict[FigureKey, Figure]:
