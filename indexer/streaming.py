@@ -379,17 +379,6 @@ def open_model(
         return OpenedModel(load_resolved(resolved, options, say, started), note)
 
 
-def require_in_memory(opened: OpenedModel, what: str = "the validation suite") -> LoadedModel:
-    """The in-memory model, or a clear refusal: `what` has no streamed engine yet (layer-major validation)."""
-    if isinstance(opened.model, StreamedModel):
-        raise StreamingUnsupportedError(
-            f"{what} needs the weights in memory: the layer-major streamed suite is not built yet "
-            f"({opened.note or 'the streamed engine was asked for'}); `swi detect --engine streamed` streams "
-            "detection"
-        )
-    return opened.model
-
-
 def detect_opened(
     opened: OpenedModel, config: DetectConfig | None = None, progress: ProgressCallback | None = None
 ) -> DetectionResult:

@@ -486,10 +486,9 @@ def _validate(
     reporter: JobReporter,
 ) -> ValidationResult:
     from indexer.corpus import load_corpus
-    from indexer.streaming import require_in_memory
     from indexer.validate import ValidateConfig, validate
 
-    loaded = require_in_memory(opened)
+    loaded = opened.loaded
     budget = config.max_tokens or (
         settings.default_max_tokens_gpu if loaded.device.type == "cuda" else settings.default_max_tokens_cpu
     )
@@ -509,4 +508,4 @@ def _validate(
             share = 0.1 + 0.9 * share
         reporter.within(share, event.label, done=event.completed, total=event.total)
 
-    return validate(loaded, detection, corpus, validate_config, progress=on_event)
+    return validate(opened.model, detection, corpus, validate_config, progress=on_event)
