@@ -40,6 +40,7 @@ from indexer.loading import (
     available_memory,
     dequantized_cache_folder,
     load_resolved,
+    load_tokenizer,
     resolve_model,
     write_model_folder,
 )
@@ -244,8 +245,6 @@ def open_streamed(
     started: float | None = None,
 ) -> StreamedModel:
     """A streamed model of `resolved`: the skeleton with its non-layer weights read, no layer resident."""
-    from transformers import AutoTokenizer
-
     options = options or LoadOptions()
     say = progress or (lambda _msg: None)
     started = time.perf_counter() if started is None else started
@@ -256,7 +255,7 @@ def open_streamed(
         prefix = adapter.layers_path(skeleton)
     except Exception as exc:
         raise StreamingUnsupportedError(str(exc)) from exc
-    tokenizer = AutoTokenizer.from_pretrained(resolved.folder, trust_remote_code=False, **resolved.load_args)
+    tokenizer = load_tokenizer(resolved)
     if resolved.gguf_file is not None:
         checkpoint, _ = _gguf_checkpoint(resolved, skeleton, tokenizer, options, say)
     else:
