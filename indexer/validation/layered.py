@@ -43,7 +43,14 @@ from indexer.errors import StreamingUnsupportedError
 from indexer.experiments.base import QuantizedActivations, RestoredActivation, Variant, WeightEdit
 from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
 from indexer.loading import available_memory
-from indexer.perplexity import HEAD_CHECK_TOKENS, BatchObserver, PassResult, PerplexityEvaluator
+from indexer.perplexity import (
+    HEAD_CHECK_TOKENS,
+    LOGIT_BYTES,
+    BatchObserver,
+    PassResult,
+    PerplexityEvaluator,
+    vocab_size,
+)
 from indexer.quantize import (
     LinearTarget,
     QuantMemory,
@@ -66,6 +73,8 @@ from indexer.validation.suite import Suite, _combined, edited_weights
 
 #: share of the free memory the variants' hidden states may hold before they go to a temporary file
 HIDDEN_MEMORY_SHARE = 0.5
+#: positions of the smallest chunk of logits the loss is computed on
+LOGITS_MIN_POSITIONS = 16
 
 #: what a variant does to one decoder layer; variants with equal signatures on layers 0..L share a state
 Signature = tuple[
@@ -199,6 +208,11 @@ class StreamedEvaluator(PerplexityEvaluator):
         self.streamed = streamed
         super().__init__(streamed.loaded, windows, batch_size, prefix_cache=False)
         self.captured: list[CapturedCalls] = []
+        # the logits of a chunk are working memory next to the resident part, which is small here: at most
+        # a twentieth of the weights (the batches are the in-memory engine's, so its figures are too)
+        vocab = vocab_size(self.model)
+        budget = max(LOGITS_MIN_POSITIONS * vocab * LOGIT_BYTES, streamed.weight_bytes // 20)
+        self.chunk_tokens = min(self.chunk_tokens, max(1, budget // max(1, vocab * LOGIT_BYTES)))
 
     def capture(self) -> list[CapturedCalls]:
         """Every batch's embeddings and layer calls, from the model's own forward (no layer is read).
@@ -255,17 +269,25 @@ class StreamedEvaluator(PerplexityEvaluator):
 
 
 @contextmanager
-def quantized_layer(targets: Sequence[LinearTarget], quantize: WeightQuantizer) -> Iterator[int]:
+def quantized_layer(
+    targets: Sequence[LinearTarget], quantize: WeightQuantizer, buffers: dict[tuple[int, Any], torch.Tensor]
+) -> Iterator[int]:
     """While the block runs, each target of one layer runs on a quantized copy of its weight (made once for
-    every batch and variant state that passes); the originals come back untouched. Yields the copies' bytes
-    (with the float32 working copy of a weight stored in another dtype)."""
+    every batch and variant state that passes); the originals come back untouched. The copies live in
+    `buffers`, reused layer after layer and variant after variant (decoder layers share their shapes: no
+    allocation, no heap fragments). Yields the copies' bytes (with the float32 working copy of a weight
+    stored in another dtype)."""
     swapped: list[tuple[LinearTarget, torch.Tensor]] = []
     extra = 0
     try:
-        for target in targets:
+        for position, target in enumerate(targets):
             weight = target.weight
+            key = (position, (tuple(weight.shape), weight.dtype, weight.device))
+            copy = buffers.get(key)
+            if copy is None:
+                copy = buffers[key] = torch.empty_like(weight, memory_format=torch.contiguous_format)
             with torch.no_grad(), quantization_threads(weight.numel()):
-                copy = weight.detach().clone()
+                copy.copy_(weight.detach())
                 quantize(target, copy)
             swapped.append((target, weight.data))
             weight.data = copy
@@ -324,6 +346,7 @@ class LayeredSuite(Suite):
         self._spent: dict[str, float] = {}
         self._baseline_layer_s: list[float] = [0.0] * layers
         self._final_nodes: list[_Node] = []
+        self._quantized_buffers: dict[tuple[int, Any], torch.Tensor] = {}
         self.bytes_read = 0  # read from the checkpoint by the suite (planning and layers)
 
     def _planned_down_weight(self, layer: int) -> torch.Tensor:
@@ -368,6 +391,7 @@ class LayeredSuite(Suite):
                 results = self._advance(baseline, measured)
         finally:
             self.store.close()
+            self._quantized_buffers.clear()
             self.bytes_read = self.streamed.checkpoint.bytes_read - started_bytes
         self.baseline = results["baseline"]
         self.passes["baseline"] = self.baseline
@@ -461,7 +485,9 @@ class LayeredSuite(Suite):
             if hooks:
                 stack.enter_context(forward_hooks(self.model, hooks))
             if quantizer is not None:
-                extra = stack.enter_context(quantized_layer(self.layer_targets[layer], quantizer))
+                extra = stack.enter_context(
+                    quantized_layer(self.layer_targets[layer], quantizer, self._quantized_buffers)
+                )
                 self._note_layer_memory(extra)
             for quantized in inputs:
                 positions = self._activation_hold_out if quantized.hold_out else None
