@@ -571,10 +571,4 @@ class LayeredSuite(Suite):
         )
 
 
-def hidden_state_bytes(windows: TokenWindows, hidden_size: int, dtype: torch.dtype) -> int:
-    """Bytes of one variant's hidden states over every window (windows x window x hidden)."""
-    count, window = (int(n) for n in windows.input_ids.shape)
-    return count * window * hidden_size * torch.empty((), dtype=dtype).element_size()
-
-
-__all__ = ["HiddenStore", "LayeredSuite", "StreamedEvaluator", "hidden_state_bytes", "signature"]
+__all__ = ["HiddenStore", "LayeredSuite", "StreamedEvaluator", "signature"]
