@@ -6,13 +6,15 @@ everything first, then records its resident memory, runs, and reports the growth
 
 - detection, both engines: peak growth / weights (target streamed <= 0.35x), bytes read from the
   checkpoint / weights, wall time of the detection, and whether both engines found the same;
-- the validation suite, in-memory engine only (`--suite`): the layer-major streamed suite is not built
-  yet, so its targets (<= 0.35x weights + the variants' hidden states, <= 1.1x bytes read, <= 1.15x
-  the in-memory wall time) are printed as not measured;
+- the validation suite, both engines (`--suite`; the streamed one layer-major), on one detection made
+  beforehand: peak growth / weights (target streamed <= 0.35x + the variants' hidden states at their
+  peak, which it prints), bytes read from the checkpoint by the suite / weights (target <= 1.1x), the
+  suite's wall time (target streamed <= 1.15x in-memory), and whether every figure agrees within 1e-4;
 - load time from the dequantized cache against its read floor (reading the same file into one buffer),
   after the imports (a first load in the same child pays them): target <= 3x the floor.
 
-    .venv/bin/python benchmarks/streamed.py [MODEL] [--repeats 3] [--suite --max-tokens 1024]
+    .venv/bin/python benchmarks/streamed.py [MODEL] [--repeats 3] [--suite --max-tokens 512]
+        [--parts detection,suite,load]
 """
 
 from __future__ import annotations
@@ -85,23 +87,48 @@ def child_detect(spec: str, engine: str) -> dict[str, Any]:
     }
 
 
-def child_suite(spec: str, max_tokens: int) -> dict[str, Any]:
-    """The whole validation suite in memory; report peak growth and wall time."""
-    from indexer.corpus import load_corpus
+def child_detection(spec: str, path: str) -> dict[str, Any]:
+    """Detect in memory once and write the detection to `path` (the suites then share it)."""
     from indexer.detect import detect
     from indexer.loading import LoadOptions, load_model
+
+    detection = detect(load_model(spec, options=LoadOptions(device="cpu", dtype="float32")))
+    Path(path).write_text(detection.to_json())
+    return {"super_weights": len(detection.super_weights)}
+
+
+def child_suite(spec: str, engine: str, max_tokens: int, detection_path: str) -> dict[str, Any]:
+    """The whole validation suite with one engine on a given detection; peak growth, bytes read, time."""
+    from contracts.results import DetectionResult
+    from indexer.corpus import load_corpus
+    from indexer.loading import LoadOptions
+    from indexer.streaming import StreamedModel, open_model
     from indexer.validate import ValidateConfig, validate
 
     resolved = _warm_imports(spec)
     text = load_corpus(str(WIKITEXT) if WIKITEXT.is_file() else "builtin")
+    detection = DetectionResult.from_dict(json.loads(Path(detection_path).read_text()))
     before = _rss()
-    loaded = load_model(spec, options=LoadOptions(device="cpu", dtype="float32"))
-    detection = detect(loaded)
+    opened = open_model(spec, options=LoadOptions(device="cpu", dtype="float32"), engine=engine)  # type: ignore[arg-type]
+    streamed = opened.model if isinstance(opened.model, StreamedModel) else None
+    read_before = streamed.checkpoint.bytes_read if streamed is not None else 0
     started = time.perf_counter()
-    result = validate(loaded, detection, text, ValidateConfig(max_tokens=max_tokens, window=512))
+    config = ValidateConfig(max_tokens=max_tokens, window=min(512, max_tokens))
+    result = validate(opened.model, detection, text, config)
     wall = time.perf_counter() - started
-    del result
-    return {"peak_growth_over_weights": (_peak() - before) / resolved.weight_bytes, "suite_s": wall}
+    weights = resolved.weight_bytes
+    read = streamed.checkpoint.bytes_read - read_before if streamed is not None else 0
+    figures = {f.key: f.mean_nll for f in (*result.figures, *result.null_figures)}
+    return {
+        "engine": opened.engine,
+        "peak_growth_over_weights": (_peak() - before) / weights,
+        "hidden_states_over_weights": result.timing.prefix_cache_bytes / weights if streamed else 0.0,
+        "bytes_read_over_weights": read / weights,
+        "open_read_over_weights": read_before / weights,
+        "passes": result.timing.full_passes + result.timing.cached_passes,
+        "suite_s": wall,
+        "figures": figures,
+    }
 
 
 def child_load(spec: str, repeats: int) -> dict[str, Any]:
@@ -172,16 +199,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("model", nargs="?", help="model spec (default: the SmolLM2 demo GGUF)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--suite", action="store_true", help="also time the in-memory validation suite")
-    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--suite", action="store_true", help="also measure the suite with both engines")
+    parser.add_argument("--max-tokens", type=int, default=512, help="the suite's token budget")
+    parser.add_argument(
+        "--parts",
+        default="detection,suite,load",
+        help="which of detection, suite (with --suite), load to run",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, spec, *rest = args.child
         if kind == "detect":
             report = child_detect(spec, rest[0])
+        elif kind == "detection":
+            report = child_detection(spec, rest[0])
         elif kind == "suite":
-            report = child_suite(spec, int(rest[0]))
+            report = child_suite(spec, rest[0], int(rest[1]), rest[2])
         else:
             report = child_load(spec, int(rest[0]))
         print(json.dumps(report))
@@ -191,13 +225,23 @@ def main() -> None:
 
     spec = args.model or str(fetch_demo_model(quiet=True))
     print(f"model: {spec}")
+    parts = {part.strip() for part in args.parts.split(",")}
+    if "detection" in parts:
+        _detection(spec, args.repeats)
+    if args.suite and "suite" in parts:
+        _suite(spec, args.repeats, args.max_tokens)
+    if "load" in parts:
+        _load(spec, args.repeats)
+
+
+def _detection(spec: str, repeats: int) -> None:
     runs: dict[str, list[dict[str, Any]]] = {"memory": [], "streamed": []}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for engine in ("memory", "streamed"):  # alternate: the machine's drift hits both alike
             runs[engine].append(_child("detect", spec, engine))
     weights = runs["memory"][0]["weight_bytes"]
     print(f"weights: {weights / 2**20:.0f} MiB (float32)")
-    print(f"detection (medians of {args.repeats} child processes each)")
+    print(f"detection (medians of {repeats} child processes each)")
     print("| engine | peak RSS growth / weights | bytes read / weights | open s | detect s | passes |")
     print("| --- | --- | --- | --- | --- | --- |")
     for engine, reports in runs.items():
@@ -225,17 +269,72 @@ def main() -> None:
     )
     print(f"streamed / in-memory detection wall time: {ratio:.2f}")
 
-    if args.suite:
-        suite = _child("suite", spec, str(args.max_tokens))
-        print(
-            f"suite, in-memory engine ({args.max_tokens} tokens): peak growth "
-            f"{suite['peak_growth_over_weights']:.3f}x weights, {suite['suite_s']:.1f} s"
-        )
-    print("suite, streamed engine: not measured (layer-major validation is not built yet)")
 
-    load = _child("load", spec, str(args.repeats))
+def _suite(spec: str, repeats: int, max_tokens: int) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "detection.json")
+        found = _child("detection", spec, path)["super_weights"]
+        runs: dict[str, list[dict[str, Any]]] = {"memory": [], "streamed": []}
+        for _ in range(repeats):
+            for engine in ("memory", "streamed"):  # alternate: the machine's drift hits both alike
+                runs[engine].append(_child("suite", spec, engine, str(max_tokens), path))
+    window = min(512, max_tokens)
+    shape = f"{max_tokens} tokens in {window}-token windows, {found} super weight(s)"
+    print(f"suite ({shape}; medians of {repeats})")
+    print("| engine | peak RSS growth / weights | hidden states / weights | bytes read / weights | suite s |")
+    print("| --- | --- | --- | --- | --- |")
+    medians: dict[str, dict[str, float]] = {}
+    for engine, reports in runs.items():
+        assert all(r["engine"] == engine for r in reports), f"{engine} fell back: {reports[0]['engine']}"
+        keys = (
+            "peak_growth_over_weights",
+            "hidden_states_over_weights",
+            "bytes_read_over_weights",
+            "suite_s",
+        )
+        medians[engine] = {key: statistics.median(r[key] for r in reports) for key in keys}
+        m = medians[engine]
+        read = f"{m['bytes_read_over_weights']:.2f}x" if engine == "streamed" else "1.00x (one load)"
+        print(
+            f"| {engine} | {m['peak_growth_over_weights']:.3f}x | {m['hidden_states_over_weights']:.3f}x "
+            f"| {read} | {m['suite_s']:.1f} |"
+        )
+    worst = max(
+        abs(s["figures"][key] - value) / abs(value)
+        for s, m in zip(runs["streamed"], runs["memory"], strict=True)
+        for key, value in m["figures"].items()
+    )
+    same_keys = all(
+        s["figures"].keys() == m["figures"].keys()
+        for s, m in zip(runs["streamed"], runs["memory"], strict=True)
+    )
     print(
-        f"load from the dequantized cache: {load['load_s']:.2f} s (median of {args.repeats}; first load in a "
+        f"same figures: {same_keys}; largest relative difference of a mean NLL: {worst:.2e} (target <= 1e-4)"
+    )
+    streamed, memory = medians["streamed"], medians["memory"]
+    target = 0.35 + streamed["hidden_states_over_weights"]
+    print(
+        f"streamed suite peak / weights: {streamed['peak_growth_over_weights']:.3f}x (target <= 0.35x + the "
+        f"hidden states' {streamed['hidden_states_over_weights']:.3f}x = {target:.3f}x: "
+        f"{'met' if streamed['peak_growth_over_weights'] <= target else 'MISSED'}); the in-memory "
+        f"passes walk the weights {runs['memory'][0]['passes']} times"
+    )
+    print(
+        f"streamed suite bytes read / weights: {streamed['bytes_read_over_weights']:.2f}x (target <= 1.1x: "
+        f"{'met' if streamed['bytes_read_over_weights'] <= 1.1 else 'MISSED'}); opening it read "
+        f"{runs['streamed'][0]['open_read_over_weights']:.2f}x (the resident part)"
+    )
+    ratio = streamed["suite_s"] / memory["suite_s"]
+    verdict = "met" if ratio <= 1.15 else "MISSED"
+    print(f"streamed / in-memory suite wall time: {ratio:.2f} (target <= 1.15: {verdict})")
+
+
+def _load(spec: str, repeats: int) -> None:
+    load = _child("load", spec, str(repeats))
+    print(
+        f"load from the dequantized cache: {load['load_s']:.2f} s (median of {repeats}; first load in a "
         f"fresh process, imports included: {load['first_load_s']:.2f} s); read floor of the "
         f"{load['bytes'] / 2**20:.0f} MiB: {load['floor_s']:.2f} s; load / floor = "
         f"{load['load_s'] / load['floor_s']:.2f} (target <= 3)"

@@ -34,7 +34,7 @@ from contracts.versions import DETECTOR_VERSION
 from indexer.ablation import Coordinate, zeroed_weights
 from indexer.adapters import ArchitectureAdapter
 from indexer.errors import InvalidInputError
-from indexer.hooks import forward_hooks, hidden_states_of
+from indexer.hooks import forward_hooks, hidden_states_of, without_logits
 from indexer.loading import LoadedModel
 
 DEFAULT_PROMPT = "Apple Inc. is a worldwide tech company."
@@ -271,6 +271,7 @@ class Detector:
         with (
             self.weights.passing(),
             _recording_hooks(self.model, self.adapter, records, self.lengths),
+            without_logits(self.model),  # only hidden states are read
             torch.inference_mode(),
         ):
             if len(records) == 1:

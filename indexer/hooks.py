@@ -55,3 +55,31 @@ def hidden_states_of(output: Any) -> torch.Tensor:
     if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     raise TypeError(f"cannot read hidden states from a {type(output).__name__}")
+
+
+@contextmanager
+def without_logits(model: nn.Module) -> Iterator[None]:
+    """While the block runs, the model's output head returns no logits (an empty last dimension).
+
+    For passes that read only hidden states (detection): the logits of a batch of prompts cost
+    tokens x vocabulary floats (SmolLM2: 49,152 a token) that nothing reads.
+    """
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    if not isinstance(head, nn.Module):
+        yield
+        return
+    missing = object()
+    previous = head.__dict__.get("forward", missing)
+
+    def stub(hidden: torch.Tensor, *_args: Any, **_kwargs: Any) -> torch.Tensor:
+        return hidden.new_empty((*hidden.shape[:-1], 0))
+
+    head.forward = stub  # an instance attribute shadows the class's forward; nn.Module.__call__ reads it
+    try:
+        yield
+    finally:
+        if previous is missing:
+            del head.forward
+        else:
+            head.forward = previous

@@ -255,6 +255,12 @@ class PerplexityEvaluator:
     ) -> torch.Tensor:
         """Each window's summed next-token loss `(batch,)` from the model's own logits, all at once."""
         logits = self.model(input_ids=ids, use_cache=False).logits  # (batch, window, vocab)
+        return self._logits_nll(index, logits, ids, observer)
+
+    def _logits_nll(
+        self, index: int, logits: torch.Tensor, ids: torch.Tensor, observer: BatchObserver | None
+    ) -> torch.Tensor:
+        """Each window's summed next-token loss `(batch,)` from a batch's whole logits."""
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(),
             next_token_targets(ids).reshape(-1),

@@ -40,6 +40,7 @@ from indexer.loading import (
     available_memory,
     dequantized_cache_folder,
     load_resolved,
+    load_tokenizer,
     resolve_model,
     write_model_folder,
 )
@@ -199,6 +200,10 @@ class StreamedModel:
                 self._overrides[layer].pop(index, None)
             self._down_cache = None
 
+    def forget_down_weight(self) -> None:
+        """Drop the down-projection weight `down_weight` keeps for its next call."""
+        self._down_cache = None
+
     def _convert(self, tensor: torch.Tensor) -> torch.Tensor:
         return converter(self.loaded.dtype, self.loaded.device)(tensor)
 
@@ -240,8 +245,6 @@ def open_streamed(
     started: float | None = None,
 ) -> StreamedModel:
     """A streamed model of `resolved`: the skeleton with its non-layer weights read, no layer resident."""
-    from transformers import AutoTokenizer
-
     options = options or LoadOptions()
     say = progress or (lambda _msg: None)
     started = time.perf_counter() if started is None else started
@@ -252,7 +255,7 @@ def open_streamed(
         prefix = adapter.layers_path(skeleton)
     except Exception as exc:
         raise StreamingUnsupportedError(str(exc)) from exc
-    tokenizer = AutoTokenizer.from_pretrained(resolved.folder, trust_remote_code=False, **resolved.load_args)
+    tokenizer = load_tokenizer(resolved)
     if resolved.gguf_file is not None:
         checkpoint, _ = _gguf_checkpoint(resolved, skeleton, tokenizer, options, say)
     else:
@@ -375,17 +378,6 @@ def open_model(
         return OpenedModel(load_resolved(resolved, options, say, started), note)
 
 
-def require_in_memory(opened: OpenedModel, what: str = "the validation suite") -> LoadedModel:
-    """The in-memory model, or a clear refusal: `what` has no streamed engine yet (layer-major validation)."""
-    if isinstance(opened.model, StreamedModel):
-        raise StreamingUnsupportedError(
-            f"{what} needs the weights in memory: the layer-major streamed suite is not built yet "
-            f"({opened.note or 'the streamed engine was asked for'}); `swi detect --engine streamed` streams "
-            "detection"
-        )
-    return opened.model
-
-
 def detect_opened(
     opened: OpenedModel, config: DetectConfig | None = None, progress: ProgressCallback | None = None
 ) -> DetectionResult:
@@ -496,21 +488,27 @@ def capture_layer_calls(streamed: StreamedModel, input_ids: torch.Tensor) -> Cap
 
 def run_layer(streamed: StreamedModel, index: int, hidden: torch.Tensor, call: LayerCall) -> torch.Tensor:
     """Read layer `index`, call it on `hidden` (batch, seq, hidden) as the model does, drop it."""
-    from indexer.hooks import hidden_states_of
-
     streamed.materialise(index)
     try:
-        with torch.inference_mode():
-            output = streamed.layers[index](hidden, *call.args, **call.kwargs)
-        return hidden_states_of(output)
+        return call_layer(streamed, index, hidden, call)
     finally:
         streamed.release(index)
 
 
-def head_logits(
+def call_layer(streamed: StreamedModel, index: int, hidden: torch.Tensor, call: LayerCall) -> torch.Tensor:
+    """Call the materialised layer `index` on `hidden` (batch, seq, hidden) as the model does."""
+    from indexer.hooks import hidden_states_of
+
+    with torch.inference_mode():
+        output = streamed.layers[index](hidden, *call.args, **call.kwargs)
+    return hidden_states_of(output)
+
+
+def forward_from_final(
     streamed: StreamedModel, captured: CapturedCalls, input_ids: torch.Tensor, final: torch.Tensor
-) -> torch.Tensor:
-    """The logits the model's own forward computes from `final`, the last decoder layer's output."""
+) -> Any:
+    """The model's own forward with `final` (batch, seq, hidden) as the last decoder layer's output (the
+    layers are stubs: nothing is read): its final norm, head and soft cap run as the family wrote them."""
     layers = streamed.layers
     last = len(layers) - 1
     sink: dict[int | str, Any] = {}
@@ -519,7 +517,14 @@ def head_logits(
         return _LayerStub(index, sink, last, captured.tuple_outputs, final)
 
     with _stubbed_layers(layers, make), torch.inference_mode():
-        output = streamed.loaded.model(input_ids=input_ids.to(streamed.loaded.device), use_cache=False)
+        return streamed.loaded.model(input_ids=input_ids.to(streamed.loaded.device), use_cache=False)
+
+
+def head_logits(
+    streamed: StreamedModel, captured: CapturedCalls, input_ids: torch.Tensor, final: torch.Tensor
+) -> torch.Tensor:
+    """The logits the model's own forward computes from `final`, the last decoder layer's output."""
+    output = forward_from_final(streamed, captured, input_ids, final)
     logits = output.logits
     assert isinstance(logits, torch.Tensor)
     return logits

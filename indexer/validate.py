@@ -38,7 +38,9 @@ from indexer.experiments import EXPERIMENTS, parse_experiments
 from indexer.experiments.stopwords import STOPWORDS
 from indexer.loading import LoadedModel
 from indexer.perplexity import default_window
+from indexer.streaming import StreamedModel
 from indexer.validation.config import RTN_VARIANTS, W8A8_VARIANTS, ValidateConfig
+from indexer.validation.layered import LayeredSuite
 from indexer.validation.results import (
     Figure,
     ModelVerdict,
@@ -96,18 +98,30 @@ def evaluation_windows(loaded: LoadedModel, corpus: Corpus, config: ValidateConf
 
 
 def validate(
-    loaded: LoadedModel,
+    model: LoadedModel | StreamedModel,
     detection: DetectionResult,
     corpus: Corpus | TokenWindows,
     config: ValidateConfig | None = None,
     progress: ProgressCallback | None = None,
+    *,
+    hidden_memory: int | None = None,
 ) -> ValidationResult:
-    """Measure every configured experiment on `loaded`; its weights are bit-identical afterwards."""
+    """Measure every configured experiment on `model`; its weights are bit-identical afterwards.
+
+    A streamed model runs the layer-major suite (each decoder layer read once); `hidden_memory` bounds
+    the memory its variants' hidden states hold before they go to a temporary file (default: half the
+    free memory).
+    """
     config = config or ValidateConfig()
     config.check()
     started = time.perf_counter()
+    loaded = model.loaded if isinstance(model, StreamedModel) else model
     windows = corpus if isinstance(corpus, TokenWindows) else evaluation_windows(loaded, corpus, config)
-    suite = Suite(loaded, detection, windows, config, progress)
+    suite = (
+        LayeredSuite(model, detection, windows, config, progress, hidden_memory=hidden_memory)
+        if isinstance(model, StreamedModel)
+        else Suite(loaded, detection, windows, config, progress)
+    )
     suite.run()
     assert suite.baseline is not None
     named = {key: f for key, f in suite.figures.items() if f.experiment != "null"}

@@ -105,7 +105,8 @@ def index_command(
         ),
     ] = None,
     engine: Annotated[
-        str | None, typer.Option(help=ENGINE_HELP + " Validation needs memory for now.")
+        str | None,
+        typer.Option(help=ENGINE_HELP + " Streamed, validation reads each layer about once per suite."),
     ] = None,
     max_memory: Annotated[
         str | None,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from swi.console import clear_errors, console, err_console
+from swi.console import clear_errors, console
 from swi.detect_cmd import ENGINE_HELP, open_with_engine, parse_memory
 from swi.progress import phase_status, progress_reporter
 
@@ -103,7 +103,9 @@ def validate_command(
     max_memory: Annotated[
         str | None, typer.Option(help="Memory budget of the weights (e.g. 8GB); above it `auto` streams.")
     ] = None,
-    engine: Annotated[str, typer.Option(help=ENGINE_HELP + " Validation needs memory for now.")] = "auto",
+    engine: Annotated[
+        str, typer.Option(help=ENGINE_HELP + " Streamed, the whole suite reads each layer about once.")
+    ] = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (detection and validation).")
     ] = False,
@@ -111,9 +113,8 @@ def validate_command(
     """Detect the super weights of MODEL, then measure them: pruning experiments and quantization checks."""
     from contracts.errors import DomainError
     from indexer.corpus import load_corpus
-    from indexer.detect import detect
     from indexer.loading import LoadOptions
-    from indexer.streaming import parse_engine, require_in_memory
+    from indexer.streaming import detect_opened, parse_engine
     from indexer.validate import ValidateConfig, parse_experiments, validate
 
     with clear_errors(DomainError):
@@ -140,15 +141,13 @@ def validate_command(
         text = load_corpus(corpus)  # before the (slow) model load: a bad corpus fails at once
         with phase_status("load", f"loading {model}", log_to_stdout=not as_json) as status:
             opened = open_with_engine(model, revision, options, chosen, status)
-            loaded = require_in_memory(opened)
-            err_console.print(f"[dim]loaded {loaded.model_id} in {loaded.load_time_s:.1f}s[/]")
             status("detecting", phase="detect")
-            detection = detect(loaded, progress=status)
+            detection = detect_opened(opened, progress=status)
         if config.max_tokens is None:
-            budget = GPU_DEFAULT_TOKENS if loaded.device.type == "cuda" else CPU_DEFAULT_TOKENS
+            budget = GPU_DEFAULT_TOKENS if opened.loaded.device.type == "cuda" else CPU_DEFAULT_TOKENS
             config = dataclasses.replace(config, max_tokens=budget)
         with _progress_bars(as_json) as on_progress:
-            result = validate(loaded, detection, text, config, progress=on_progress)
+            result = validate(opened.model, detection, text, config, progress=on_progress)
     if as_json:
         print(
             json.dumps(

@@ -535,10 +535,7 @@ def _validate(
     corpus: Corpus,
     reporter: JobReporter,
 ) -> ValidationResult:
-    from indexer.streaming import require_in_memory
     from indexer.validate import validate
-
-    loaded = require_in_memory(opened)
 
     def on_event(event: ProgressEvent) -> None:
         if event.phase == "quantization" and reporter.phase_name != "quantization":
@@ -550,4 +547,4 @@ def _validate(
             share = 0.1 + 0.9 * share
         reporter.within(share, event.label, done=event.completed, total=event.total)
 
-    return validate(loaded, detection, corpus, validate_config, progress=on_event)
+    return validate(opened.model, detection, corpus, validate_config, progress=on_event)

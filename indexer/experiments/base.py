@@ -20,10 +20,11 @@ whether its variants read the baseline's super-activation sites (`needs_sites`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import torch
 from torch import nn
 
 from contracts.results import SuperActivation, SuperWeight
@@ -125,6 +126,9 @@ class ExperimentContext:
     experiments: frozenset[str]  # selected, with what they require
     targets: tuple[LinearTarget, ...]  # every quantizable linear layer
     clip_cache: ClipCache  # clip thresholds shared by the clipped RTN variants
+    #: reads layer `layer`'s down-projection weight as stored, where the model does not hold it (the
+    #: streamed engine reads it from the checkpoint); None: the model's own parameter
+    read_down_weight: Callable[[int], torch.Tensor] | None = None
 
     @property
     def model(self) -> nn.Module:
@@ -150,10 +154,16 @@ class ExperimentContext:
         """The module name of layer `layer`'s down projection."""
         return self.adapter.down_proj_name(self.model, layer)
 
+    def down_weight(self, layer: int) -> torch.Tensor:
+        """Layer `layer`'s down-projection weight as stored (values; the skeleton's has only a shape)."""
+        if self.read_down_weight is not None:
+            return self.read_down_weight(layer)
+        return self.adapter.down_weight(self.model, layer)
+
     def value(self, coordinate: Coordinate) -> float:
         """The stored value of a down-projection scalar."""
         layer, row, col = coordinate
-        weight = self.adapter.down_weight(self.model, layer)
+        weight = self.down_weight(layer)
         return float(weight[self.adapter.storage_index(row, col)].item())
 
 

@@ -29,18 +29,26 @@ def excluded_rows(context: ExperimentContext) -> set[int]:
 
 def largest_weights(context: ExperimentContext, count: int) -> list[Coordinate]:
     """The `count` largest-magnitude down_proj weights outside the excluded rows."""
+    return [coordinate for coordinate, _ in largest_weights_with_values(context, count)]
+
+
+def largest_weights_with_values(context: ExperimentContext, count: int) -> list[tuple[Coordinate, float]]:
+    """The `count` largest-magnitude down_proj weights outside the excluded rows, with their stored values
+    (taken while each down projection is at hand: a streamed model reads each one once)."""
     excluded = sorted(excluded_rows(context))
     adapter, model = context.adapter, context.model
-    candidates: list[tuple[float, Coordinate]] = []
+    candidates: list[tuple[float, Coordinate, float]] = []
     for layer in range(len(adapter.decoder_layers(model))):
-        magnitude = adapter.as_out_in(adapter.down_weight(model, layer)).detach().abs().float()
+        weight = adapter.as_out_in(context.down_weight(layer)).detach()  # (out, in) view
+        magnitude = weight.abs().float()
         magnitude[excluded, :] = -1.0  # a copy: never the weight itself
         top = magnitude.reshape(-1).topk(count)
         columns = magnitude.shape[1]
         for value, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-            candidates.append((value, (layer, flat // columns, flat % columns)))
+            row, col = flat // columns, flat % columns
+            candidates.append((value, (layer, row, col), float(weight[row, col].item())))
     candidates.sort(key=lambda item: (-item[0], item[1]))
-    return [coordinate for _, coordinate in candidates[:count]]
+    return [(coordinate, stored) for _, coordinate, stored in candidates[:count]]
 
 
 def random_coordinates(context: ExperimentContext, generator: torch.Generator) -> list[Coordinate]:
@@ -73,8 +81,9 @@ class Controls(Measures):
         """Two passes, each from its set's earliest layer."""
         if not context.super_weights:
             return ()
-        largest = largest_weights(context, len(context.super_weights))
-        largest_values = tuple(context.value(c) for c in largest)
+        found = largest_weights_with_values(context, len(context.super_weights))
+        largest = [coordinate for coordinate, _ in found]
+        largest_values = tuple(stored for _, stored in found)
         random_set = random_coordinates(context, torch.Generator().manual_seed(context.config.seed))
         deltas = [-sw.value for sw in context.super_weights]
         seed = context.config.seed

@@ -34,10 +34,10 @@ def matched_pools(context: ExperimentContext) -> dict[int, list[Coordinate]]:
     """Per super-weight layer, its down projection's `MATCHED_POOL` largest weights outside the excluded
     rows (and not a super weight)."""
     excluded = sorted(excluded_rows(context))
-    adapter, model = context.adapter, context.model
+    adapter = context.adapter
     pools: dict[int, list[Coordinate]] = {}
     for layer in sorted({sw.layer for sw in context.super_weights}):
-        magnitude = adapter.as_out_in(adapter.down_weight(model, layer)).detach().abs().float()
+        magnitude = adapter.as_out_in(context.down_weight(layer)).detach().abs().float()
         magnitude[excluded, :] = -1.0  # a copy: never the weight itself
         columns = magnitude.shape[1]
         top = magnitude.reshape(-1).topk(min(MATCHED_POOL, magnitude.numel())).indices.tolist()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -110,6 +110,9 @@ class Suite:
         windows: TokenWindows,
         config: ValidateConfig,
         progress: ProgressCallback | None,
+        *,
+        evaluator: PerplexityEvaluator | None = None,
+        read_down_weight: Callable[[int], torch.Tensor] | None = None,
     ) -> None:
         self.loaded = loaded
         self.model = loaded.model
@@ -128,8 +131,9 @@ class Suite:
             experiments=with_requirements(config.experiments),
             targets=tuple(linear_targets(self.model)),
             clip_cache={},
+            read_down_weight=read_down_weight,
         )
-        self.evaluator = PerplexityEvaluator(
+        self.evaluator = evaluator or PerplexityEvaluator(
             loaded, windows, config.batch_size, prefix_cache=config.prefix_cache
         )
         self.figures: dict[FigureKey, Figure] = {}
@@ -238,15 +242,17 @@ class Suite:
         self._report("baseline", 1, 1, "baseline")
 
     def _find_sites(self) -> None:
-        for (layer, row), batches in self.sa_recordings.items():
-            spikes = [
-                abs(sw.output_activation) for sw in self.super_weights if (sw.layer, sw.row) == (layer, row)
-            ]
-            threshold = self.config.sa_threshold * max(spikes)
-            self.sa_sites[(layer, row)] = [
-                [(int(b), int(t)) for b, t in (values.abs().float() >= threshold).nonzero().tolist()]
-                for values in batches
-            ]
+        for pair in self.sa_recordings:
+            self._find_sites_of(pair)
+
+    def _find_sites_of(self, pair: tuple[int, int]) -> None:
+        """Where the recorded baseline output of `(layer, row)` reaches the super-activation threshold."""
+        spikes = [abs(sw.output_activation) for sw in self.super_weights if (sw.layer, sw.row) == pair]
+        threshold = self.config.sa_threshold * max(spikes)
+        self.sa_sites[pair] = [
+            [(int(b), int(t)) for b, t in (values.abs().float() >= threshold).nonzero().tolist()]
+            for values in self.sa_recordings[pair]
+        ]
 
     def _measure(self, variant: Variant) -> None:
         if variant.reuse is not None and variant.reuse in self.passes:

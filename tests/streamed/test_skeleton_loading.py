@@ -44,3 +44,28 @@ def test_a_checkpoint_missing_a_tensor_falls_back(tmp_path: Path) -> None:
     safetensors.torch.save_file(tensors, str(tmp_path / "model.safetensors"))
     config = tf.AutoConfig.from_pretrained(tmp_path)
     assert read_safetensors_model(tmp_path, config, torch.float32, torch.device("cpu")) is None
+
+
+def test_recorded_added_tokens_give_the_same_tokenizer(tmp_path: Path) -> None:
+    """The dequantized cache records the added tokens, so transformers need not re-parse tokenizer.json."""
+    import json
+
+    from indexer.loading import record_added_tokens
+    from tests.tiny import tiny_tokenizer
+
+    tiny_tokenizer().save_pretrained(tmp_path)
+    before = tf.AutoTokenizer.from_pretrained(tmp_path)
+    assert "added_tokens_decoder" not in json.loads((tmp_path / "tokenizer_config.json").read_text())
+    record_added_tokens(tmp_path, before)
+    settings = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert set(settings["added_tokens_decoder"]) == {str(i) for i in before.added_tokens_decoder}
+    after = tf.AutoTokenizer.from_pretrained(tmp_path)
+    assert after.added_tokens_decoder == before.added_tokens_decoder
+    assert (
+        after.all_special_ids == before.all_special_ids
+        and after.special_tokens_map == before.special_tokens_map
+    )
+    text = "<bos>Paris is the capital of France.<eos> the"
+    assert after(text)["input_ids"] == before(text)["input_ids"]
+    record_added_tokens(tmp_path, after)  # once recorded, left alone
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text()) == settings

@@ -95,10 +95,17 @@ def test_unknown_engine_is_one_clear_line(folder: Path) -> None:
     assert result.exit_code != 0 and "unknown engine 'disk'" in result.output
 
 
-def test_validate_refuses_the_streamed_engine_clearly(folder: Path) -> None:
+def test_validate_streams_and_gives_the_in_memory_figures(folder: Path) -> None:
     weights = (folder / "model.safetensors").stat().st_size
+    base = ["validate", str(folder), "--device", "cpu", "--max-tokens", "256", "--json"]
+    base += ["--experiments", "joint,alone,w8a8"]
+    memory = runner.invoke(app, [*base, "--engine", "memory"])
+    assert memory.exit_code == 0, memory.output
+    expected = {f["key"]: f["perplexity"] for f in json.loads(memory.stdout)["validation"]["figures"]}
     for extra in (["--engine", "streamed"], ["--max-memory", str(weights // 2)]):
-        result = runner.invoke(app, ["validate", str(folder), "--device", "cpu", *extra])
-        assert result.exit_code != 0
-        assert "layer-major streamed suite is not built yet" in result.output
-        assert "Traceback" not in result.output
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 0, result.output
+        assert "(streamed engine)" in result.stderr
+        figures = {f["key"]: f["perplexity"] for f in json.loads(result.stdout)["validation"]["figures"]}
+        assert figures.keys() == expected.keys()
+        assert all(abs(figures[k] - expected[k]) <= 1e-4 * expected[k] for k in expected)

@@ -213,7 +213,16 @@ def test_swi_index_streams_a_model_above_the_memory_budget(data_dir: Path, tiny_
     # the engine is not part of the run key: the same settings with the memory engine find that run
     again = runner.invoke(app, [*arguments, "--engine", "memory"])
     assert again.exit_code == 0 and "already indexed" in again.output
-    refused = runner.invoke(app, ["index", str(tiny_folder), "--device", "cpu", "--engine", "streamed"])
-    assert refused.exit_code != 0 and "layer-major streamed suite is not built yet" in refused.output
+    # validation streams too (the layer-major suite): a run with validation under the same budget
+    validated = runner.invoke(
+        app,
+        [
+            *["index", str(tiny_folder), "--device", "cpu", "--engine", "streamed", "--json"],
+            *["--experiments", "joint", "--max-tokens", "256", "--skip-quantization"],
+        ],
+    )
+    assert validated.exit_code == 0, validated.output
+    assert "(streamed engine)" in validated.output and "variant state(s)" in validated.output
+    assert json.loads(validated.stdout)["timings"]["validate"] > 0
     bad = runner.invoke(app, [*arguments, "--engine", "disk"])
     assert bad.exit_code != 0 and "invalid option" in bad.output

@@ -1,0 +1,576 @@
+"""The layer-major engine: every variant of the suite advances through the decoder layers together.
+
+Decoder layer L is read from the checkpoint once; the hidden states of every variant (one tensor per batch
+of windows) pass through it with that variant's change to layer L applied (its weight edits, a quantized
+copy of the layer's linear weights, the baseline's super activation written back, fake-quantized linear
+inputs), and the layer is dropped before the next one is read. So the weights are read about once per
+suite, whatever the number of variants.
+
+Variants that change layers 0..L identically share one hidden state up to L: the variants form a tree
+whose nodes are grouped, layer after layer, by what each variant does to that layer (the whole-model
+engine's prefix cache is the special case of one branch point). The baseline is the tree's spine: its
+super-activation recordings are taken at a layer before any other variant runs that layer, so the
+restoring and hold-out variants read them exactly as they do in the whole-model engine.
+
+Each layer is called exactly as the model calls it (`indexer.streaming.capture_layer_calls`: the
+arguments are captured from the model's own forward, per batch); the final norm, head and loss run per
+variant after the last layer, from the head's input in chunks, through the model's own forward with its
+layers stubbed. The figures, their bootstrap intervals, observers and summaries are the whole-model
+suite's (`indexer.validation.suite.Suite`), whose planning this engine reuses unchanged.
+
+Hidden states are kept in memory up to a budget and written to a temporary file beyond it, so a suite
+whose variants' states do not fit still reads the weights once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+from contracts.results import DetectionResult
+from contracts.validation import FigureKey
+from indexer.corpus import TokenWindows
+from indexer.errors import StreamingUnsupportedError
+from indexer.experiments.base import QuantizedActivations, RestoredActivation, Variant, WeightEdit
+from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
+from indexer.loading import available_memory
+from indexer.perplexity import (
+    HEAD_CHECK_TOKENS,
+    LOGIT_BYTES,
+    BatchObserver,
+    PassResult,
+    PerplexityEvaluator,
+    vocab_size,
+)
+from indexer.quantize import (
+    LinearTarget,
+    QuantMemory,
+    WeightQuantizer,
+    fake_quantized_activations,
+    quantization_threads,
+)
+from indexer.streaming import (
+    CapturedCalls,
+    LayerCall,
+    StreamedModel,
+    call_layer,
+    capture_layer_calls,
+    forward_from_final,
+    head_logits,
+)
+from indexer.validation.config import ValidateConfig
+from indexer.validation.results import Phase, ProgressCallback, ValidationTiming
+from indexer.validation.suite import Suite, _combined, edited_weights
+
+#: share of the free memory the variants' hidden states may hold before they go to a temporary file
+HIDDEN_MEMORY_SHARE = 0.5
+#: positions of the smallest chunk of logits the loss is computed on
+LOGITS_MIN_POSITIONS = 16
+
+#: what a variant does to one decoder layer; variants with equal signatures on layers 0..L share a state
+Signature = tuple[
+    tuple[WeightEdit, ...],
+    WeightQuantizer | None,
+    tuple[RestoredActivation, ...],
+    tuple[QuantizedActivations, ...],
+]
+EMPTY: Signature = ((), None, (), ())
+
+
+def signature(variant: Variant, layer: int) -> Signature:
+    """What `variant` changes in decoder layer `layer` (`EMPTY`: nothing, the baseline's layer)."""
+    edits = tuple(e for e in variant.weight_edits if e.layer == layer)
+    restores = tuple(
+        c for c in variant.activation_changes if isinstance(c, RestoredActivation) and c.layer == layer
+    )
+    inputs = tuple(c for c in variant.activation_changes if isinstance(c, QuantizedActivations))
+    return edits, variant.quantized_weights, restores, inputs
+
+
+class HiddenStore:
+    """Hidden-state tensors by handle: in memory up to `budget` bytes, beyond it in a temporary file."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._memory: dict[int, torch.Tensor] = {}
+        #: handle -> (offset in the file, shape, dtype, device)
+        self._disk: dict[int, tuple[int, torch.Size, torch.dtype, torch.device]] = {}
+        self._free: dict[int, list[int]] = {}  # bytes -> free offsets of that size (states share a size)
+        self._file: IO[bytes] | None = None
+        self._end = 0
+        self._next = 0
+        self.resident_bytes = 0
+        self.peak_bytes = 0  # in memory, at the peak
+        self.written_bytes = 0  # to the file, in all
+
+    def put(self, tensor: torch.Tensor) -> int:
+        """Keep `tensor` (the store owns it now); its handle."""
+        handle, self._next = self._next, self._next + 1
+        size = tensor.numel() * tensor.element_size()
+        if self.resident_bytes + size <= self.budget:
+            self._memory[handle] = tensor
+            self.resident_bytes += size
+            self.peak_bytes = max(self.peak_bytes, self.resident_bytes)
+            return handle
+        if self._file is None:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by `close`)
+        offsets = self._free.get(size)
+        offset = offsets.pop() if offsets else self._end
+        if offset == self._end:
+            self._end += size
+        data = tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy()
+        os.pwrite(self._file.fileno(), data.data, offset)
+        self.written_bytes += size
+        self._disk[handle] = (offset, tensor.shape, tensor.dtype, tensor.device)
+        return handle
+
+    def get(self, handle: int) -> torch.Tensor:
+        """The tensor behind `handle` (read back from the file when it was written there)."""
+        if handle in self._memory:
+            return self._memory[handle]
+        assert self._file is not None
+        offset, shape, dtype, device = self._disk[handle]
+        tensor = torch.empty(shape, dtype=dtype)
+        target = tensor.reshape(-1).view(torch.uint8).numpy().data
+        done = 0
+        while done < len(target):
+            got = os.preadv(self._file.fileno(), [target[done:]], offset + done)
+            if got <= 0:
+                raise OSError("the hidden-state file is truncated")
+            done += got
+        return tensor.to(device)
+
+    def drop(self, handle: int) -> None:
+        """Forget the tensor behind `handle`."""
+        tensor = self._memory.pop(handle, None)
+        if tensor is not None:
+            self.resident_bytes -= tensor.numel() * tensor.element_size()
+            return
+        offset, shape, dtype, _ = self._disk.pop(handle)
+        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        self._free.setdefault(size, []).append(offset)
+
+    def close(self) -> None:
+        """Drop everything and remove the file."""
+        self._memory.clear()
+        self._disk.clear()
+        self.resident_bytes = 0
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@dataclass
+class _Node:
+    """Variants that have computed the same hidden states so far, and those states (one per batch)."""
+
+    variants: list[Variant]
+    handles: list[int] = field(default_factory=list)
+    #: the layer whose change first set these variants apart from the baseline (None: the baseline's)
+    diverged: int | None = None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two captured call arguments are the same values (tensors compared element by element)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and a.device == b.device
+            and bool(torch.equal(a, b))
+        )
+    if isinstance(a, tuple | list):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    try:
+        return bool(a is b or a == b)
+    except Exception:  # an object that cannot compare: treat it as another value
+        return False
+
+
+class StreamedEvaluator(PerplexityEvaluator):
+    """The perplexity evaluator's batches and loss for a streamed model: the loss of a batch is computed
+    from the last decoder layer's output, through the model's own final norm and head (layers stubbed)."""
+
+    def __init__(self, streamed: StreamedModel, windows: TokenWindows, batch_size: int | None) -> None:
+        self.streamed = streamed
+        super().__init__(streamed.loaded, windows, batch_size, prefix_cache=False)
+        self.captured: list[CapturedCalls] = []
+        # the logits of a chunk are working memory next to the resident part, which is small here: at most
+        # a twentieth of the weights (the batches are the in-memory engine's, so its figures are too)
+        vocab = vocab_size(self.model)
+        budget = max(LOGITS_MIN_POSITIONS * vocab * LOGIT_BYTES, streamed.weight_bytes // 20)
+        self.chunk_tokens = min(self.chunk_tokens, max(1, budget // max(1, vocab * LOGIT_BYTES)))
+
+    def capture(self) -> list[CapturedCalls]:
+        """Every batch's embeddings and layer calls, from the model's own forward (no layer is read).
+
+        A batch whose calls equal an earlier batch's (the usual case: same shapes, same positions) shares
+        that batch's arguments, so per-layer masks are held once.
+        """
+        captured: list[CapturedCalls] = []
+        for batch in self.batches:
+            calls = capture_layer_calls(self.streamed, batch.to(self.device))
+            shared = tuple(
+                next((earlier.calls[i] for earlier in captured if _same(earlier.calls[i], call)), call)
+                for i, call in enumerate(calls.calls)
+            )
+            captured.append(dataclasses.replace(calls, calls=shared))
+        self.captured = captured
+        return captured
+
+    def run(self, start_layer: int = 0, observer: BatchObserver | None = None) -> PassResult:
+        """Not available: a streamed model has no whole-model pass (the layer-major suite drives it)."""
+        raise StreamingUnsupportedError(
+            "a streamed model is evaluated layer by layer, by the layer-major suite"
+        )
+
+    def final_nll(self, index: int, final: torch.Tensor, observer: BatchObserver | None) -> torch.Tensor:
+        """Each window's summed next-token loss `(batch,)` of batch `index` from its last layer's output."""
+        ids = self.batches[index].to(self.device)  # (batch, window)
+        captured = self.captured[index]
+        with torch.inference_mode():
+            if self.chunked_logits:
+                with self._capturing_head_input() as head_input:
+                    forward_from_final(self.streamed, captured, ids, final)
+                return self._chunked_nll(index, head_input[-1], ids, observer)
+            logits = head_logits(self.streamed, captured, ids, final)  # (batch, window, vocab)
+            return self._logits_nll(index, logits, ids, observer)
+
+    def _head_reproduces_logits(self) -> bool:
+        """Whether the head's input, through the head (and soft cap), gives the model's own logits: checked
+        on the embeddings of a few tokens standing in for the last layer's output (nothing is read)."""
+        ids = self.windows.input_ids[:1, :HEAD_CHECK_TOKENS].to(self.device)  # (1, tokens)
+        captured = capture_layer_calls(self.streamed, ids)
+        final = captured.hidden  # (1, tokens, hidden): what follows the layers is what is checked
+        with torch.inference_mode():
+            expected = head_logits(self.streamed, captured, ids, final).float()  # (1, tokens, vocab)
+            with self._capturing_head_input() as head_input:
+                forward_from_final(self.streamed, captured, ids, final)
+            if len(head_input) != 1:
+                return False
+            got = self._head_logits(head_input[0]).float()
+        if got.shape != expected.shape:
+            return False
+        scale = float(expected.abs().max()) or 1.0
+        return float((got - expected).abs().max()) <= 1e-2 * scale
+
+
+@contextmanager
+def quantized_layer(
+    targets: Sequence[LinearTarget], quantize: WeightQuantizer, buffers: dict[tuple[int, Any], torch.Tensor]
+) -> Iterator[int]:
+    """While the block runs, each target of one layer runs on a quantized copy of its weight (made once for
+    every batch and variant state that passes); the originals come back untouched. The copies live in
+    `buffers`, reused layer after layer and variant after variant (decoder layers share their shapes: no
+    allocation, no heap fragments). Yields the copies' bytes (with the float32 working copy of a weight
+    stored in another dtype)."""
+    swapped: list[tuple[LinearTarget, torch.Tensor]] = []
+    extra = 0
+    try:
+        for position, target in enumerate(targets):
+            weight = target.weight
+            key = (position, (tuple(weight.shape), weight.dtype, weight.device))
+            copy = buffers.get(key)
+            if copy is None:
+                copy = buffers[key] = torch.empty_like(weight, memory_format=torch.contiguous_format)
+            with torch.no_grad(), quantization_threads(weight.numel()):
+                copy.copy_(weight.detach())
+                quantize(target, copy)
+            swapped.append((target, weight.data))
+            weight.data = copy
+            extra += copy.numel() * copy.element_size()
+        working = max((t.weight.numel() * 4 for t in targets if t.weight.dtype != torch.float32), default=0)
+        yield extra + working
+    finally:
+        for target, original in reversed(swapped):
+            target.weight.data = original
+
+
+class LayeredSuite(Suite):
+    """The suite's experiments on a streamed model, layer-major: each decoder layer read once per suite."""
+
+    def __init__(
+        self,
+        streamed: StreamedModel,
+        detection: DetectionResult,
+        windows: TokenWindows,
+        config: ValidateConfig,
+        progress: ProgressCallback | None,
+        *,
+        hidden_memory: int | None = None,
+    ) -> None:
+        self.streamed = streamed
+        self._planning: dict[int, torch.Tensor] = {}  # down projections kept while the variants are planned
+        self._planning_layers = {sw.layer for sw in detection.super_weights}
+        super().__init__(
+            streamed.loaded,
+            detection,
+            windows,
+            config,
+            progress,
+            evaluator=StreamedEvaluator(streamed, windows, config.batch_size),
+            read_down_weight=self._planned_down_weight,
+        )
+        assert isinstance(self.evaluator, StreamedEvaluator)
+        self.streamed_evaluator: StreamedEvaluator = self.evaluator
+        device = streamed.loaded.device
+        self.hidden_memory = (
+            hidden_memory
+            if hidden_memory is not None
+            else int(available_memory(device) * HIDDEN_MEMORY_SHARE)
+        )
+        self.store = HiddenStore(self.hidden_memory)
+        layers = len(streamed.layers)
+        self.layer_targets: list[list[LinearTarget]] = [[] for _ in range(layers)]
+        self.outside_targets: list[LinearTarget] = []
+        for target in self.context.targets:
+            layer = self.layer_of_module.get(id(target.module))
+            if layer is None:
+                self.outside_targets.append(target)
+            else:
+                self.layer_targets[layer].append(target)
+        #: per measured variant key: seconds of the layer calls it shared (each node's time split evenly)
+        self._spent: dict[FigureKey, float] = {}
+        self._baseline_layer_s: list[float] = [0.0] * layers
+        self._final_nodes: list[_Node] = []
+        self._quantized_buffers: dict[tuple[int, Any], torch.Tensor] = {}
+        self.bytes_read = 0  # read from the checkpoint by the suite (planning and layers)
+
+    def _planned_down_weight(self, layer: int) -> torch.Tensor:
+        """A down projection read for planning; the super weights' layers are read several times, so kept."""
+        if layer in self._planning:
+            return self._planning[layer]
+        weight = self.streamed.down_weight(layer)
+        if layer in self._planning_layers:
+            self._planning[layer] = weight
+        return weight
+
+    # -- running --
+
+    def run(self) -> None:
+        """Plan, advance every variant through the layers together, then the head and loss per variant."""
+        started_bytes = self.streamed.checkpoint.bytes_read
+        variants = self.plan()
+        self._planning.clear()
+        self.streamed.forget_down_weight()
+        if self.outside_targets and any(
+            v.quantized_weights is not None
+            or any(isinstance(c, QuantizedActivations) for c in v.activation_changes)
+            for v in variants
+        ):
+            names = ", ".join(t.name for t in self.outside_targets[:3])
+            raise StreamingUnsupportedError(
+                f"{self.adapter.model_type}: linear layers outside the decoder layers ({names}) are "
+                "quantized too; the layer-major suite cannot reach them: use the in-memory engine"
+            )
+        by_phase: dict[Phase, list[Variant]] = {}
+        for variant in variants:
+            by_phase.setdefault(variant.phase, []).append(variant)
+        ordered = [v for phase_variants in by_phase.values() for v in phase_variants]
+        measured: list[Variant] = []
+        known = {FigureKey.baseline()}
+        for variant in ordered:
+            if variant.reuse is None or variant.reuse not in known:
+                measured.append(variant)
+            known.add(variant.key)
+        baseline = Variant(FigureKey.baseline(), "baseline", "baseline", "baseline")
+        try:
+            with torch.inference_mode():
+                results = self._advance(baseline, measured)
+        finally:
+            self.store.close()
+            self._quantized_buffers.clear()
+            self.bytes_read = self.streamed.checkpoint.bytes_read - started_bytes
+        self.baseline = results[baseline.key]
+        self.passes[baseline.key] = self.baseline
+        self.figures[baseline.key] = self._figure(baseline, self.baseline)
+        self.phase_seconds["baseline"] = self.baseline.seconds
+        for phase, phase_variants in by_phase.items():
+            for variant in phase_variants:
+                if variant.reuse is not None and variant.reuse in self.passes:
+                    result = self.passes[variant.reuse]
+                    self.passes[variant.key] = result
+                    self.figures[variant.key] = self._figure(variant, result, reused_from=variant.reuse)
+                    continue
+                result = results[variant.key]
+                self.passes[variant.key] = result
+                self.figures[variant.key] = self._figure(variant, result)
+                self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + result.seconds
+
+    def _advance(self, baseline: Variant, measured: list[Variant]) -> dict[FigureKey, PassResult]:
+        store, evaluator, streamed = self.store, self.streamed_evaluator, self.streamed
+        self._report("baseline", 0, 1, "capturing the layer calls")
+        captured = evaluator.capture()
+        every = [baseline, *measured]
+        self._spent = {v.key: 0.0 for v in every}
+        nodes = [_Node(every, [store.put(c.hidden) for c in captured])]
+        pairs = sorted({(sw.layer, sw.row) for sw in self.super_weights})
+        self.sa_recordings = {pair: [] for pair in pairs}
+        count = len(streamed.layers)
+        for layer in range(count):
+            streamed.materialise(layer)
+            try:
+                children: list[_Node] = []
+                for node in nodes:  # the baseline's node first: its recordings are read by the others
+                    children.extend(self._through_layer(layer, node, baseline, captured))
+                    for handle in node.handles:
+                        store.drop(handle)
+                    node.handles = []
+            finally:
+                streamed.release(layer)
+            nodes = children
+            self._report(
+                "pruning", layer + 1, count, f"layer {layer + 1}/{count}: {len(nodes)} variant state(s)"
+            )
+        self._final_nodes = nodes
+        return self._losses(nodes)
+
+    def _through_layer(
+        self, layer: int, node: _Node, baseline: Variant, captured: list[CapturedCalls]
+    ) -> list[_Node]:
+        """The node's variants through decoder layer `layer`, one child node per distinct change."""
+        groups: dict[Signature, list[Variant]] = {}
+        for variant in node.variants:
+            groups.setdefault(signature(variant, layer), []).append(variant)
+        children = []
+        for change, variants in groups.items():
+            on_spine = any(v is baseline for v in variants)
+            diverged = None if on_spine else (node.diverged if node.diverged is not None else layer)
+            child = _Node(variants, diverged=diverged)
+            started = time.perf_counter()
+            with self._layer_changes(layer, change, record=on_spine):
+                for index, handle in enumerate(node.handles):
+                    self.evaluator.current_batch = index
+                    hidden = self.store.get(handle)  # (batch, window, hidden)
+                    call: LayerCall = captured[index].calls[layer]
+                    child.handles.append(self.store.put(call_layer(self.streamed, layer, hidden, call)))
+            seconds = time.perf_counter() - started
+            for variant in variants:
+                self._spent[variant.key] += seconds / len(variants)
+            if on_spine:
+                self._baseline_layer_s[layer] = seconds
+                for pair in self.sa_recordings:
+                    if pair[0] == layer:
+                        self._find_sites_of(pair)
+            children.append(child)
+        return children
+
+    @contextmanager
+    def _layer_changes(self, layer: int, change: Signature, *, record: bool) -> Iterator[None]:
+        """One variant's change to the materialised layer `layer` (and the baseline's recordings)."""
+        edits, quantizer, restores, inputs = change
+        with ExitStack() as stack:
+            if edits:
+                stack.enter_context(edited_weights(self.model, self.adapter, edits))
+            hooks: dict[str, ForwardHook] = {}
+            down = self.context.down_name(layer)
+            for restore in restores:
+                hooks[down] = _combined(hooks.get(down), self._restore_hook(restore))
+            if record:
+                for pair in self.sa_recordings:
+                    if pair[0] == layer:
+                        hooks[down] = _combined(hooks.get(down), self._recorder(pair))
+            if hooks:
+                stack.enter_context(forward_hooks(self.model, hooks))
+            if quantizer is not None:
+                extra = stack.enter_context(
+                    quantized_layer(self.layer_targets[layer], quantizer, self._quantized_buffers)
+                )
+                self._note_layer_memory(extra)
+            for quantized in inputs:
+                positions = self._activation_hold_out if quantized.hold_out else None
+                stack.enter_context(
+                    fake_quantized_activations(
+                        self.model, self.layer_targets[layer], quantized.bits, positions
+                    )
+                )
+            yield
+
+    def _recorder(self, pair: tuple[int, int]) -> ForwardHook:
+        recorded = self.sa_recordings[pair]
+
+        def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+            recorded.append(hidden_states_of(output)[..., pair[1]].clone())  # (batch, window)
+
+        return hook
+
+    def _note_layer_memory(self, extra: int) -> None:
+        if self.quant_memory is None:
+            weights = sum(t.weight.numel() * t.weight.element_size() for t in self.context.targets)
+            self.quant_memory = QuantMemory(weight_bytes=weights, tensors=len(self.context.targets))
+        self.quant_memory.peak_extra_bytes = max(self.quant_memory.peak_extra_bytes, extra)
+
+    def _losses(self, nodes: list[_Node]) -> dict[FigureKey, PassResult]:
+        """The head and loss of every final state, once per state, with every observer its variants have."""
+        results: dict[FigureKey, PassResult] = {}
+        window = int(self.windows.input_ids.shape[1])
+        for done, node in enumerate(nodes, start=1):
+            observer = self._observers([v.key for v in node.variants])
+            started = time.perf_counter()
+            sums = torch.cat(
+                [
+                    self.streamed_evaluator.final_nll(index, self.store.get(handle), observer)
+                    for index, handle in enumerate(node.handles)
+                ]
+            )  # (windows,) summed loss of each window, float64
+            head_s = time.perf_counter() - started
+            for handle in node.handles:
+                self.store.drop(handle)
+            predicted = sums.numel() * (window - 1)
+            mean = float(sums.sum()) / predicted
+            for variant in node.variants:
+                results[variant.key] = PassResult(
+                    perplexity=math.exp(mean) if mean < 700 else math.inf,
+                    mean_nll=mean,
+                    predicted_tokens=predicted,
+                    seconds=self._spent[variant.key] + head_s / len(node.variants),
+                    prefix_layer=node.diverged or None,
+                    window_nll=tuple(float(v) / (window - 1) for v in sums),
+                )
+            phase: Phase = "quantization" if node.variants[0].phase == "quantization" else "pruning"
+            self._report(phase, done, len(nodes), f"loss {done}/{len(nodes)}")
+        return results
+
+    def _observers(self, keys: Sequence[FigureKey]) -> BatchObserver | None:
+        found = [observer for key in keys if (observer := self._observer(key)) is not None]
+        if len(found) <= 1:
+            return found[0] if found else None
+
+        def every(index: int, logits: torch.Tensor, targets: torch.Tensor) -> None:
+            for observer in found:
+                observer(index, logits, targets)
+
+        return every
+
+    def timing(self, total: float) -> ValidationTiming:
+        """Totals; a state shared by variants is computed once (the prefix cache, generalised to a tree)."""
+        measured = self._final_nodes
+        starts = [node.diverged for node in measured if node.diverged]
+        saved = sum(sum(self._baseline_layer_s[:start]) for start in starts)
+        return ValidationTiming(
+            total_s=total,
+            phases=dict(self.phase_seconds),
+            full_passes=sum(1 for node in measured if not node.diverged),
+            cached_passes=len(starts),
+            reused_figures=sum(1 for f in self.figures.values() if f.reused_from is not None),
+            prefix_layers=tuple(sorted(set(starts))),
+            prefix_cache_bytes=self.store.peak_bytes,
+            prefix_saved_s=saved,
+        )
+
+
+__all__ = ["HiddenStore", "LayeredSuite", "StreamedEvaluator", "signature"]
