@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from contracts.results import DetectionResult
     from indexer.loading import ModelSource
     from indexer.streaming import OpenedModel
-    from indexer.validate import ProgressEvent, ValidationResult
+    from indexer.validate import ProgressEvent, ValidateConfig, ValidationResult
 
 logger = logging.getLogger(__name__)
 
@@ -478,6 +478,22 @@ def experiments_of(config: JobConfig) -> tuple[str, ...]:
     return names
 
 
+def validate_config_of(config: JobConfig, budget: int) -> ValidateConfig:
+    """The validation settings of a job on a token budget (unset null sizes: the validator's defaults)."""
+    from indexer.validate import ValidateConfig
+
+    defaults = ValidateConfig()
+    return ValidateConfig(
+        experiments=experiments_of(config),
+        window=config.window,
+        max_tokens=budget,
+        null_sets=defaults.null_sets if config.null_sets is None else config.null_sets,
+        null_column_sets=(
+            defaults.null_column_sets if config.null_column_sets is None else config.null_column_sets
+        ),
+    )
+
+
 def _validate(
     opened: OpenedModel,
     detection: DetectionResult,
@@ -487,15 +503,13 @@ def _validate(
 ) -> ValidationResult:
     from indexer.corpus import load_corpus
     from indexer.streaming import require_in_memory
-    from indexer.validate import ValidateConfig, validate
+    from indexer.validate import validate
 
     loaded = require_in_memory(opened)
     budget = config.max_tokens or (
         settings.default_max_tokens_gpu if loaded.device.type == "cuda" else settings.default_max_tokens_cpu
     )
-    validate_config = ValidateConfig(
-        experiments=experiments_of(config), window=config.window, max_tokens=budget
-    )
+    validate_config = validate_config_of(config, budget)
     validate_config.check()
     corpus = load_corpus(config.corpus or "auto")
 
