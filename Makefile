@@ -21,10 +21,14 @@ install: $(STAMP)
 model: install
 	$(BIN)/python scripts/fetch_model.py -q
 
-# a full index of the demo model on the embedded default (SQLite catalog, job run in-process),
-# on a small token budget; then `.venv/bin/swi serve` shows it at http://127.0.0.1:8000/
+# an index of the demo model on the embedded default (SQLite catalog, job run in-process), sized for about
+# two minutes on 2 cores: 2 windows of 1,024 built-in tokens (the interval rule needs 1,024-token windows
+# there), a null of 16 random + 4 same-column sets, every pruning experiment and W8A8 but not the RTN grid
+# (README: what these settings cost); then `.venv/bin/swi serve` shows it at http://127.0.0.1:8000/
+DEMO_EXPERIMENTS := joint,alone,restore_sa,controls,null,leave_one_out,stopwords,scaling,w8a8
 demo: model
-	$(BIN)/swi index "$$($(BIN)/python scripts/fetch_model.py -q)" --max-tokens 2048 --window 1024 --corpus builtin
+	$(BIN)/swi index "$$($(BIN)/python scripts/fetch_model.py -q)" --max-tokens 2048 --window 1024 \
+		--corpus builtin --null-sets 16 --null-column-sets 4 --experiments $(DEMO_EXPERIMENTS)
 	@echo "browse it: $(BIN)/swi serve  ->  http://127.0.0.1:8000/"
 
 lint: install

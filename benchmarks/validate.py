@@ -20,8 +20,10 @@ baseline either, so sharing passes does not flatter the ratio.
 Every part runs on the same number of intra-op threads (`--threads`, default torch's own), the naive
 children included.
 
-Also measured: what the prefix cache buys (the pruning experiments with and without it) and the memory
-the per-layer quantization holds. Targets: (b)/(a) >= 5 and (a)/(c) <= 1.3.
+Also measured: what the prefix cache buys (the pruning experiments with and without it;
+`--skip-prefix-comparison` leaves it out) and the memory the per-layer quantization holds. The output says
+how many passes the calibrated null and leave-one-out added, how many came from the prefix cache and how
+many windows each forward pass batched. Targets: (b)/(a) >= 5 and (a)/(c) <= 1.3.
 
     .venv/bin/python benchmarks/validate.py --corpus ../shared/data/wikitext-2-raw/wiki.test.raw
 """
@@ -123,6 +125,11 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"perplexity": result.perplexity, "load_s": loaded_s, "eval_s": result.seconds}))
 
 
+def times(ratio: float | None) -> str:
+    """A ratio as `5.84x` (`overflow` for None)."""
+    return "overflow" if ratio is None else f"{ratio:.2f}x"
+
+
 def kind_of(experiment_or_variant: str) -> str:
     """The cost class of a pass: baseline, pruning (any edit of super weights or controls), rtn, w8a8."""
     head = FigureKey.parse(experiment_or_variant).experiment
@@ -144,6 +151,11 @@ def main() -> None:
         "--naive", default=",".join(map(str, NAIVE_VARIANTS)), help="variants run as fresh processes"
     )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--skip-prefix-comparison",
+        action="store_true",
+        help="do not time the pruning experiments without the prefix cache (two extra suites of them)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -199,21 +211,23 @@ def main() -> None:
     passes = len(measured)
 
     # what the prefix cache buys: the pruning experiments with and without it
-    prune = ValidateConfig(
-        experiments=PRUNING, window=args.window, max_tokens=args.max_tokens, batch_size=args.batch_size
-    )
-    started = time.perf_counter()
-    with_cache = validate(loaded, detection, windows, prune)
-    cached_s = time.perf_counter() - started
-    started = time.perf_counter()
-    validate(loaded, detection, windows, dataclasses.replace(prune, prefix_cache=False))
-    uncached_s = time.perf_counter() - started
-    print(
-        f"prefix cache: pruning experiments {cached_s:.1f}s with, {uncached_s:.1f}s without "
-        f"({uncached_s / cached_s:.2f}x; cache {with_cache.timing.prefix_cache_bytes / 2**20:.1f} MiB at "
-        f"layer(s) {with_cache.timing.prefix_layers})",
-        flush=True,
-    )
+    cached_s = uncached_s = None
+    if not args.skip_prefix_comparison:
+        prune = ValidateConfig(
+            experiments=PRUNING, window=args.window, max_tokens=args.max_tokens, batch_size=args.batch_size
+        )
+        started = time.perf_counter()
+        with_cache = validate(loaded, detection, windows, prune)
+        cached_s = time.perf_counter() - started
+        started = time.perf_counter()
+        validate(loaded, detection, windows, dataclasses.replace(prune, prefix_cache=False))
+        uncached_s = time.perf_counter() - started
+        print(
+            f"prefix cache: pruning experiments {cached_s:.1f}s with, {uncached_s:.1f}s without "
+            f"({uncached_s / cached_s:.2f}x; cache {with_cache.timing.prefix_cache_bytes / 2**20:.1f} MiB "
+            f"at layer(s) {with_cache.timing.prefix_layers})",
+            flush=True,
+        )
 
     # (b) the naive baseline: a fresh process per variant
     naive: list[dict[str, Any]] = []
@@ -261,18 +275,28 @@ def main() -> None:
         f"(a) whole suite             {suite_s:9.1f}s  "
         f"({passes} distinct passes, {len(result.figures)} figures)"
     )
-    null_passes = sum(1 for f in measured if f.experiment == "null")
-    loo_passes = sum(1 for f in measured if f.experiment == "leave_one_out")
+    added = {
+        name: [f for f in measured if f.experiment == name] for name in ("null", "leave_one_out")
+    }  # the passes the calibrated null and leave-one-out added to the suite
     null = result.verdict.null
     quantiles = ", ".join(
         f"q{q} {r:.3f}x" for q, r in (null.quantiles.items() if null else ()) if r is not None
     )
+    windows_per_batch = f"{result.batch_size} of {result.corpus.windows} windows a forward pass"
+    for name, label in (("null", "the calibrated null"), ("leave_one_out", "leave-one-out")):
+        figures = added[name]
+        cached = sum(1 for f in figures if f.prefix_layer is not None)
+        starts = sorted({f.prefix_layer for f in figures if f.prefix_layer is not None})
+        print(
+            f"passes added by {label}: {len(figures)} of {passes} ({cached} from the prefix cache at "
+            f"layer(s) {starts or '-'}; batched {windows_per_batch}), "
+            f"{sum(f.seconds for f in figures):.1f}s of the last round's suite"
+        )
+    joint = result.figure(FigureKey.joint())
     print(
-        f"passes added by the calibrated null: {null_passes}, by leave-one-out: {loo_passes} "
-        f"(of {passes}; every one from the prefix cache); null {quantiles}, "
-        f"p = {null.p_value if null else float('nan'):.3f}; "
-        f"joint {result.figure(FigureKey.joint()).ratio:.2f}x, interval "
-        f"{result.verdict.joint_ratio_low}-{result.verdict.joint_ratio_high}"
+        f"null: {null.sets if null else 0} sets, {quantiles}, max {times(null.max_ratio if null else None)}, "
+        f"p = {null.p_value if null else float('nan'):.3f}; joint {times(joint.ratio)}, interval "
+        f"{times(joint.ratio_low)}-{times(joint.ratio_high)}; verdict {result.verdict.verdict}"
     )
     kinds = ", ".join(f"{kind} {seconds:.1f}s" for kind, seconds in sorted(per_kind.items()))
     print(
@@ -296,10 +320,11 @@ def main() -> None:
     )
     if quant_passes:
         print(f"quantization phase of the last round: {quant_s:.1f}s for {quant_passes} passes")
-    print(
-        f"prefix cache: pruning {uncached_s / cached_s:.2f}x faster with it "
-        f"({uncached_s:.1f}s -> {cached_s:.1f}s)"
-    )
+    if cached_s is not None and uncached_s is not None:
+        print(
+            f"prefix cache: pruning {uncached_s / cached_s:.2f}x faster with it "
+            f"({uncached_s:.1f}s -> {cached_s:.1f}s)"
+        )
     if quant is not None:
         print(
             f"per-layer quantization: {quant.weight_bytes / 2**20:.0f} MiB of weights, peak extra "

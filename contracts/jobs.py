@@ -88,6 +88,12 @@ class JobConfig(SubmissionOptions):
     experiments: tuple[StorableText, ...] | None = Field(
         default=None, description="Subset of the validation experiments."
     )
+    null_sets: int | None = Field(
+        default=None, ge=0, le=1024, description="Random magnitude-matched sets of the null (default 32)."
+    )
+    null_column_sets: int | None = Field(
+        default=None, ge=0, le=1024, description="Same-column sets of the null (default 8)."
+    )
     source_path: StorableText | None = Field(
         default=None, description="A local folder or .gguf file (local jobs only)."
     )

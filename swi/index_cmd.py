@@ -83,6 +83,13 @@ def index_command(
     experiments: Annotated[
         str | None, typer.Option(help="Comma-separated validation experiments (default: all).")
     ] = None,
+    null_sets: Annotated[
+        int | None,
+        typer.Option(help="Random magnitude-matched sets of the null (default 32).", min=0, max=1024),
+    ] = None,
+    null_column_sets: Annotated[
+        int | None, typer.Option(help="Same-column sets of the null (default 8).", min=0, max=1024)
+    ] = None,
     skip_validation: Annotated[
         bool, typer.Option("--skip-validation", help="Detect only: no pruning, no quantization checks.")
     ] = False,
@@ -126,6 +133,7 @@ def index_command(
         local_only = {"--max-tokens": max_tokens, "--window": window, "--corpus": corpus}
         local_only |= {"--experiments": experiments, "--device": device, "--build-of": build_of}
         local_only |= {"--engine": engine, "--max-memory": max_memory}
+        local_only |= {"--null-sets": null_sets, "--null-column-sets": null_column_sets}
         given = [name for name, value in local_only.items() if value is not None]
         if given:
             fail(f"{', '.join(given)}: not a submission option of the API; the service chooses them")
@@ -177,6 +185,8 @@ def index_command(
                     "window": window,
                     "corpus": corpus,
                     "experiments": _names(experiments),
+                    "null_sets": null_sets,
+                    "null_column_sets": null_column_sets,
                     "source_path": str(path) if path is not None else None,
                     "build_of": build_of,
                     "engine": engine,

@@ -183,6 +183,10 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:,.2f}x"
 
 
+def _fine_ratio(value: float | None) -> str:
+    return "overflow" if value is None else f"{value:,.4f}x"
+
+
 def show_validation(result: ValidationResult) -> None:
     """Render a validation result: verdicts first, then the pruning, stopword and quantization tables."""
     c = result.corpus
@@ -198,7 +202,8 @@ def show_validation(result: ValidationResult) -> None:
     console.print(f"verdict: [{style}]{verdict.verdict}[/] - {verdict.reason}")
     null = verdict.null
     if null is not None:
-        quantiles = ", ".join(f"q{q} {_ratio(r)}" for q, r in null.quantiles.items())
+        # four decimals: null ratios sit within a fraction of a percent of 1x, where 1.00x hides their spread
+        quantiles = ", ".join(f"q{q} {_fine_ratio(r)}" for q, r in null.quantiles.items())
         console.print(
             f"null: {null.sets} sets ({null.random_sets} random, {null.column_sets} same-column, and the "
             f"controls): {quantiles}; empirical p = {null.p_value:.3f}"

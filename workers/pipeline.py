@@ -474,7 +474,6 @@ def plan_run(opened: OpenedModel, config: JobConfig, settings: WorkerSettings) -
     from indexer.corpus import load_corpus
     from indexer.detect import DEFAULT_PROMPT, DetectConfig
     from indexer.perplexity import default_window
-    from indexer.validate import ValidateConfig
 
     loaded = opened.loaded
     detect_config = DetectConfig(
@@ -490,11 +489,7 @@ def plan_run(opened: OpenedModel, config: JobConfig, settings: WorkerSettings) -
         budget = config.max_tokens or (
             settings.default_max_tokens_gpu if on_gpu else settings.default_max_tokens_cpu
         )
-        validate_config = ValidateConfig(
-            experiments=experiments_of(config),
-            window=config.window or default_window(loaded.model, budget),
-            max_tokens=budget,
-        )
+        validate_config = validate_config_of(config, budget, default_window(loaded.model, budget))
         validate_config.check()
         corpus = load_corpus(config.corpus or "auto")
     run_settings = RunSettings(
@@ -526,6 +521,23 @@ def experiments_of(config: JobConfig) -> tuple[str, ...]:
     if not config.quantization_checks:
         names = tuple(n for n in names if n not in QUANTIZATION_EXPERIMENTS)
     return names
+
+
+def validate_config_of(config: JobConfig, budget: int, window: int | None = None) -> ValidateConfig:
+    """The validation settings of a job on a token budget (unset window and null sizes: `window` and the
+    validator's defaults)."""
+    from indexer.validate import ValidateConfig
+
+    defaults = ValidateConfig()
+    return ValidateConfig(
+        experiments=experiments_of(config),
+        window=config.window or window,
+        max_tokens=budget,
+        null_sets=defaults.null_sets if config.null_sets is None else config.null_sets,
+        null_column_sets=(
+            defaults.null_column_sets if config.null_column_sets is None else config.null_column_sets
+        ),
+    )
 
 
 def _validate(

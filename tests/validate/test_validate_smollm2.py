@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,5 @@ def test_smollm2_on_wikitext2_beats_the_calibrated_null(smollm2: LoadedModel, wi
         validate_cmd.console = previous
     text = console.export_text()
     assert "null: 42 sets" in text and "q0.5" in text and "empirical p" in text
+    # the quantiles to four decimals: the null's ratios differ from 1x only in the third or fourth
+    assert re.search(r"q0\.05 \d\.\d{4}x, q0\.5 \d\.\d{4}x", text), text

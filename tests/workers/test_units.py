@@ -171,3 +171,19 @@ def test_the_worker_app_imports_no_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_job_s_null_sizes_reach_the_validator_and_the_run_key_only_when_set() -> None:
+    from indexer.validate import ValidateConfig
+    from workers.pipeline import validate_config_of
+
+    defaults = ValidateConfig()
+    plain = validate_config_of(JobConfig(), 2048)
+    assert (plain.null_sets, plain.null_column_sets) == (defaults.null_sets, defaults.null_column_sets)
+    assert "null_sets" not in JobConfig().as_config()
+    small = JobConfig.model_validate({"null_sets": 16, "null_column_sets": 4})
+    assert small.as_config()["null_sets"] == 16 and small.as_config()["null_column_sets"] == 4
+    config = validate_config_of(small, 2048)
+    assert (config.null_sets, config.null_column_sets, config.max_tokens) == (16, 4, 2048)
+    with pytest.raises(ValidationError):
+        JobConfig.model_validate({"null_sets": -1})
