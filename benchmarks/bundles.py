@@ -52,7 +52,10 @@ def main() -> None:
                         if seed == 1:
                             continue  # llama-quantize is deterministic: a rerun is bit-identical
                         zipped = harness.render(bundle, tool, work, keep=keep) if keep else None
-                        result = harness.run_llama_quantize(gguf_file, out, setting.split()[0], zipped, pure)
+                        mix = setting.split()[0]
+                        result = harness.run_llama_quantize(
+                            gguf_file, out, mix, zipped, pure, tokenizer=folder
+                        )
                     else:
                         rendered = harness.render(bundle, tool, work, keep=keep) if keep else None
                         result = harness.run_python_tool(tool, folder, out, rendered, seed=seed)
