@@ -104,7 +104,8 @@ def run_python_tool(
     command += ["--tokens", str(budget), "--seed", str(seed), "--group-size", str(group_size)]
     if bundle is not None:
         command += ["--bundle", str(bundle)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    out.mkdir(parents=True, exist_ok=True)  # the working folder: GPTQModel writes logs/ into it
+    done = subprocess.run(command, capture_output=True, text=True, cwd=out)
     if done.returncode:
         raise RuntimeError(f"{tool} failed:\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
