@@ -40,7 +40,7 @@ def perplexity(model: Any, tokenizer: Any, corpus: Path, tokens: int) -> float:
 
 
 def densified(model: Any) -> Any:
-    """`model` with each quantized linear module replaced by an `nn.Linear` holding what it computes.
+    """`model` in float32, each quantized linear module replaced by an `nn.Linear` holding what it computes.
 
     GPTQModel's and AutoRound's CPU kernels unpack and dequantize their weights on every call (minutes
     for a perplexity on 2 cores); here each module runs once, on the identity, so the weight is its own
@@ -48,20 +48,31 @@ def densified(model: Any) -> Any:
     """
     import torch
 
-    dtype = model.get_input_embeddings().weight.dtype  # the dtype the model computes in
     for name, module in list(model.named_modules()):
         if isinstance(module, torch.nn.Linear) or not hasattr(module, "qweight"):
             continue
+        # GPTQModel names the widths in_features/out_features, AutoRound infeatures/outfeatures
+        width = getattr(module, "in_features", None) or module.infeatures
+        height = getattr(module, "out_features", None) or module.outfeatures
         with torch.inference_mode():
-            eye = torch.eye(module.in_features, dtype=dtype)  # (in, in)
-            bias = module.bias.to(dtype) if getattr(module, "bias", None) is not None else None
-            transposed = module(eye) - (bias if bias is not None else 0.0)  # (in, out)
-        dense = torch.nn.Linear(module.in_features, module.out_features, bias=bias is not None, dtype=dtype)
+            eye = torch.eye(width)  # (in, in)
+            try:  # AutoRound dequantizes in its scales' dtype and multiplies in the input's (a float16
+                transposed = module(eye).float()  # product on a CPU would take minutes)
+            except (RuntimeError, ValueError):  # GPTQModel's kernel takes only bfloat16/float16 inputs
+                transposed = module(eye.to(model.get_input_embeddings().weight.dtype)).float()  # (in, out)
+            bias = module.bias.float() if getattr(module, "bias", None) is not None else None
+            transposed -= bias if bias is not None else 0.0
+        dense = torch.nn.Linear(width, height, bias=bias is not None)
         dense.weight.data = transposed.T.contiguous()  # (out, in)
         if bias is not None:
             dense.bias.data = bias.clone()
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, dense)
+    # the perplexity is taken in float32 like every tool's (transformers refuses .float() on a model it
+    # loaded quantized, so the tensors are cast one by one)
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.float()
     return model
 
 
@@ -153,7 +164,7 @@ def gptqmodel(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Na
     # its CPU kernels compute in bfloat16 or float16 only: the dequantized weights are exact in bfloat16
     # and the perplexity is then taken in float32, like every other tool's
     loaded = GPTQModel.load(str(out / "artifact"), device="cpu")
-    return densified(loaded.model).float(), loaded.tokenizer
+    return densified(loaded.model), loaded.tokenizer
 
 
 #: docs/bundles.md's AutoRound command, run as written (`python` is the tools venv's, first on PATH)
