@@ -27,9 +27,9 @@ from tests.tools.harness import (
     tools,
 )
 
-#: each test runs a tool two or three times on SmolLM2: minutes each on two busy cores (the tier as a
-#: whole is bounded by `make test-tools`' TOOLS_TIMEOUT)
-pytestmark = [pytest.mark.tools, pytest.mark.timeout(2400)]
+#: each test runs a tool once or twice on SmolLM2: minutes each on two busy cores (the tier as a whole is
+#: bounded by `make test-tools`' TOOLS_TIMEOUT)
+pytestmark = [pytest.mark.tools, pytest.mark.timeout(1200)]
 
 #: the tests' perplexity budget: 4 windows of 512 WikiText-2 tokens (the benchmark's table uses 8)
 TOKENS = 2048
