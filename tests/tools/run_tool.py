@@ -116,7 +116,7 @@ def llm_compressor(model_dir: Path, out: Path, bundle: Path | None, args: argpar
 
 def torchao(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
     import torch
-    from torchao.quantization import FqnToConfig, IntxWeightOnlyConfig, quantize_
+    from torchao.quantization import FqnToConfig, Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
     from torchao.quantization.granularity import PerGroup
 
     model, tokenizer = _load(model_dir)
@@ -131,10 +131,7 @@ def torchao(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Name
         sw = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sw)
         sw.check_model(model)
-        # the kept modules at 8 bits in the same groups: per-channel int8 (Int8WeightOnlyConfig) scales
-        # the super weight's whole row by it, coarser than 4-bit groups for the row's other weights
-        keep = IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerGroup(args.group_size))
-        quantize_(model, FqnToConfig(sw.fqn_to_config(model, config, keep)), filter_fn=None)
+        quantize_(model, FqnToConfig(sw.fqn_to_config(model, config, Int8WeightOnlyConfig())), filter_fn=None)
     (out / "artifact").mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "artifact" / "model.pt")
     return model, tokenizer
