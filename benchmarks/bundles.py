@@ -111,7 +111,7 @@ def main() -> None:
                 f"{noise:>7.3f}  {verdict}"
             )
 
-    for note in notes:
+    for note in dict.fromkeys(notes):  # one per tool
         print(note)
 
 
