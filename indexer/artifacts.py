@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -230,7 +231,17 @@ def _check_folder_weight(
 
 
 def _bits_of(config: Mapping[str, Any], module: str) -> int:
+    """The module's bits: its override (AutoRound `extra_config`, GPTQModel `dynamic`), else the config's."""
     bits = config.get("bits")
+    extra = config.get("extra_config")
+    if isinstance(extra, Mapping) and isinstance(extra.get(module), Mapping):
+        bits = extra[module].get("bits", bits)
+    dynamic = config.get("dynamic")
+    for pattern, override in dynamic.items() if isinstance(dynamic, Mapping) else ():
+        positive = not pattern.startswith("-:") and isinstance(override, Mapping)
+        if positive and re.match(pattern.removeprefix("+:"), module):
+            bits = override.get("bits", bits)
+            break
     if not isinstance(bits, int):
         raise ArtifactError(f"{module}: no g_idx and no bits in the quantization config")
     return bits

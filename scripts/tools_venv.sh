@@ -50,8 +50,15 @@ if [ ! -x "$QUANTIZE" ]; then
   "$VENV/bin/python" -m pip download --quiet --no-deps --no-binary :all: "$LLAMA_CPP_PYTHON" -d "$work"
   tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
   source_dir="$(ls -d "$work"/llama_cpp_python-*/vendor/llama.cpp)"
+  # only what llama-quantize links: the CPU backend without its inference-only kernels (llamafile's
+  # sgemm, the repacked Q4_0 layouts), no TLS, tests, examples or server. The quantization arithmetic is
+  # ggml's C code (ggml-quants.c), kept at -O2; the C++ around it (model loading, the type mix, and the
+  # chat/JSON code llama-common drags in) only sequences tensors, so -O0 is enough and compiles in a
+  # fraction of -O3's time (the produced files are the same: no floating point is done in that C++)
   cmake -S "$source_dir" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DCMAKE_CXX_FLAGS_RELEASE="-O0 -DNDEBUG" \
+    -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DGGML_LLAMAFILE=OFF -DGGML_CPU_REPACK=OFF -DGGML_OPENMP=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
   cmake --build "$work/build" --target llama-quantize -j "${SWI_BUILD_JOBS:-2}" >/dev/null
   mkdir -p "$(dirname "$QUANTIZE")"

@@ -87,6 +87,9 @@ def test_a_super_weight_quantized_away_fails(tiny_bundle: Bundle, tmp_path: Path
         ("llm-compressor-without", "compressed-tensors", "int4 group 32", None),
         ("gptqmodel-with", "gptq", "int8 group 32", True),
         ("gptqmodel-without", "gptq", "int4 group 32", None),
+        # AutoRound names the 8-bit module only in `extra_config`: its bits are not the config's 4
+        ("autoround-with", "gptq", "int8 group 32", True),
+        ("autoround-without", "gptq", "int4 group 32", None),
         ("torchao-with", "torchao", "Int8Tensor", True),
         ("torchao-without", "torchao", "IntxUnpackedToInt8Tensor torch.int4", None),
     ],

@@ -90,14 +90,22 @@ def render(bundle: Path, tool: str, work: Path, **options: Any) -> Path:
 
 
 def run_python_tool(
-    tool: str, model: Path, out: Path, bundle: Path | None, seed: int = 0, group_size: int = 64
+    tool: str,
+    model: Path,
+    out: Path,
+    bundle: Path | None,
+    seed: int = 0,
+    group_size: int = 64,
+    tokens: int | None = None,
 ) -> dict[str, Any]:
-    """Quantize with `tool` in the tools venv; the artifact path and its perplexity."""
+    """Quantize with `tool` in the tools venv: the artifact, its perplexity on `tokens` (TOKENS; 0: none)."""
+    budget = TOKENS if tokens is None else tokens
     command = [str(tools().python), str(RUN_TOOL), tool, str(model), str(out), "--corpus", str(wikitext())]
-    command += ["--tokens", str(TOKENS), "--seed", str(seed), "--group-size", str(group_size)]
+    command += ["--tokens", str(budget), "--seed", str(seed), "--group-size", str(group_size)]
     if bundle is not None:
         command += ["--bundle", str(bundle)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    out.mkdir(parents=True, exist_ok=True)  # the working folder: GPTQModel writes logs/ into it
+    done = subprocess.run(command, capture_output=True, text=True, cwd=out)
     if done.returncode:
         raise RuntimeError(f"{tool} failed:\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -105,7 +113,13 @@ def run_python_tool(
 
 
 def run_llama_quantize(
-    source: Path, out: Path, mix: str, bundle_zip: Path | None, pure: bool = False
+    source: Path,
+    out: Path,
+    mix: str,
+    bundle_zip: Path | None,
+    pure: bool = False,
+    tokens: int | None = None,
+    tokenizer: Path | None = None,
 ) -> dict[str, Any]:
     """`llama-quantize [--pure] [--tensor-type-file ...] --allow-requantize SRC OUT MIX`, then perplexity."""
     import zipfile
@@ -122,13 +136,19 @@ def run_llama_quantize(
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"llama-quantize failed:\n{done.stderr[-4000:]}")
-    return {"tool": "llama.cpp", "artifact": str(artifact), "perplexity": gguf_perplexity(artifact)}
+    ppl = gguf_perplexity(artifact, tokens, tokenizer)
+    return {"tool": "llama.cpp", "artifact": str(artifact), "perplexity": ppl}
 
 
-def gguf_perplexity(artifact: Path) -> float:
-    """The perplexity of a GGUF file, dequantized by the tools venv's transformers (the same loop)."""
+def gguf_perplexity(artifact: Path, tokens: int | None = None, tokenizer: Path | None = None) -> float:
+    """The perplexity of a GGUF file, dequantized by the tools venv's transformers (the same loop).
+
+    `tokenizer`: a folder with the same tokenizer (the dequantized copy's), so it is not converted again.
+    """
     command = [str(tools().python), str(RUN_TOOL), "gguf", str(artifact), str(artifact.parent / "eval")]
-    command += ["--corpus", str(wikitext()), "--tokens", str(TOKENS)]
+    command += ["--corpus", str(wikitext()), "--tokens", str(TOKENS if tokens is None else tokens)]
+    if tokenizer is not None:
+        command += ["--tokenizer", str(tokenizer)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"GGUF evaluation failed:\n{done.stderr[-4000:]}")

@@ -48,7 +48,8 @@ def main() -> None:
                 out = work / f"{tool}-{setting}"
                 command = [python, str(ROOT / "tests" / "tools" / "run_tool.py"), tool, str(model), str(out)]
                 command += ["--group-size", "32", "--calibration", str(corpus), *extra]
-                subprocess.run(command, check=True)
+                out.mkdir(parents=True)
+                subprocess.run(command, check=True, cwd=out)  # GPTQModel writes logs/ into its working folder
                 target = FIXTURES / f"{tool}-{setting}"
                 shutil.rmtree(target, ignore_errors=True)
                 artifact = out / "artifact"

@@ -39,6 +39,43 @@ def perplexity(model: Any, tokenizer: Any, corpus: Path, tokens: int) -> float:
     return math.exp(total / count)
 
 
+def densified(model: Any) -> Any:
+    """`model` in float32, each quantized linear module replaced by an `nn.Linear` holding what it computes.
+
+    GPTQModel's and AutoRound's CPU kernels unpack and dequantize their weights on every call (minutes
+    for a perplexity on 2 cores); here each module runs once, on the identity, so the weight is its own
+    kernel's dequantization exactly (x @ I adds only exact zeros in float32) and the perplexity the same.
+    """
+    import torch
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, torch.nn.Linear) or not hasattr(module, "qweight"):
+            continue
+        # GPTQModel names the widths in_features/out_features, AutoRound infeatures/outfeatures
+        width = getattr(module, "in_features", None) or module.infeatures
+        height = getattr(module, "out_features", None) or module.outfeatures
+        with torch.inference_mode():
+            eye = torch.eye(width)  # (in, in)
+            try:  # AutoRound dequantizes in its scales' dtype and multiplies in the input's (a float16
+                transposed = module(eye).float()  # product on a CPU would take minutes)
+            except (RuntimeError, ValueError):  # GPTQModel's kernel takes only bfloat16/float16 inputs
+                transposed = module(eye.to(model.get_input_embeddings().weight.dtype)).float()  # (in, out)
+            bias = module.bias.float() if getattr(module, "bias", None) is not None else None
+            transposed -= bias if bias is not None else 0.0
+        dense = torch.nn.Linear(width, height, bias=bias is not None)
+        dense.weight.data = transposed.T.contiguous()  # (out, in)
+        if bias is not None:
+            dense.bias.data = bias.clone()
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, dense)
+    # the perplexity is taken in float32 like every tool's (transformers refuses .float() on a model it
+    # loaded quantized, so the tensors are cast one by one)
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.float()
+    return model
+
+
 def _load(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -104,41 +141,49 @@ def gptqmodel(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Na
     import torch
 
     # GPTQModel 7.6 sizes its CPU pool as (cores + 1) // 2 and asks 2 "model_loader:cpu" workers of it: on
-    # 2 cores it raises "Virtual pool 'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1"
-    cores = os.cpu_count() or 1
-    os.cpu_count = lambda: max(cores, 4)
+    # 2 cores it raises "Virtual pool 'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1";
+    # GPTQMODEL_CPU_WORKERS is its own override of that size
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(os.cpu_count() or 1, 2)))
+    # its packing has a C++ fast path that it JIT-compiles on first use (minutes on 2 cores) and a Python
+    # path that writes the same qweight/qzeros; a 135M model packs in seconds either way
+    os.environ.setdefault("GPTQMODEL_DISABLE_PACK_EXT", "1")
     from gptqmodel import GPTQModel, QuantizeConfig
 
-    dynamic = json.loads(bundle.read_text())["dynamic"] if bundle else None
-    config = QuantizeConfig(bits=args.bits, group_size=args.group_size, dynamic=dynamic)
+    # docs/bundles.md's snippet; without a bundle the same scheme and group size, no `dynamic`
+    doc = json.loads(bundle.read_text()) if bundle else {"bits": args.bits, "group_size": args.group_size}
+    # offload_to_disk=False: 7.6's default loads the model lazily onto the meta device, and on a CPU its
+    # calibration forward then fails ("Tensor.item() cannot be called on meta tensors")
+    config = QuantizeConfig(
+        bits=doc["bits"], group_size=doc["group_size"], dynamic=doc.get("dynamic"), offload_to_disk=False
+    )
     model = GPTQModel.load(str(model_dir), config, dtype=torch.float32)
     model.quantize(_calibration(model.tokenizer, args.calibration or args.corpus, args.seed))
     model.save(str(out / "artifact"))
+    if not args.tokens:
+        return None, None
+    # its CPU kernels compute in bfloat16 or float16 only: the dequantized weights are exact in bfloat16
+    # and the perplexity is then taken in float32, like every other tool's
     loaded = GPTQModel.load(str(out / "artifact"), device="cpu")
-    return loaded.model, loaded.tokenizer
+    return densified(loaded.model), loaded.tokenizer
+
+
+#: docs/bundles.md's AutoRound command, run as written (`python` is the tools venv's, first on PATH)
+AUTOROUND = """. "$BUNDLE" && swi_check_model "$MODEL" && python -m auto_round --model "$MODEL" \\
+  --bits "$SWI_BITS" --group_size "$SWI_GROUP_SIZE" --iters 0 --disable_opt_rtn --device cpu \\
+  --output_dir "$OUT" --layer_config "$SWI_LAYER_CONFIG" --ignore_layers "$SWI_IGNORE_LAYERS"
+"""
+#: the same without a bundle: the bundle's scheme and group size
+AUTOROUND_PLAIN = """python -m auto_round --model "$MODEL" \\
+  --bits "$SWI_BITS" --group_size "$SWI_GROUP_SIZE" --iters 0 --disable_opt_rtn --device cpu \\
+  --output_dir "$OUT"
+"""
 
 
 def autoround(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
-    env = dict(os.environ)
-    command = [sys.executable, "-m", "auto_round", "--model", str(model_dir)]
-    command += ["--bits", str(args.bits), "--group_size", str(args.group_size), "--iters", "0"]
-    command += ["--disable_opt_rtn", "--device", "cpu", "--output_dir", str(out / "artifact")]
-    if bundle is not None:
-        shown = subprocess.run(
-            [
-                "sh",
-                "-c",
-                '. "$1" && swi_check_model "$2" && printf "%s\\n%s" "$SWI_LAYER_CONFIG" "$SWI_IGNORE_LAYERS"',
-                "sh",
-                str(bundle),
-                str(model_dir),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split("\n")
-        command += ["--layer_config", shown[0], "--ignore_layers", shown[1]]
-    subprocess.run(command, check=True, env=env)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env |= {"MODEL": str(model_dir), "OUT": str(out / "artifact"), "BUNDLE": str(bundle or "")}
+    env |= {"SWI_BITS": str(args.bits), "SWI_GROUP_SIZE": str(args.group_size)}
+    subprocess.run(["sh", "-c", AUTOROUND if bundle else AUTOROUND_PLAIN], check=True, env=env)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -147,10 +192,10 @@ def autoround(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Na
         path.rename(out / "artifact" / path.name)
     folder.rmdir()
     folder = out / "artifact"
-    if args.corpus is None:
+    if args.corpus is None or not args.tokens:
         return None, None
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, device_map="cpu")
-    return model, AutoTokenizer.from_pretrained(folder)
+    return densified(model), AutoTokenizer.from_pretrained(folder)
 
 
 def baseline(model_dir: Path, out: Path, bundle: Path | None, args: argparse.Namespace) -> Any:
@@ -164,6 +209,8 @@ def gguf(model_file: Path, out: Path, bundle: Path | None, args: argparse.Namesp
 
     folder, name = model_file.parent, model_file.name
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    if args.tokenizer is not None:  # the same vocabulary, without converting it from the GGUF again
+        return model, AutoTokenizer.from_pretrained(args.tokenizer)
     return model, AutoTokenizer.from_pretrained(folder, gguf_file=name)
 
 
@@ -184,8 +231,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--corpus", type=Path)
+    parser.add_argument("--tokenizer", type=Path, help="gguf: a folder with the model's tokenizer")
     parser.add_argument("--calibration", type=Path, help="text for calibrating tools (default: --corpus)")
-    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--tokens", type=int, default=4096, help="0: no perplexity (the artifact only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=64)
@@ -195,7 +243,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = TOOLS[args.tool](args.model_dir, args.out, args.bundle, args)
-    evaluate = args.corpus is not None and model is not None
+    evaluate = args.corpus is not None and model is not None and args.tokens > 0
     ppl = perplexity(model, tokenizer, args.corpus, args.tokens) if evaluate else None
     artifact = args.out / "artifact"
     print(json.dumps({"tool": args.tool, "artifact": str(artifact), "perplexity": ppl}))
