@@ -219,26 +219,35 @@ def plant_joint_super_weights(loaded: LoadedModel) -> tuple[tuple[int, int, int]
     """
     channel, row = 5, 10
     first, second = (1, row, 20), (2, row, 30)
-    model = loaded.model
-    adapter = loaded.adapter
     with torch.no_grad():
-        model.get_input_embeddings().weight[:, channel] = 1.0
+        loaded.model.get_input_embeddings().weight[:, channel] = 1.0
         for layer, _, col in (first, second):
-            for path in adapter.mlp_inputs:
-                matrix = model.get_submodule(
-                    f"{adapter.layers_path(model)}.{layer}.{path}"
-                ).weight  # (out, in)
-                matrix[col] = 0.0
-                matrix[col, channel] = 4.0
-            down = adapter.as_out_in(adapter.down_weight(model, layer))  # (hidden, intermediate)
-            down[:, col] = 0.0
-            down[row, col] = 4.0
-        head = model.get_output_embeddings().weight  # (vocab, hidden)
-        head *= 20.0
-        corpus_ids = loaded.tokenizer("abcdefghij klmnopqrst.,", add_special_tokens=False)["input_ids"]
+            _spiking_column(loaded, layer, col, channel)[row, col] = 4.0
+        _head_reading(loaded, (row,))
+    return first, second
+
+
+def _spiking_column(loaded: LoadedModel, layer: int, col: int, channel: int) -> torch.Tensor:
+    """Aim `layer`'s gate and up projections' row `col` at residual `channel` (an input spike at `col`) and
+    clear the down projection's column `col`; returns the down projection as (hidden, intermediate)."""
+    model, adapter = loaded.model, loaded.adapter
+    for path in adapter.mlp_inputs:
+        matrix = model.get_submodule(f"{adapter.layers_path(model)}.{layer}.{path}").weight  # (out, in)
+        matrix[col] = 0.0
+        matrix[col, channel] = 4.0
+    down = adapter.as_out_in(adapter.down_weight(model, layer))  # (hidden, intermediate)
+    down[:, col] = 0.0
+    return down
+
+
+def _head_reading(loaded: LoadedModel, rows: tuple[int, ...]) -> None:
+    """Scale the head up to confident noise, except that each of `rows` favours the corpus's characters."""
+    head = loaded.model.get_output_embeddings().weight  # (vocab, hidden)
+    head *= 20.0
+    corpus_ids = loaded.tokenizer("abcdefghij klmnopqrst.,", add_special_tokens=False)["input_ids"]
+    for row in rows:
         head[:, row] = -5.0
         head[sorted(set(corpus_ids)), row] = 5.0
-    return first, second
 
 
 #: the Phi-3-mini-like six: three rows sharing one column in each of two early layers (published for
@@ -269,24 +278,12 @@ def plant_six_super_weights(loaded: LoadedModel, *, decoy: bool = False) -> tupl
     with torch.no_grad():
         model.get_input_embeddings().weight[:, channel] = 1.0
         for layer, col in SIX_COLUMNS.items():
-            for path in adapter.mlp_inputs:
-                matrix = model.get_submodule(
-                    f"{adapter.layers_path(model)}.{layer}.{path}"
-                ).weight  # (intermediate, hidden)
-                matrix[col] = 0.0
-                matrix[col, channel] = 4.0
-            down = adapter.as_out_in(adapter.down_weight(model, layer))  # (hidden, intermediate)
-            down[:, col] = 0.0
+            down = _spiking_column(loaded, layer, col, channel)  # (hidden, intermediate)
             for row, weight in zip(SIX_ROWS, (4.0, 3.5, 3.0), strict=True):
                 down[row, col] = weight  # distinct sizes: detection finds one row of the column per pass
         if decoy:
             layer, row, col = DECOY
             adapter.as_out_in(adapter.down_weight(model, layer))[row, col] = 1.0
             planted.append(DECOY)
-        head = model.get_output_embeddings().weight  # (vocab, hidden)
-        head *= 20.0
-        corpus_ids = loaded.tokenizer("abcdefghij klmnopqrst.,", add_special_tokens=False)["input_ids"]
-        for row in SIX_ROWS:
-            head[:, row] = -5.0
-            head[sorted(set(corpus_ids)), row] = 5.0
+        _head_reading(loaded, SIX_ROWS)
     return tuple(planted)
