@@ -50,6 +50,7 @@ from indexer.perplexity import (
     BatchObserver,
     PassResult,
     PerplexityEvaluator,
+    logits_match,
     vocab_size,
 )
 from indexer.quantize import (
@@ -263,10 +264,7 @@ class StreamedEvaluator(PerplexityEvaluator):
             if len(head_input) != 1:
                 return False
             got = self._head_logits(head_input[0]).float()
-        if got.shape != expected.shape:
-            return False
-        scale = float(expected.abs().max()) or 1.0
-        return float((got - expected).abs().max()) <= 1e-2 * scale
+        return logits_match(got, expected)
 
 
 @contextmanager
