@@ -194,8 +194,10 @@ def main() -> None:
         measured = [f for f in (*result.figures, *result.null_figures) if f.reused_from is None]
         if floor is None:
             floor = PerplexityEvaluator(loaded, windows, result.batch_size)
-            floor.want_prefix(result.timing.prefix_layers)
-            floor.run()  # records the same cached layer inputs as the suite's baseline (not timed)
+            # the baseline's input of every layer a suite pass started from (the held-out quantization
+            # passes start from the plain pass's input: from the same layer, the same work)
+            floor.want_prefix({f.prefix_layer for f in measured if f.prefix_layer is not None})
+            floor.run()  # records those layer inputs of the baseline (not timed)
         # (c) the floor: each distinct pass of the suite, in its order, as an unmodified pass from its start
         floor_s = sum(floor.run(f.prefix_layer or 0).seconds for f in measured)
         rounds.append((suite_s, floor_s))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -158,37 +158,59 @@ class PerplexityEvaluator:
         self.current_batch = 0
         self.prefix_cache_enabled = prefix_cache
         self.prefix_cache_memory = prefix_cache_memory
-        self._cache: dict[int, list[torch.Tensor]] = {}  # layer -> per batch (batch, window, hidden)
-        self._wanted: set[int] = set()
+        #: (source, layer) -> per batch (batch, window, hidden): layer `layer`'s input in the pass of
+        #: `source` (None: the baseline, kept for every later pass; any other only until its last use)
+        self._cache: dict[tuple[Hashable | None, int], list[torch.Tensor]] = {}
+        self._wanted: set[tuple[Hashable | None, int]] = set()
+        #: non-baseline recordings -> the later passes still to start from them
+        self._uses: dict[tuple[Hashable | None, int], int] = {}
         self._output_tail: tuple[Any, ...] | None = None  # what decoder layers return after the hidden state
         self.full_passes = 0
         self.cached_passes = 0
 
     @property
     def cached_layers(self) -> tuple[int, ...]:
-        """Decoder layers whose input hidden states are recorded."""
-        return tuple(sorted(self._cache))
+        """Decoder layers whose baseline input hidden states are recorded."""
+        return tuple(sorted(layer for source, layer in self._cache if source is None))
 
     @property
     def cache_bytes(self) -> int:
         """Memory held by the prefix cache."""
         return sum(t.numel() * t.element_size() for tensors in self._cache.values() for t in tensors)
 
-    def want_prefix(self, layers: Iterable[int]) -> None:
-        """Ask the next full pass to record the inputs of these decoder layers (layer 0 is never worth it)."""
-        if self.prefix_cache_enabled:
-            self._wanted.update(layer for layer in layers if 0 < layer < self.num_layers)
+    def want_prefix(self, layers: Iterable[int], source: Hashable | None = None) -> None:
+        """Ask the full pass of `source` (None: the next full pass, the baseline's) to record the inputs of
+        these decoder layers (layer 0 is never worth it); each non-baseline layer once per later use."""
+        if not self.prefix_cache_enabled:
+            return
+        for layer in layers:
+            if 0 < layer < self.num_layers:
+                self._wanted.add((source, layer))
+                if source is not None:
+                    self._uses[(source, layer)] = self._uses.get((source, layer), 0) + 1
 
-    def run(self, start_layer: int = 0, observer: BatchObserver | None = None) -> PassResult:
-        """One pass over every window; `start_layer`: the first decoder layer the current variant changes."""
+    def run(
+        self,
+        start_layer: int = 0,
+        observer: BatchObserver | None = None,
+        *,
+        source: Hashable | None = None,
+        key: Hashable | None = None,
+    ) -> PassResult:
+        """One pass over every window; `start_layer`: the first decoder layer the current variant changes.
+
+        `source`: the pass whose layers before `start_layer` this one computes alike (None: the
+        baseline); `key`: this pass's own name, under which it records the layer inputs asked of it.
+        """
         started = time.perf_counter()
-        prefix = self._usable_prefix(start_layer)
-        capture = sorted(self._wanted - set(self._cache)) if prefix is None else []
+        prefix = self._usable_prefix(source, start_layer)
+        wanted = self._wanted - set(self._cache)
+        capture = sorted(layer for s, layer in wanted if s == key) if prefix is None else []
         window = int(self.windows.input_ids.shape[1])
         per_window: list[torch.Tensor] = []
         with ExitStack() as stack, torch.inference_mode():
             if prefix is not None:
-                stack.enter_context(self._skipping_layers_before(prefix))
+                stack.enter_context(self._skipping_layers_before(prefix, self._cache[(source, prefix)]))
             recorded: dict[int, list[torch.Tensor]] = {}
             if capture:
                 recorded = stack.enter_context(self._recording(capture))
@@ -202,7 +224,9 @@ class PerplexityEvaluator:
                 else:
                     per_window.append(self._whole_logits_nll(index, ids, observer))
         if capture:
-            self._keep(recorded)
+            self._keep(key, recorded)
+        if source is not None and start_layer > 0:
+            self._used(source, start_layer)
         if prefix is None:
             self.full_passes += 1
         else:
@@ -305,9 +329,18 @@ class PerplexityEvaluator:
             got = self._head_logits(captured[0]).float()
         return logits_match(got, expected)
 
-    def _usable_prefix(self, start_layer: int) -> int | None:
-        usable = [layer for layer in self._cache if layer <= start_layer]
+    def _usable_prefix(self, source: Hashable | None, start_layer: int) -> int | None:
+        usable = [layer for s, layer in self._cache if s == source and layer <= start_layer]
         return max(usable) if usable else None
+
+    def _used(self, source: Hashable, layer: int) -> None:
+        """One use of a non-baseline recording is done; the last one frees it."""
+        entry = (source, layer)
+        self._uses[entry] = self._uses.get(entry, 1) - 1
+        if self._uses[entry] <= 0:
+            del self._uses[entry]
+            self._cache.pop(entry, None)
+            self._wanted.discard(entry)
 
     def _layer_name(self, layer: int) -> str:
         return f"{self.layers_path}.{layer}"
@@ -335,22 +368,21 @@ class PerplexityEvaluator:
         else:
             self._output_tail = None  # something we could not hand on faithfully: no cache
 
-    def _keep(self, recorded: dict[int, list[torch.Tensor]]) -> None:
-        self._wanted.difference_update(recorded)
+    def _keep(self, key: Hashable | None, recorded: dict[int, list[torch.Tensor]]) -> None:
+        self._wanted.difference_update((key, layer) for layer in recorded)
         if self._output_tail is None:
             return
         budget = self.prefix_cache_memory - self.cache_bytes
         for layer, tensors in sorted(recorded.items()):
             size = sum(t.numel() * t.element_size() for t in tensors)
             if len(tensors) == len(self.batches) and size <= budget:
-                self._cache[layer] = tensors
+                self._cache[(key, layer)] = tensors
                 budget -= size
 
     @contextmanager
-    def _skipping_layers_before(self, layer: int) -> Iterator[None]:
+    def _skipping_layers_before(self, layer: int, cached: list[torch.Tensor]) -> Iterator[None]:
         """Replace decoder layers `0..layer-1` by stubs returning layer `layer`'s recorded input."""
         layers = self.adapter.decoder_layers(self.model)
-        cached = self._cache[layer]
         tail = self._output_tail or ()
         missing = object()
         saved: list[tuple[nn.Module, Any]] = []
@@ -380,3 +412,28 @@ def logits_match(got: torch.Tensor, expected: torch.Tensor) -> bool:
         return False
     scale = float(expected.abs().max()) or 1.0
     return float((got - expected).abs().max()) <= 1e-2 * scale
+
+
+def bootstrap_resamples(windows: int, samples: int, seed: int) -> torch.Tensor:
+    """`(samples, windows)` window indices drawn with replacement (one draw shared by every figure)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(windows, (samples, windows), generator=generator)
+
+
+def paired_ratio_interval(
+    window_nll: Sequence[float], base_nll: Sequence[float], resamples: torch.Tensor, level: float
+) -> tuple[float | None, float | None]:
+    """The bootstrap interval of a perplexity ratio: windows resampled, each paired with the base's same
+    window (None where an end overflows)."""
+    difference = torch.tensor(window_nll, dtype=torch.float64) - torch.tensor(base_nll, dtype=torch.float64)
+    means = difference[resamples].mean(dim=1)  # (samples,) mean log ratio of each resample
+    tail = (1 - level) / 2
+    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return _exp(low), _exp(high)
+
+
+def _exp(value: float) -> float | None:
+    """exp, None where it overflows or is not a number."""
+    if math.isnan(value):
+        return None
+    return math.exp(value) if value < 700 else None

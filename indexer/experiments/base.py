@@ -6,7 +6,8 @@ engine can apply it: the whole-model engine (`indexer.validation.suite`) wraps e
 managers; a layer-major engine applies each change to the one layer it is running:
 
 - `first_layer`: the first decoder layer the variant changes; every layer before it computes what the
-  baseline computed (the prefix cache starts there);
+  baseline computed (the prefix cache starts there), or what the earlier variant `prefix_of` computed
+  (RTN with the super weights held out quantizes the layers before theirs as plain RTN does);
 - `weight_edits`: down-projection scalars zeroed, scaled or shifted (`WeightEdit`, one coordinate each);
 - `quantized_weights`: every linear layer runs on a quantized copy of its weight (`WeightQuantizer`
   edits the copy of one layer's weight in place);
@@ -111,6 +112,9 @@ class Variant:
     quantized_weights: WeightQuantizer | None = None
     activation_changes: tuple[ActivationChange, ...] = ()
     reuse: FigureKey | None = None  # the key of an identical variant measured earlier
+    #: the earlier variant whose layers before `first_layer` this one computes bit for bit (None: the
+    #: baseline's); the prefix cache then starts from that variant's recorded input of `first_layer`
+    prefix_of: FigureKey | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     weight_set: WeightSet | None = None  # the weights it changed, reported as a set
 

@@ -63,6 +63,12 @@ class RoundToNearest(Measures):
                     if variant == "holdout" and not hold_out and "plain" in config.rtn_variants:
                         plain = FigureKey.rtn(bits, granularity.label, "plain")
                         reuse = first_of_partition.get((bits, "plain", partition), plain)
+                    # holding out changes only the super weights' down projections: the layers before
+                    # the first of them quantize as plain RTN does, so the pass starts from plain RTN's
+                    # recorded input of that layer (when plain RTN of this partition is measured first)
+                    prefix_of = None
+                    if variant == "holdout" and hold_out:
+                        prefix_of = first_of_partition.get((bits, "plain", partition))
                     if variant == "plain":
                         quantizer = rtn_weight_quantizer(bits, granularity)
                     elif variant == "clipped":
@@ -84,9 +90,11 @@ class RoundToNearest(Measures):
                             self.name,
                             f"RTN {bits}-bit {granularity_text(granularity)}, {variant}",
                             self.phase,
+                            first_layer=context.first_layer if prefix_of is not None else 0,
                             quantized_weights=quantizer,
                             reuse=reuse,
                             params=params,
+                            prefix_of=prefix_of,
                         )
                     )
         return tuple(variants)
@@ -108,9 +116,15 @@ class W8A8(Measures):
         """One pass per variant (without a super activation the hold-out is the naive pass)."""
         config = context.config
         bits = config.activation_bits
-        variants = []
+        variants: list[Variant] = []
+        naive = FigureKey.w8a8("naive")
         for variant in config.w8a8_variants:
-            reuse = FigureKey.w8a8("naive") if variant == "holdout" and context.activation is None else None
+            reuse = naive if variant == "holdout" and context.activation is None else None
+            # the hold-out starts at the super activation's layer: before it the pass is the naive one
+            prefix_of, first_layer = None, 0
+            measured_naive = any(v.key == naive for v in variants)
+            if variant == "holdout" and context.activation is not None and measured_naive:
+                prefix_of, first_layer = naive, context.activation.first_layer
             variants.append(
                 Variant(
                     FigureKey.w8a8(variant),
@@ -118,8 +132,10 @@ class W8A8(Measures):
                     f"W8A{bits} (weights per channel, activations per tensor), {variant}",
                     self.phase,
                     quantized_weights=_per_channel_8bit,
+                    first_layer=first_layer,
                     activation_changes=(QuantizedActivations(bits, variant == "holdout"),),
                     reuse=reuse if "naive" in config.w8a8_variants else None,
+                    prefix_of=prefix_of,
                     params={"weight_bits": 8, "activation_bits": bits, "variant": variant},
                 )
             )

@@ -29,7 +29,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -233,7 +233,14 @@ class StreamedEvaluator(PerplexityEvaluator):
         self.captured = captured
         return captured
 
-    def run(self, start_layer: int = 0, observer: BatchObserver | None = None) -> PassResult:
+    def run(
+        self,
+        start_layer: int = 0,
+        observer: BatchObserver | None = None,
+        *,
+        source: Hashable | None = None,
+        key: Hashable | None = None,
+    ) -> PassResult:
         """Not available: a streamed model has no whole-model pass (the layer-major suite drives it)."""
         raise StreamingUnsupportedError(
             "a streamed model is evaluated layer by layer, by the layer-major suite"

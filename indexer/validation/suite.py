@@ -33,7 +33,13 @@ from indexer.experiments.base import (
 )
 from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
 from indexer.loading import LoadedModel
-from indexer.perplexity import BatchObserver, PassResult, PerplexityEvaluator
+from indexer.perplexity import (
+    BatchObserver,
+    PassResult,
+    PerplexityEvaluator,
+    bootstrap_resamples,
+    paired_ratio_interval,
+)
 from indexer.quantize import (
     LinearTarget,
     QuantMemory,
@@ -91,13 +97,6 @@ def _combined(first: ForwardHook | None, second: ForwardHook) -> ForwardHook:
         return second(module, args, output)
 
     return both
-
-
-def _exp(value: float) -> float | None:
-    """exp, None where it overflows (an overflowing ratio is reported as None, like its perplexity)."""
-    if math.isnan(value):
-        return None
-    return math.exp(value) if value < 700 else None
 
 
 class Suite:
@@ -199,7 +198,9 @@ class Suite:
     def run(self) -> None:
         """The baseline (recording what later variants reuse), then every planned figure."""
         variants = self.plan()
-        self.evaluator.want_prefix(v.first_layer for v in variants if v.first_layer > 0)
+        for variant in variants:
+            if variant.first_layer > 0 and variant.reuse is None:
+                self.evaluator.want_prefix([variant.first_layer], variant.prefix_of)
         self._run_baseline()
         by_phase: dict[Phase, list[Variant]] = {}
         for variant in variants:
@@ -261,7 +262,9 @@ class Suite:
             self.figures[variant.key] = self._figure(variant, result, reused_from=variant.reuse)
             return
         with self.applied(variant):
-            result = self.evaluator.run(variant.first_layer, self._observer(variant.key))
+            result = self.evaluator.run(
+                variant.first_layer, self._observer(variant.key), source=variant.prefix_of, key=variant.key
+            )
         self.passes[variant.key] = result
         self.figures[variant.key] = self._figure(variant, result)
 
@@ -358,16 +361,8 @@ class Suite:
         if not base or len(result.window_nll) != len(base):
             return None, None
         if self._resamples is None:
-            generator = torch.Generator().manual_seed(self.config.seed)
-            shape = (self.config.bootstrap_samples, len(base))
-            self._resamples = torch.randint(len(base), shape, generator=generator)
-        difference = torch.tensor(result.window_nll, dtype=torch.float64) - torch.tensor(
-            base, dtype=torch.float64
-        )
-        means = difference[self._resamples].mean(dim=1)  # (samples,) mean log ratio of each resample
-        tail = (1 - self.config.interval_level) / 2
-        low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
-        return _exp(low), _exp(high)
+            self._resamples = bootstrap_resamples(len(base), self.config.bootstrap_samples, self.config.seed)
+        return paired_ratio_interval(result.window_nll, base, self._resamples, self.config.interval_level)
 
     # -- summaries --
 

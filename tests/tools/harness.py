@@ -136,12 +136,14 @@ def run_llama_quantize(
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"llama-quantize failed:\n{done.stderr[-4000:]}")
-    ppl = gguf_perplexity(artifact, tokens, tokenizer)
-    return {"tool": "llama.cpp", "artifact": str(artifact), "perplexity": ppl}
+    return {"tool": "llama.cpp", "artifact": str(artifact), **gguf_perplexity(artifact, tokens, tokenizer)}
 
 
-def gguf_perplexity(artifact: Path, tokens: int | None = None, tokenizer: Path | None = None) -> float:
-    """The perplexity of a GGUF file, dequantized by the tools venv's transformers (the same loop).
+def gguf_perplexity(
+    artifact: Path, tokens: int | None = None, tokenizer: Path | None = None
+) -> dict[str, Any]:
+    """The perplexity of a GGUF file (and its windows' losses), dequantized by the tools venv's
+    transformers (the same loop as every tool's).
 
     `tokenizer`: a folder with the same tokenizer (the dequantized copy's), so it is not converted again.
     """
@@ -152,7 +154,8 @@ def gguf_perplexity(artifact: Path, tokens: int | None = None, tokenizer: Path |
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"GGUF evaluation failed:\n{done.stderr[-4000:]}")
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["perplexity"])
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"perplexity": float(line["perplexity"]), "window_nll": line["window_nll"]}
 
 
 def swi_check(artifact: Path, bundle: Path, tool: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Standard library + the tool's own packages only (this runs in the tools venv, no
 
     python tests/tools/run_tool.py TOOL MODEL_DIR OUT_DIR [--bundle FILE] [--corpus FILE --tokens N]
 
-writes the artifact into OUT_DIR and prints one JSON line: {"tool", "artifact", "perplexity"}.
+writes the artifact into OUT_DIR and prints one JSON line: {"tool", "artifact", "perplexity", "window_nll"}.
 """
 
 from __future__ import annotations
@@ -22,21 +22,21 @@ from typing import Any
 WINDOW = 512
 
 
-def perplexity(model: Any, tokenizer: Any, corpus: Path, tokens: int) -> float:
-    """Perplexity over the first `tokens` tokens of `corpus` in windows of WINDOW (no overlap)."""
+def perplexity(model: Any, tokenizer: Any, corpus: Path, tokens: int) -> tuple[float, list[float]]:
+    """Perplexity over the first `tokens` tokens of `corpus` in windows of WINDOW (no overlap), and each
+    window's mean next-token loss (the benchmark's paired bootstrap resamples them)."""
     import torch
 
     text = corpus.read_text(encoding="utf-8")[: tokens * 12]
     ids = tokenizer(text, return_tensors="pt")["input_ids"][0][:tokens]
     windows = ids[: len(ids) // WINDOW * WINDOW].view(-1, WINDOW)  # (windows, WINDOW)
-    total, count = 0.0, 0
+    losses: list[float] = []
     with torch.inference_mode():
         for window in windows:
             logits = model(input_ids=window[None]).logits.float()  # (1, WINDOW, vocab)
             loss = torch.nn.functional.cross_entropy(logits[0, :-1], window[1:], reduction="sum")
-            total += float(loss)
-            count += WINDOW - 1
-    return math.exp(total / count)
+            losses.append(float(loss) / (WINDOW - 1))
+    return math.exp(sum(losses) / len(losses)), losses
 
 
 def densified(model: Any) -> Any:
@@ -244,9 +244,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = TOOLS[args.tool](args.model_dir, args.out, args.bundle, args)
     evaluate = args.corpus is not None and model is not None and args.tokens > 0
-    ppl = perplexity(model, tokenizer, args.corpus, args.tokens) if evaluate else None
+    ppl, window_nll = perplexity(model, tokenizer, args.corpus, args.tokens) if evaluate else (None, [])
     artifact = args.out / "artifact"
-    print(json.dumps({"tool": args.tool, "artifact": str(artifact), "perplexity": ppl}))
+    result = {"tool": args.tool, "artifact": str(artifact), "perplexity": ppl, "window_nll": window_nll}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

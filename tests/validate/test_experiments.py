@@ -37,9 +37,14 @@ def test_variants_declare_first_layer_and_changes(planted: tuple[LoadedModel, De
         control = variants[key]
         assert control.first_layer == min(e.layer for e in control.weight_edits)
         assert all(e.row != PLANTED[1] for e in control.weight_edits)
-    rtn = variants["rtn/4bit/g32/holdout"]
-    assert rtn.first_layer == 0 and rtn.quantized_weights is not None and not rtn.weight_edits
+    plain, rtn = variants["rtn/4bit/g32/plain"], variants["rtn/4bit/g32/holdout"]
+    assert plain.first_layer == 0 and plain.prefix_of is None
+    # holding out differs from plain RTN only from the super weight's layer on
+    assert rtn.first_layer == PLANTED[0] and rtn.prefix_of == plain.key
+    assert rtn.quantized_weights is not None and not rtn.weight_edits
+    assert variants["rtn/4bit/g32/clipped"].first_layer == 0  # clipping changes every layer
     assert variants["w8a8/holdout"].activation_changes == (QuantizedActivations(8, True),)
+    assert variants["w8a8/holdout"].prefix_of == variants["w8a8/naive"].key
     assert variants["w8a8/naive"].activation_changes == (QuantizedActivations(8, False),)
     assert [s.kind for s in suite.weight_sets] == ["super_weights", "largest", "random_matched"]
 

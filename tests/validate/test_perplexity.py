@@ -64,6 +64,25 @@ def test_prefix_cache_reproduces_the_full_pass_exactly(model_type: str) -> None:
         assert not module._forward_hooks and not module._forward_pre_hooks, f"hook left on {name}"
 
 
+def test_a_pass_starts_from_another_variants_recorded_input_and_frees_it() -> None:
+    loaded = tiny_model("llama", num_layers=4)
+    evaluator = PerplexityEvaluator(loaded, _windows(loaded), batch_size=2)
+    evaluator.want_prefix([2])  # the baseline's
+    evaluator.want_prefix([2], source="first")  # the pass named "first", for one later pass
+    evaluator.run()
+    baseline_bytes = evaluator.cache_bytes
+    with zeroed_weights(loaded.model, loaded.adapter, [(0, 5, 7)]):
+        first = evaluator.run(key="first")  # a full pass: records its own input of layer 2
+        assert first.prefix_layer is None and evaluator.cache_bytes == 2 * baseline_bytes
+        with zeroed_weights(loaded.model, loaded.adapter, [(2, 1, 2)]):
+            cached = evaluator.run(start_layer=2, source="first", key="second")
+            full = evaluator.run(start_layer=0, key="full")
+    assert cached.prefix_layer == 2 and full.prefix_layer is None
+    assert cached.mean_nll == full.mean_nll  # from layer 0's zeroing, not from the baseline's layer 2
+    assert evaluator.cache_bytes == baseline_bytes  # its one use done, the recording is freed
+    assert evaluator.cached_layers == (2,)
+
+
 def test_prefix_cache_respects_its_memory_budget() -> None:
     loaded = tiny_model("llama", num_layers=3)
     evaluator = PerplexityEvaluator(loaded, _windows(loaded), prefix_cache_memory=1024)

@@ -123,6 +123,25 @@ def test_a_shared_rtn_pass_gives_what_measuring_it_alone_gives(
         assert shared.figure(key).perplexity == alone.figure(key).perplexity
 
 
+def test_held_out_passes_start_from_the_plain_pass_and_give_the_full_passes_figures(
+    planted: tuple[LoadedModel, DetectionResult],
+) -> None:
+    """RTN and W8A8 with the super weight or activation held out quantize the layers before it as the
+    plain pass does: they start from its recorded input there, to the same figure as a full pass."""
+    loaded, detection = planted
+    corpus = bos_corpus(4)
+    common = {"max_tokens": 512, "experiments": ("baseline", "rtn", "w8a8"), "rtn_granularities": ("g32",)}
+    cached = validate(loaded, detection, corpus, ValidateConfig(**common))
+    full = validate(loaded, detection, corpus, ValidateConfig(**common, prefix_cache=False))
+    layer = PLANTED[0]
+    for key in ("rtn/4bit/g32/holdout", "rtn/3bit/g32/holdout", "w8a8/holdout"):
+        assert cached.figure(key).prefix_layer == layer and full.figure(key).prefix_layer is None
+    for key in ("rtn/4bit/g32/plain", "rtn/4bit/g32/clipped", "w8a8/naive"):
+        assert cached.figure(key).prefix_layer is None
+    assert [f.mean_nll for f in cached.figures] == [f.mean_nll for f in full.figures]
+    assert cached.timing.prefix_cache_bytes == full.timing.prefix_cache_bytes == 0  # each freed after use
+
+
 def test_restore_hook_writes_exactly_the_recorded_value(planted: tuple[LoadedModel, DetectionResult]) -> None:
     loaded, detection = planted
     layer, row, _ = PLANTED
