@@ -5,8 +5,10 @@
 Every tool runs twice without the bundle (seeds 0 and 1: calibration samples differ where a tool
 calibrates) so the table shows the run noise next to the bundle's effect; the with-bundle runs use
 seed 0 and keep the super-weight modules at 8 bits (int8) or unquantized (full). `swi check` states
-whether each artifact kept the super weight. Medians are not needed: every row is a single run and
-the noise column is the measured seed spread.
+whether each artifact kept the super weight. Medians are not needed: every row is a single run; the
+noise is measured two ways: the seed spread (0 for a deterministic tool, which says nothing of the
+evaluation) and the paired bootstrap 95% interval of each run's perplexity over the without run's, its
+windows resampled (the evaluation's own noise: an interval holding 1 is no change the windows can tell).
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from indexer.perplexity import bootstrap_resamples, paired_ratio_interval
 from tests.tools import harness
+
+#: the paired bootstrap of the with/without ratio: resamples of the windows, and the interval's level
+BOOTSTRAP_SAMPLES = 2000
+LEVEL = 0.95
 
 #: the tools whose result depends on the seed (GPTQModel calibrates on seed-chosen samples; the others
 #: here are round-to-nearest: llm-compressor without a dataset, torchao, AutoRound with --iters 0)
@@ -56,7 +63,7 @@ def main() -> None:
         for tool in args.tools.split(","):
             settings = [("Q4_K_M", False), ("Q2_K", True)] if tool == "llama.cpp" else [("W4A16 g64", False)]
             for setting, pure in settings:
-                runs: dict[str, tuple[float, dict[str, Any], str]] = {}
+                runs: dict[str, tuple[float, dict[str, Any], str, list[float]]] = {}
                 for label, keep, seed in (
                     ("without", None, 0),
                     ("without/seed1", None, 1),
@@ -78,14 +85,15 @@ def main() -> None:
                         result = harness.run_python_tool(tool, folder, out, None, seed=seed, tokens=0)
                         first = runs["without"]
                         if _digest(Path(result["artifact"])) == first[2]:
-                            result["perplexity"] = first[0]
+                            result["perplexity"], result["window_nll"] = first[0], first[3]
                         else:
                             result = harness.run_python_tool(tool, folder, out, None, seed=seed)
                     else:
                         rendered = harness.render(bundle, tool, work, keep=keep) if keep else None
                         result = harness.run_python_tool(tool, folder, out, rendered, seed=seed)
                     check = harness.swi_check(Path(result["artifact"]), bundle, tool)
-                    runs[label] = (result["perplexity"], check, _digest(Path(result["artifact"])))
+                    digest = _digest(Path(result["artifact"]))
+                    runs[label] = (result["perplexity"], check, digest, result["window_nll"])
                     progress = f"  {tool} {setting} {label}: {result['perplexity']:.3f}"
                     print(progress, file=sys.stderr, flush=True)
                 noise = abs(runs["without"][0] - runs["without/seed1"][0]) if "without/seed1" in runs else 0.0
@@ -98,17 +106,21 @@ def main() -> None:
                     same = runs["without"][2] == runs["without/seed1"][2]
                     rerun = "bit-identical" if same else "differs"
                     notes.append(f"{tool}: a rerun is {rerun}, noise = |run 1 - run 2|")
-    print(f"{'tool':<15} {'setting':<14} {'run':<14} {'ppl':>9} {'vs without':>11} {'noise':>7}  swi check")
+    header = f"{'tool':<15} {'setting':<14} {'run':<14} {'ppl':>9} {'vs without':>11} {'95% interval':>15}"
+    print(f"{header} {'noise':>7}  swi check")
     for tool, setting, runs, noise in rows:
-        reference = runs["without"][0]
-        for label, (ppl, check, _) in runs.items():
+        reference, _, _, reference_nll = runs["without"]
+        resamples = bootstrap_resamples(len(reference_nll), BOOTSTRAP_SAMPLES, seed=0)
+        for label, (ppl, check, _, window_nll) in runs.items():
             weight = check["weights"][0]
             verdict = (
                 f"{'pass' if check['passed'] else 'FAIL'} {weight['storage']} {weight['dequantized']:.6g}"
             )
+            low, high = paired_ratio_interval(window_nll, reference_nll, resamples, LEVEL)
+            interval = "-" if label == "without" else f"{low or float('inf'):.4f}-{high or float('inf'):.4f}"
             print(
                 f"{tool:<15} {setting:<14} {label:<14} {ppl:>9.2f} {ppl / reference:>10.3f}x "
-                f"{noise:>7.3f}  {verdict}"
+                f"{interval:>15} {noise:>7.3f}  {verdict}"
             )
 
     for note in dict.fromkeys(notes):  # one per tool

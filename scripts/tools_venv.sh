@@ -15,6 +15,9 @@ VENV="$TOOLS_DIR/venv"
 # torch 2.13.0 is the CPU build pip finds on this machine kind; every tool below accepts it
 TORCH="torch==2.13.0"
 TOOLS=(llmcompressor==0.14.0.1 torchao==0.18.0 gptqmodel==7.6.0 auto-round==0.15.1 gguf==0.19.0)
+# and the libraries they share, at the versions the tier passed with: an unpinned transformers once
+# changed what AutoRound stores for an unquantized layer (bfloat16, then float32)
+TOOLS+=(transformers==5.17.0 accelerate==1.15.0 compressed-tensors==0.19.0 safetensors==0.8.0)
 LLAMA_CPP_PYTHON="llama-cpp-python==0.3.36"
 STAMP="$VENV/.swi-tools-$(printf '%s ' "$TORCH" "${TOOLS[@]}" | sha256sum | cut -c1-12)"
 
