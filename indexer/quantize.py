@@ -215,7 +215,8 @@ def _kth_from_end(flat: torch.Tensor, k: int, *, largest: bool) -> float:
     bounded memory: the k best of each slice hold the k best of all."""
     if k < SELECTION_SLICE < flat.numel() // 2:
         best = [
-            part.topk(min(k, part.numel()), largest=largest).values for part in flat.split(SELECTION_SLICE)
+            part.topk(min(k, part.numel()), largest=largest).values
+            for part in torch.split(flat, SELECTION_SLICE)
         ]
         flat = torch.cat(best)
     return float(flat.topk(k, largest=largest).values[-1])
