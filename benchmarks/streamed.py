@@ -118,7 +118,7 @@ def child_suite(spec: str, engine: str, max_tokens: int, detection_path: str) ->
     wall = time.perf_counter() - started
     weights = resolved.weight_bytes
     read = streamed.checkpoint.bytes_read - read_before if streamed is not None else 0
-    figures = {f.key: f.mean_nll for f in (*result.figures, *result.null_figures)}
+    figures = {str(f.key): f.mean_nll for f in (*result.figures, *result.null_figures)}  # JSON keys
     return {
         "engine": opened.engine,
         "peak_growth_over_weights": (_peak() - before) / weights,

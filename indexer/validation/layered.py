@@ -42,6 +42,7 @@ from contracts.validation import FigureKey
 from indexer.corpus import TokenWindows
 from indexer.errors import StreamingUnsupportedError
 from indexer.experiments.base import QuantizedActivations, RestoredActivation, Variant, WeightEdit
+from indexer.heap import trim
 from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
 from indexer.loading import available_memory
 from indexer.perplexity import (
@@ -372,6 +373,7 @@ class LayeredSuite(Suite):
         variants = self.plan()
         self._planning.clear()
         self.streamed.forget_down_weight()
+        trim()  # what planning freed (every down projection was read) is not held through the layers
         if self.outside_targets and any(
             v.quantized_weights is not None
             or any(isinstance(c, QuantizedActivations) for c in v.activation_changes)
@@ -441,6 +443,9 @@ class LayeredSuite(Suite):
             self._report(
                 "pruning", layer + 1, count, f"layer {layer + 1}/{count}: {len(nodes)} variant state(s)"
             )
+        # the heads and losses read no layer: their logits chunks take the layer's and its copies' place
+        streamed.free_buffers()
+        self._quantized_buffers.clear()
         self._final_nodes = nodes
         return self._losses(nodes)
 
