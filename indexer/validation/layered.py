@@ -353,6 +353,7 @@ class LayeredSuite(Suite):
         self._spent: dict[FigureKey, float] = {}
         self._baseline_layer_s: list[float] = [0.0] * layers
         self._final_nodes: list[_Node] = []
+        self._by_key: dict[FigureKey, Variant] = {}  # the measured variants (and the baseline) by key
         self._quantized_buffers: dict[tuple[int, Any], torch.Tensor] = {}
         self.bytes_read = 0  # read from the checkpoint by the suite (planning and layers)
 
@@ -423,6 +424,7 @@ class LayeredSuite(Suite):
         self._report("baseline", 0, 1, "capturing the layer calls")
         captured = evaluator.capture()
         every = [baseline, *measured]
+        self._by_key = {v.key: v for v in every}
         self._spent = {v.key: 0.0 for v in every}
         nodes = [_Node(every, [store.put(c.hidden) for c in captured])]
         pairs = sorted({(sw.layer, sw.row) for sw in self.super_weights})
@@ -449,13 +451,21 @@ class LayeredSuite(Suite):
         self._final_nodes = nodes
         return self._losses(nodes)
 
+    def _signature(self, variant: Variant, layer: int) -> Signature:
+        """What `variant` does to layer `layer`: before its first layer, what its `prefix_of` does (RTN
+        with the super weights held out runs the layers before theirs as plain RTN: one state for both)."""
+        source = self._by_key.get(variant.prefix_of) if variant.prefix_of is not None else None
+        if source is not None and layer < variant.first_layer:
+            return self._signature(source, layer)
+        return signature(variant, layer)
+
     def _through_layer(
         self, layer: int, node: _Node, baseline: Variant, captured: list[CapturedCalls]
     ) -> list[_Node]:
         """The node's variants through decoder layer `layer`, one child node per distinct change."""
         groups: dict[Signature, list[Variant]] = {}
         for variant in node.variants:
-            groups.setdefault(signature(variant, layer), []).append(variant)
+            groups.setdefault(self._signature(variant, layer), []).append(variant)
         children = []
         for change, variants in groups.items():
             on_spine = any(v is baseline for v in variants)
