@@ -34,6 +34,11 @@ pytestmark = [pytest.mark.tools, pytest.mark.timeout(1200)]
 #: the tests' perplexity budget: 4 windows of 512 WikiText-2 tokens (the benchmark's table uses 8)
 TOKENS = 2048
 
+#: the tools whose plain 4-bit groups of 64 move the super weight beyond `swi check`'s tolerance (5.8757
+#: -> 5.484, recorded from each tool); AutoRound's fp16 group scale keeps it (5.875: the largest value of
+#: its group lands on the grid), so its plain artifact passes too
+QUANTIZED_AWAY = ("llm-compressor", "torchao", "gptqmodel")
+
 #: the largest relative perplexity increase with the bundle that counts as run noise (the benchmark
 #: measures 0 for the deterministic tools and well under this for GPTQModel's calibration)
 NOISE = 0.01
@@ -54,6 +59,9 @@ def test_python_tool_with_the_bundle_keeps_the_super_weight_and_is_no_worse(tool
     report = swi_check(Path(with_bundle["artifact"]), bundle, tool)
     assert report["passed"], json.dumps(report, indent=2)
     assert report["weights"][0]["bits"] >= 8
+    plain = swi_check(Path(without["artifact"]), bundle, tool)
+    assert plain["weights"][0]["bits"] <= 4, plain
+    assert plain["passed"] is (tool not in QUANTIZED_AWAY), json.dumps(plain, indent=2)
     assert with_bundle["perplexity"] <= without["perplexity"] * (1 + NOISE), (with_bundle, without)
 
 
@@ -84,6 +92,9 @@ def test_llama_quantize_with_the_tensor_type_file(mix: str, pure: bool, work: Pa
     without = run_llama_quantize(gguf_file, work / f"llama-{label}-without", mix, None, pure, TOKENS, folder)
     report = swi_check(Path(with_bundle["artifact"]), bundle, "llama.cpp")
     assert report["passed"] and report["weights"][0]["storage"] == "Q8_0", report
+    # without the file the mix picks its own type (Q4_K_M: Q6_K for this tensor), never above Q8_0
+    plain = swi_check(Path(without["artifact"]), bundle, "llama.cpp")
+    assert plain["weights"][0]["storage"] == ("Q2_K" if pure else "Q6_K"), plain
     assert with_bundle["perplexity"] <= without["perplexity"] * (1 + NOISE), (with_bundle, without)
     if pure:
         assert with_bundle["perplexity"] < 0.7 * without["perplexity"], (with_bundle, without)
