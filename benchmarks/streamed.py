@@ -10,11 +10,13 @@ everything first, then records its resident memory, runs, and reports the growth
   beforehand: peak growth / weights (target streamed <= 0.35x + the variants' hidden states at their
   peak, which it prints), bytes read from the checkpoint by the suite / weights (target <= 1.1x), the
   suite's wall time (target streamed <= 1.15x in-memory), and whether every figure agrees within 1e-4;
+  `--allocator` runs the streamed suite on another glibc setting, a diagnostic of what the pinned mmap
+  threshold (`indexer/heap.py`) costs in time and saves in memory;
 - load time from the dequantized cache against its read floor (reading the same file into one buffer),
   after the imports (a first load in the same child pays them): target <= 3x the floor.
 
     .venv/bin/python benchmarks/streamed.py [MODEL] [--repeats 3] [--suite --max-tokens 512]
-        [--parts detection,suite,load]
+        [--parts detection,suite,load] [--allocator pinned|dynamic|trim]
 """
 
 from __future__ import annotations
@@ -97,7 +99,31 @@ def child_detection(spec: str, path: str) -> dict[str, Any]:
     return {"super_weights": len(detection.super_weights)}
 
 
-def child_suite(spec: str, engine: str, max_tokens: int, detection_path: str) -> dict[str, Any]:
+ALLOCATORS = ("pinned", "dynamic", "trim")
+
+
+def _use_allocator(allocator: str) -> None:
+    """Diagnostic only: `dynamic` leaves glibc's mmap threshold dynamic (the streamed engine pins it),
+    `trim` does too and trims the heap after each layer's release; `pinned` is the engine as shipped."""
+    import indexer.streaming
+    from indexer.heap import trim
+
+    if allocator == "pinned":
+        return
+    indexer.streaming.return_freed_tensors = lambda: False  # type: ignore[assignment]
+    if allocator == "trim":
+        release = indexer.streaming.StreamedModel.release
+
+        def release_and_trim(self: indexer.streaming.StreamedModel, index: int) -> None:
+            release(self, index)
+            trim()
+
+        indexer.streaming.StreamedModel.release = release_and_trim  # type: ignore[method-assign]
+
+
+def child_suite(
+    spec: str, engine: str, max_tokens: int, detection_path: str, allocator: str = "pinned"
+) -> dict[str, Any]:
     """The whole validation suite with one engine on a given detection; peak growth, bytes read, time."""
     from contracts.results import DetectionResult
     from indexer.corpus import load_corpus
@@ -106,6 +132,7 @@ def child_suite(spec: str, engine: str, max_tokens: int, detection_path: str) ->
     from indexer.validate import ValidateConfig, validate
 
     resolved = _warm_imports(spec)
+    _use_allocator(allocator)
     text = load_corpus(str(WIKITEXT) if WIKITEXT.is_file() else "builtin")
     detection = DetectionResult.from_dict(json.loads(Path(detection_path).read_text()))
     before = _rss()
@@ -206,6 +233,12 @@ def main() -> None:
         default="detection,suite,load",
         help="which of detection, suite (with --suite), load to run",
     )
+    parser.add_argument(
+        "--allocator",
+        choices=ALLOCATORS,
+        default="pinned",
+        help="glibc setting of the streamed suite (a diagnostic; pinned: the engine as shipped)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -215,7 +248,7 @@ def main() -> None:
         elif kind == "detection":
             report = child_detection(spec, rest[0])
         elif kind == "suite":
-            report = child_suite(spec, rest[0], int(rest[1]), rest[2])
+            report = child_suite(spec, rest[0], int(rest[1]), rest[2], rest[3])
         else:
             report = child_load(spec, int(rest[0]))
         print(json.dumps(report))
@@ -229,7 +262,7 @@ def main() -> None:
     if "detection" in parts:
         _detection(spec, args.repeats)
     if args.suite and "suite" in parts:
-        _suite(spec, args.repeats, args.max_tokens)
+        _suite(spec, args.repeats, args.max_tokens, args.allocator)
     if "load" in parts:
         _load(spec, args.repeats)
 
@@ -270,7 +303,7 @@ def _detection(spec: str, repeats: int) -> None:
     print(f"streamed / in-memory detection wall time: {ratio:.2f}")
 
 
-def _suite(spec: str, repeats: int, max_tokens: int) -> None:
+def _suite(spec: str, repeats: int, max_tokens: int, allocator: str) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
@@ -279,10 +312,11 @@ def _suite(spec: str, repeats: int, max_tokens: int) -> None:
         runs: dict[str, list[dict[str, Any]]] = {"memory": [], "streamed": []}
         for _ in range(repeats):
             for engine in ("memory", "streamed"):  # alternate: the machine's drift hits both alike
-                runs[engine].append(_child("suite", spec, engine, str(max_tokens), path))
+                setting = allocator if engine == "streamed" else "pinned"  # the in-memory engine pins nothing
+                runs[engine].append(_child("suite", spec, engine, str(max_tokens), path, setting))
     window = min(512, max_tokens)
     shape = f"{max_tokens} tokens in {window}-token windows, {found} super weight(s)"
-    print(f"suite ({shape}; medians of {repeats})")
+    print(f"suite ({shape}; medians of {repeats}; streamed allocator: {allocator})")
     print("| engine | peak RSS growth / weights | hidden states / weights | bytes read / weights | suite s |")
     print("| --- | --- | --- | --- | --- |")
     medians: dict[str, dict[str, float]] = {}
