@@ -36,6 +36,11 @@ DEFAULT_LOGITS_MEMORY = 1 << 30
 DEFAULT_PREFIX_CACHE_MEMORY = 1 << 30
 #: bytes a logit costs during the loss: float32 logits, their float copy and their log-softmax
 LOGIT_BYTES = 4 * 3
+#: most positions of one logits chunk: enough rows that the head's matmul stays compute-bound (it reads the
+#: whole head once a chunk), few enough that a chunk's logits are a heap block the allocator reuses, not a
+#: fresh mapping whose pages fault in every pass (SmolLM2, 1,024 tokens a pass: 1,024-row chunks made a pass
+#: ~15% slower than 128-row ones; `benchmarks/RESULTS-validate.md`)
+HEAD_CHUNK_TOKENS = 128
 #: a target no token has: the cross-entropy skips it
 IGNORED = -100
 #: tokens per forward pass (whole windows) when the logits are computed in chunks
@@ -112,6 +117,17 @@ def auto_batch_size(windows: int, window: int, vocab: int, memory: int = DEFAULT
     return max(1, min(windows, memory // per_window))
 
 
+def _observe_predicted(
+    observer: BatchObserver, index: int, logits: torch.Tensor, targets: torch.Tensor
+) -> None:
+    """Show `observer` a chunk's logits `(chunk, vocab)` at its predicted positions only."""
+    predicted = targets != IGNORED
+    count = int(predicted.sum())
+    # the predicted rows are usually a prefix (a window's last position ends the chunk): a view, no copy
+    seen = logits[:count] if bool(predicted[:count].all()) else logits[predicted]
+    observer(index, seen.unsqueeze(0), targets[predicted].unsqueeze(0))
+
+
 class PerplexityEvaluator:
     """Evaluates perplexity of one loaded model on fixed windows, any number of times, cheaply."""
 
@@ -140,8 +156,9 @@ class PerplexityEvaluator:
         # the head as the model calls it (a bound method, or a device-placement wrapper around it)
         self._head_forward: Callable[..., Any] | None = self._head.forward if self._head is not None else None
         self._softcap = final_logit_softcap(self.model)
-        #: positions whose logits (with their float copy and log-softmax) fit the logits memory at once
-        self.chunk_tokens = max(1, logits_memory // max(1, vocab * LOGIT_BYTES))
+        #: positions whose logits (with their float copy and log-softmax) fit the logits memory at once, at
+        #: most `HEAD_CHUNK_TOKENS`
+        self.chunk_tokens = max(1, min(HEAD_CHUNK_TOKENS, logits_memory // max(1, vocab * LOGIT_BYTES)))
         #: whether the loss is computed from the head's input in chunks, never holding a batch's logits
         self.chunked_logits = chunked_logits and self._head is not None and self._head_reproduces_logits()
         if batch_size is None:
@@ -306,11 +323,14 @@ class PerplexityEvaluator:
         for start in range(0, rows.shape[0], self.chunk_tokens):
             logits = self._head_logits(rows[start : start + self.chunk_tokens]).float()  # (chunk, vocab)
             chunk_targets = targets[start : start + self.chunk_tokens]
-            loss = F.cross_entropy(logits, chunk_targets, ignore_index=IGNORED, reduction="none")
-            losses[start : start + loss.numel()] = loss.double().cpu()
             if observer is not None:
-                predicted = chunk_targets != IGNORED
-                observer(index, logits[predicted].unsqueeze(0), chunk_targets[predicted].unsqueeze(0))
+                _observe_predicted(observer, index, logits, chunk_targets)
+            # the cross-entropy's own two steps, its log-softmax written over the logits (nothing reads them
+            # after): one vocab-sized tensor a chunk instead of two, and the same loss bit for bit
+            log_probs = torch.log_softmax(logits, dim=-1, out=logits)
+            loss = F.nll_loss(log_probs, chunk_targets, ignore_index=IGNORED, reduction="none")
+            losses[start : start + loss.numel()] = loss.double().cpu()
+            del logits, log_probs  # freed before the next chunk's logits exist, not after them
         return losses.view(ids.shape).sum(dim=1)
 
     def _head_reproduces_logits(self) -> bool:

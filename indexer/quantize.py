@@ -355,13 +355,39 @@ WeightQuantizer = Callable[[LinearTarget, torch.Tensor], None]
 ClipCache = dict[tuple[str, ClipSpec, tuple[tuple[int, int], ...], str | None], tuple[float, float]]
 
 
+#: (dtype, device) -> one flat tensor the quantized copies of a model's weights are made in, one at a time
+ScratchBuffers = dict[tuple[torch.dtype, torch.device], torch.Tensor]
+
+
+def _copy_in(weight: torch.Tensor, scratch: ScratchBuffers | None) -> torch.Tensor:
+    """A copy of `weight`: a fresh clone, or a contiguous view at the start of the scratch buffer of its
+    dtype and device (grown to the weight's size when smaller)."""
+    if scratch is None or not weight.is_contiguous():
+        return weight.detach().clone()
+    key = (weight.dtype, weight.device)
+    buffer = scratch.get(key)
+    if buffer is None or buffer.numel() < weight.numel():
+        buffer = scratch[key] = torch.empty(weight.numel(), dtype=weight.dtype, device=weight.device)
+    copy = buffer[: weight.numel()].view(weight.shape)
+    copy.copy_(weight.detach())
+    return copy
+
+
 @contextmanager
 def fake_quantized_weights(
-    model: nn.Module, targets: Sequence[LinearTarget], quantize: WeightQuantizer
+    model: nn.Module,
+    targets: Sequence[LinearTarget],
+    quantize: WeightQuantizer,
+    *,
+    scratch: ScratchBuffers | None = None,
 ) -> Iterator[QuantMemory]:
     """While the block runs, each target module runs on a quantized copy of its weight, made right before
     the module runs and dropped right after, so at most one copy exists at a time. `quantize(target,
-    weight)` edits the copy in place; the original tensor is never written, so it comes back bit-exactly."""
+    weight)` edits the copy in place; the original tensor is never written, so it comes back bit-exactly.
+
+    `scratch`: the copies are made in these buffers, kept by the caller across calls (no allocation per
+    weight: what a memory-bounded run wants; the buffer of a dtype ends as large as its largest weight).
+    """
     memory = QuantMemory(
         weight_bytes=sum(t.weight.numel() * t.weight.element_size() for t in targets), tensors=len(targets)
     )
@@ -372,15 +398,20 @@ def fake_quantized_weights(
     def pre_hook_for(target: LinearTarget) -> Callable[[nn.Module, tuple[Any, ...]], None]:
         def pre_hook(_module: nn.Module, _args: tuple[Any, ...]) -> None:
             weight = target.weight
+            if scratch is not None and originals:
+                # the copies share one buffer: a target running inside another would overwrite its copy
+                raise RuntimeError(f"{target.name} runs inside {next(iter(originals))}: no shared scratch")
             with torch.no_grad(), quantization_threads(weight.numel()):
-                copy = weight.detach().clone()
+                copy = _copy_in(weight, scratch)
                 quantize(target, copy)
             originals[target.name] = weight.data
             # swapping the parameter's tensor, not writing into it: no copy back, nothing to get wrong
             weight.data = copy
             working = 0 if weight.dtype == torch.float32 else weight.numel() * 4
-            extra = sum(
-                by_name[name].weight.numel() * by_name[name].weight.element_size() for name in originals
+            extra = (
+                sum(b.numel() * b.element_size() for b in scratch.values())
+                if scratch is not None
+                else sum(by_name[n].weight.numel() * by_name[n].weight.element_size() for n in originals)
             )
             memory.peak_extra_bytes = max(memory.peak_extra_bytes, extra + working)
 

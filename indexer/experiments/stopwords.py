@@ -24,6 +24,10 @@ STOPWORDS = (
 )  # fmt: skip
 
 
+#: positions whose probabilities the meter holds at once
+METER_ROWS = 4
+
+
 class _Meter:
     """Stopword probability mass and per-token mean probabilities of one pass."""
 
@@ -36,11 +40,14 @@ class _Meter:
 
     def observe(self, _index: int, logits: torch.Tensor, _targets: torch.Tensor) -> None:
         """Add one batch (or chunk) of logits `(batch, seq, vocab)`."""
-        probs = torch.softmax(logits.float(), dim=-1)  # (batch, seq, vocab)
-        ids = self.token_ids.to(probs.device)
-        self.sum_mass += float(probs.index_select(-1, ids).sum())
-        self.sum_probs += probs.sum(dim=(0, 1)).double().cpu()[: self.vocab]
-        self.count += probs.shape[0] * probs.shape[1]
+        rows = logits.reshape(-1, logits.shape[-1])  # (batch * seq, vocab)
+        ids = self.token_ids.to(rows.device)
+        # a few rows' probabilities at a time: the observer holds no second copy of the caller's logits
+        for start in range(0, rows.shape[0], METER_ROWS):
+            probs = torch.softmax(rows[start : start + METER_ROWS].float(), dim=-1)  # (rows, vocab)
+            self.sum_mass += float(probs.index_select(-1, ids).sum())
+            self.sum_probs += probs.sum(dim=0).double().cpu()[: self.vocab]
+        self.count += rows.shape[0]
 
     @property
     def mass(self) -> float:

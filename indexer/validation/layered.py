@@ -2,9 +2,9 @@
 
 Decoder layer L is read from the checkpoint once; the hidden states of every variant (one tensor per batch
 of windows) pass through it with that variant's change to layer L applied (its weight edits, a quantized
-copy of the layer's linear weights, the baseline's super activation written back, fake-quantized linear
-inputs), and the layer is dropped before the next one is read. So the weights are read about once per
-suite, whatever the number of variants.
+copy of each linear weight, made right before that linear runs in one buffer the whole suite reuses, the
+baseline's super activation written back, fake-quantized linear inputs), and the layer is dropped before
+the next one is read. So the weights are read about once per suite, whatever the number of variants.
 
 Variants that change layers 0..L identically share one hidden state up to L: the variants form a tree
 whose nodes are grouped, layer after layer, by what each variant does to that layer (the whole-model
@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import mmap
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -57,9 +59,10 @@ from indexer.perplexity import (
 from indexer.quantize import (
     LinearTarget,
     QuantMemory,
+    ScratchBuffers,
     WeightQuantizer,
     fake_quantized_activations,
-    quantization_threads,
+    fake_quantized_weights,
 )
 from indexer.streaming import (
     CapturedCalls,
@@ -100,11 +103,19 @@ def signature(variant: Variant, layer: int) -> Signature:
 
 
 class HiddenStore:
-    """Hidden-state tensors by handle: in memory up to `budget` bytes, beyond it in a temporary file."""
+    """Hidden-state tensors by handle: in memory up to `budget` bytes, beyond it in a temporary file.
+
+    A state kept in host memory is copied into a slot of its own, an anonymous mapping outside the C heap
+    that is recycled for the next state of its size: a state costs no fresh mapping (whose pages fault in
+    on first touch) once the first layer has made the slots, and the states, which outlive every working
+    tensor of a layer call, never sit in the heap among them, whatever glibc's threshold (`indexer.heap`).
+    """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self._memory: dict[int, torch.Tensor] = {}
+        self._slots: dict[int, list[torch.Tensor]] = {}  # bytes -> free slots (flat uint8) of that size
+        self._slot_of: dict[int, torch.Tensor] = {}  # handle -> its slot
         #: handle -> (offset in the file, shape, dtype, device)
         self._disk: dict[int, tuple[int, torch.Size, torch.dtype, torch.device]] = {}
         self._free: dict[int, list[int]] = {}  # bytes -> free offsets of that size (states share a size)
@@ -120,6 +131,13 @@ class HiddenStore:
         handle, self._next = self._next, self._next + 1
         size = tensor.numel() * tensor.element_size()
         if self.resident_bytes + size <= self.budget:
+            if tensor.device.type == "cpu" and size > 0:
+                slots = self._slots.get(size)
+                slot = slots.pop() if slots else _mapped_bytes(size)
+                kept = slot.view(tensor.dtype).view(tensor.shape)
+                kept.copy_(tensor)
+                self._slot_of[handle] = slot
+                tensor = kept
             self._memory[handle] = tensor
             self.resident_bytes += size
             self.peak_bytes = max(self.peak_bytes, self.resident_bytes)
@@ -157,6 +175,9 @@ class HiddenStore:
         tensor = self._memory.pop(handle, None)
         if tensor is not None:
             self.resident_bytes -= tensor.numel() * tensor.element_size()
+            slot = self._slot_of.pop(handle, None)
+            if slot is not None:
+                self._slots.setdefault(slot.numel(), []).append(slot)
             return
         offset, shape, dtype, _ = self._disk.pop(handle)
         size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
@@ -165,11 +186,21 @@ class HiddenStore:
     def close(self) -> None:
         """Drop everything and remove the file."""
         self._memory.clear()
+        self._slot_of.clear()
+        self._slots.clear()
         self._disk.clear()
         self.resident_bytes = 0
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _mapped_bytes(size: int) -> torch.Tensor:
+    """`size` bytes of an anonymous mapping of their own, as a flat uint8 tensor (unmapped with it)."""
+    mapping = mmap.mmap(-1, size)
+    with warnings.catch_warnings():  # the mapping is writable; torch warns of buffers in general
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.frombuffer(mapping, dtype=torch.uint8)
 
 
 @dataclass
@@ -275,37 +306,6 @@ class StreamedEvaluator(PerplexityEvaluator):
         return logits_match(got, expected)
 
 
-@contextmanager
-def quantized_layer(
-    targets: Sequence[LinearTarget], quantize: WeightQuantizer, buffers: dict[tuple[int, Any], torch.Tensor]
-) -> Iterator[int]:
-    """While the block runs, each target of one layer runs on a quantized copy of its weight (made once for
-    every batch and variant state that passes); the originals come back untouched. The copies live in
-    `buffers`, reused layer after layer and variant after variant (decoder layers share their shapes: no
-    allocation, no heap fragments). Yields the copies' bytes (with the float32 working copy of a weight
-    stored in another dtype)."""
-    swapped: list[tuple[LinearTarget, torch.Tensor]] = []
-    extra = 0
-    try:
-        for position, target in enumerate(targets):
-            weight = target.weight
-            key = (position, (tuple(weight.shape), weight.dtype, weight.device))
-            copy = buffers.get(key)
-            if copy is None:
-                copy = buffers[key] = torch.empty_like(weight, memory_format=torch.contiguous_format)
-            with torch.no_grad(), quantization_threads(weight.numel()):
-                copy.copy_(weight.detach())
-                quantize(target, copy)
-            swapped.append((target, weight.data))
-            weight.data = copy
-            extra += copy.numel() * copy.element_size()
-        working = max((t.weight.numel() * 4 for t in targets if t.weight.dtype != torch.float32), default=0)
-        yield extra + working
-    finally:
-        for target, original in reversed(swapped):
-            target.weight.data = original
-
-
 class LayeredSuite(Suite):
     """The suite's experiments on a streamed model, layer-major: each decoder layer read once per suite."""
 
@@ -354,7 +354,7 @@ class LayeredSuite(Suite):
         self._baseline_layer_s: list[float] = [0.0] * layers
         self._final_nodes: list[_Node] = []
         self._by_key: dict[FigureKey, Variant] = {}  # the measured variants (and the baseline) by key
-        self._quantized_buffers: dict[tuple[int, Any], torch.Tensor] = {}
+        self._quantized_buffers: ScratchBuffers = {}
         self.bytes_read = 0  # read from the checkpoint by the suite (planning and layers)
 
     def _planned_down_weight(self, layer: int) -> torch.Tensor:
@@ -506,11 +506,14 @@ class LayeredSuite(Suite):
                         hooks[down] = _combined(hooks.get(down), self._recorder(pair))
             if hooks:
                 stack.enter_context(forward_hooks(self.model, hooks))
+            memory = None
             if quantizer is not None:
-                extra = stack.enter_context(
-                    quantized_layer(self.layer_targets[layer], quantizer, self._quantized_buffers)
+                # each weight's copy is made right before it runs, in one buffer for the whole suite
+                memory = stack.enter_context(
+                    fake_quantized_weights(
+                        self.model, self.layer_targets[layer], quantizer, scratch=self._quantized_buffers
+                    )
                 )
-                self._note_layer_memory(extra)
             for quantized in inputs:
                 positions = self._activation_hold_out if quantized.hold_out else None
                 stack.enter_context(
@@ -519,6 +522,8 @@ class LayeredSuite(Suite):
                     )
                 )
             yield
+            if memory is not None:
+                self._note_layer_memory(memory.peak_extra_bytes)
 
     def _recorder(self, pair: tuple[int, int]) -> ForwardHook:
         recorded = self.sa_recordings[pair]

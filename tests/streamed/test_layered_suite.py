@@ -137,3 +137,22 @@ def test_hidden_store_spills_beyond_its_budget_and_reuses_freed_space() -> None:
     assert torch.equal(store.get(again), torch.full((16,), 7.0))
     assert torch.equal(store.get(spilled[2]), torch.full((16,), 2.0))
     store.close()
+
+
+def test_hidden_store_keeps_states_in_recycled_slots_of_their_own() -> None:
+    store = HiddenStore(budget=1 << 20)
+    source = torch.randn(2, 3, 4)
+    first = store.put(source)
+    kept = store.get(first)
+    # a copy in a slot of its own: the caller's tensor can be freed or reused at once
+    assert torch.equal(kept, source) and kept.data_ptr() != source.data_ptr() and kept.dtype == source.dtype
+    source.zero_()
+    assert not torch.equal(kept, source)
+    pointer = kept.data_ptr()
+    store.drop(first)
+    second = store.put(torch.ones(2, 3, 4))
+    assert store.get(second).data_ptr() == pointer  # the freed slot serves the next state of its size
+    assert torch.equal(store.get(second), torch.ones(2, 3, 4))
+    other = store.put(torch.ones(5, dtype=torch.bfloat16))  # another size: a slot of its own
+    assert store.get(other).dtype == torch.bfloat16 and store.resident_bytes == 96 + 10
+    store.close()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from indexer.ablation import zeroed_weights
 from indexer.corpus import builtin_corpus, token_windows
 from indexer.errors import InvalidInputError
-from indexer.perplexity import PerplexityEvaluator, auto_batch_size, default_window
+from indexer.perplexity import HEAD_CHUNK_TOKENS, PerplexityEvaluator, auto_batch_size, default_window
 from tests.tiny import tiny_model
 
 
@@ -124,6 +124,34 @@ def test_logits_in_chunks_give_the_figure_of_whole_logits(model_type: str) -> No
     assert got.mean_nll == pytest.approx(expected.mean_nll, rel=1e-6)
     assert sum(n for _, n in seen) == expected.predicted_tokens and {i for i, _ in seen} == {0, 1}
     assert "forward" not in loaded.model.get_output_embeddings().__dict__
+
+
+def test_a_large_logits_budget_still_computes_the_loss_in_small_chunks() -> None:
+    loaded = tiny_model("llama", num_layers=2)
+    windows = _windows(loaded, window=128, tokens=512)
+    # the default budget would hold every position of the batch's 512 at once
+    evaluator = PerplexityEvaluator(loaded, windows, batch_size=4)
+    small = PerplexityEvaluator(loaded, windows, batch_size=4, logits_memory=32 * 12 * 1024)
+    assert evaluator.chunk_tokens == HEAD_CHUNK_TOKENS < 4 * 128
+    assert evaluator.run().mean_nll == pytest.approx(small.run().mean_nll, rel=1e-6)
+
+
+def test_observers_see_the_logits_before_the_loss_overwrites_them() -> None:
+    loaded = tiny_model("llama", num_layers=2)
+    windows = _windows(loaded, window=32, tokens=128)
+    vocab = loaded.model.get_output_embeddings().weight.shape[0]
+    # 24-position chunks: some end a window (a view of the rows), some straddle two (a masked copy)
+    evaluator = PerplexityEvaluator(loaded, windows, batch_size=4, logits_memory=24 * vocab * 12)
+    seen: list[torch.Tensor] = []
+    result = evaluator.run(observer=lambda _i, logits, _t: seen.append(logits[0].clone()))
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=windows.input_ids, use_cache=False).logits[:, :-1]
+    expected = logits.reshape(-1, vocab)  # (windows * 31, vocab): every predicted position, in order
+    got = torch.cat(seen)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    loss = F.cross_entropy(expected, windows.input_ids[:, 1:].reshape(-1), reduction="mean")
+    assert result.mean_nll == pytest.approx(float(loss), rel=1e-5)
 
 
 def test_a_model_that_changes_its_logits_unknowingly_keeps_whole_logits() -> None:

@@ -13,6 +13,7 @@ from indexer.hooks import forward_hooks
 from indexer.quantize import (
     ClipSpec,
     Granularity,
+    ScratchBuffers,
     block_partition,
     clip_thresholds,
     fake_quantize_activation,
@@ -234,6 +235,30 @@ def test_weights_are_quantized_during_the_pass_and_restored_bit_exactly() -> Non
     # the permanent in-place variant gives the weights the pass used
     rtn_quantize_model_(model, 3, Granularity(group_size=16))
     assert torch.equal(dict(model.named_parameters())[f"{name}.weight"], expected)
+
+
+def test_quantized_copies_in_a_shared_scratch_buffer_give_the_same_logits() -> None:
+    loaded = tiny_model("llama", num_layers=2)
+    model = loaded.model
+    before = _snapshot(model)
+    targets = linear_targets(model)
+    quantizer = rtn_weight_quantizer(3, Granularity(group_size=16))
+    ids = torch.arange(4, 40).view(1, -1)
+    with fake_quantized_weights(model, targets, quantizer), torch.inference_mode():
+        expected = model(input_ids=ids, use_cache=False).logits
+    scratch: ScratchBuffers = {}
+    for _ in range(2):  # the second pass reuses the buffer the first one made
+        with (
+            fake_quantized_weights(model, targets, quantizer, scratch=scratch) as memory,
+            torch.inference_mode(),
+        ):
+            got = model(input_ids=ids, use_cache=False).logits
+        assert torch.equal(got, expected)
+    _assert_bit_identical(model, before)
+    _assert_no_hooks(model)
+    (buffer,) = scratch.values()
+    assert buffer.numel() == max(t.weight.numel() for t in targets)
+    assert memory.peak_extra_bytes == buffer.numel() * 4
 
 
 def test_weights_are_restored_when_the_forward_pass_fails() -> None:
