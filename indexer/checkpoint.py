@@ -3,13 +3,16 @@
 The streamed engine never holds more than the tensors it asked for. A safetensors tensor is read with
 one positional read straight into the memory of the tensor it becomes: no mapping of the file (pages of
 a mapping count in the resident set while it is open, so copying a tensor out of one costs twice its
-size) and no second copy. A GGUF tensor is dequantized only when it is read.
+size) and no second copy. The exception is a tensor used as stored for the whole run (the streamed
+engine's embeddings and head): it can be the mapping itself, resident only where it is touched. A GGUF
+tensor is dequantized only when it is read.
 Every checkpoint counts the bytes it has read, so benchmarks can compare them with the weight bytes.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -67,6 +70,11 @@ class Checkpoint(Protocol):
 
     def read_into(self, name: str, out: torch.Tensor) -> None:
         """Read one tensor into `out` (same shape; converted to its dtype and device)."""
+        ...
+
+    def mapped(self, name: str, dtype: torch.dtype) -> torch.Tensor | None:
+        """One tensor backed by a private mapping of the file when it is stored as `dtype` (a non-floating
+        tensor: as whatever it is stored), else None: nothing is read until its pages are touched."""
         ...
 
 
@@ -164,6 +172,26 @@ class SafetensorsCheckpoint(_Counted):
                 raise ModelNotFoundError(f"{entry.file.name}: truncated at tensor {name}")
             done += got
 
+    def mapped(self, name: str, dtype: torch.dtype) -> torch.Tensor | None:
+        """One tensor backed by a private (copy-on-write) mapping of its bytes in the file, when stored as
+        `dtype` (or not floating) at an aligned offset; None otherwise. Only the pages touched become
+        resident: the rows an embedding looks up, the whole matrix once a head multiplies by it."""
+        entry = self._entries[name]
+        if (entry.dtype.is_floating_point and entry.dtype != dtype) or entry.start % entry.dtype.itemsize:
+            return None
+        if entry.nbytes == 0:
+            return torch.empty(entry.shape, dtype=entry.dtype)
+        first = entry.start - entry.start % mmap.ALLOCATIONGRANULARITY  # a mapping starts on a boundary
+        with entry.file.open("rb") as handle:
+            mapping = mmap.mmap(
+                handle.fileno(), entry.start + entry.nbytes - first, access=mmap.ACCESS_COPY, offset=first
+            )
+        count = entry.nbytes // entry.dtype.itemsize
+        # the tensor keeps the mapping alive; writes (none are made) would stay private to the process
+        flat = torch.frombuffer(mapping, dtype=entry.dtype, count=count, offset=entry.start - first)
+        self._bytes_read += entry.nbytes  # counted as read: a head reads every page of it
+        return flat.view(entry.shape)
+
     def read(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Read each named tensor into a tensor of its own (one positional read each, shard by shard)."""
         by_file: dict[Path, list[str]] = {}
@@ -220,6 +248,10 @@ class GGUFCheckpoint(_Counted):
     def read_into(self, name: str, out: torch.Tensor) -> None:
         """Dequantize one tensor into `out`."""
         out.copy_(self.read([name])[name])
+
+    def mapped(self, name: str, dtype: torch.dtype) -> torch.Tensor | None:
+        """None: a GGUF tensor is dequantized, so there are no stored bytes to map."""
+        return None
 
     def read(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Dequantize the named tensors."""

@@ -208,17 +208,28 @@ def clip_thresholds(values: torch.Tensor, clip: ClipSpec) -> tuple[float, float]
 #: elements per slice of a top-k selection: `topk` sorts (value, index) pairs of its whole input, 16 bytes
 #: an element (13 MiB for one 576 x 1536 weight, the streamed suite's largest transient); slices bound it
 SELECTION_SLICE = 1 << 16
+#: elements per row of a first selection along rows: `topk` along the last dim works on one row at a time in
+#: a buffer of 16 bytes an element, 64 KiB here: below glibc's mmap threshold, so carved from the heap and
+#: reused, not a fresh mapping per slice whose pages fault in (`indexer.heap` pins that threshold)
+SELECTION_ROW = 1 << 12
 
 
 def _kth_from_end(flat: torch.Tensor, k: int, *, largest: bool) -> float:
     """`flat.topk(k, largest=largest).values[-1]` (the k-th largest or smallest value), the same value, in
-    bounded memory: the k best of each slice hold the k best of all."""
-    if k < SELECTION_SLICE < flat.numel() // 2:
-        best = [
+    bounded memory: the k best of each row (or slice) hold the k best of all."""
+    count = flat.numel()
+    if 8 * k <= SELECTION_ROW and count >= 2 * SELECTION_ROW:
+        # one call over rows: its output (rows, k) is at most an eighth of the input
+        full = count - count % SELECTION_ROW
+        rows = flat[:full].reshape(-1, SELECTION_ROW)  # (rows, row)
+        per_row = rows.topk(k, dim=1, largest=largest).values.reshape(-1)  # (rows * k,)
+        flat = torch.cat([per_row, flat[full:]])
+    elif k < SELECTION_SLICE < count // 2:
+        per_slice = [
             part.topk(min(k, part.numel()), largest=largest).values
             for part in torch.split(flat, SELECTION_SLICE)
         ]
-        flat = torch.cat(best)
+        flat = torch.cat(per_slice)
     return float(flat.topk(k, largest=largest).values[-1])
 
 

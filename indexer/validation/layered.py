@@ -44,7 +44,7 @@ from contracts.validation import FigureKey
 from indexer.corpus import TokenWindows
 from indexer.errors import StreamingUnsupportedError
 from indexer.experiments.base import QuantizedActivations, RestoredActivation, Variant, WeightEdit
-from indexer.heap import trim
+from indexer.heap import reused_heap, trim
 from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
 from indexer.loading import available_memory
 from indexer.perplexity import (
@@ -430,26 +430,31 @@ class LayeredSuite(Suite):
         pairs = sorted({(sw.layer, sw.row) for sw in self.super_weights})
         self.sa_recordings = {pair: [] for pair in pairs}
         count = len(streamed.layers)
-        for layer in range(count):
-            streamed.materialise(layer)
-            try:
-                children: list[_Node] = []
-                for node in nodes:  # the baseline's node first: its recordings are read by the others
-                    children.extend(self._through_layer(layer, node, baseline, captured))
-                    for handle in node.handles:
-                        store.drop(handle)
-                    node.handles = []
-            finally:
-                streamed.release(layer)
-            nodes = children
-            self._report(
-                "pruning", layer + 1, count, f"layer {layer + 1}/{count}: {len(nodes)} variant state(s)"
-            )
+        # the layer calls' working tensors reuse the heap rather than fault in fresh pages each: with the
+        # embeddings and head mapped, not read, there is room for it under the heads' peak
+        with reused_heap():
+            for layer in range(count):
+                streamed.materialise(layer)
+                try:
+                    children: list[_Node] = []
+                    for node in nodes:  # the baseline's node first: its recordings are read by the others
+                        children.extend(self._through_layer(layer, node, baseline, captured))
+                        for handle in node.handles:
+                            store.drop(handle)
+                        node.handles = []
+                finally:
+                    streamed.release(layer)
+                nodes = children
+                self._report(
+                    "pruning", layer + 1, count, f"layer {layer + 1}/{count}: {len(nodes)} variant state(s)"
+                )
         # the heads and losses read no layer: their logits chunks take the layer's and its copies' place
         streamed.free_buffers()
         self._quantized_buffers.clear()
         self._final_nodes = nodes
-        return self._losses(nodes)
+        # each head's logits chunks reuse the heap (the layer's buffers left room): no fresh pages per chunk
+        with reused_heap():
+            return self._losses(nodes)
 
     def _signature(self, variant: Variant, layer: int) -> Signature:
         """What `variant` does to layer `layer`: before its first layer, what its `prefix_of` does (RTN

@@ -14,6 +14,7 @@ from indexer.quantize import (
     ClipSpec,
     Granularity,
     ScratchBuffers,
+    _kth_from_end,
     block_partition,
     clip_thresholds,
     fake_quantize_activation,
@@ -155,6 +156,19 @@ def test_zscore_and_percentile_clipping() -> None:
     weight = values.view(1, -1).clone()
     rtn_quantize_(weight, 8, clip=ClipSpec("percentile", 99.0))
     assert float(weight.max()) <= high + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("count", "k"),
+    [(884_736, 88), (884_736 + 123, 1), (8_192, 512), (200_000, 600), (300_000, 40_000), (3_000, 5)],
+)
+@pytest.mark.parametrize("largest", [True, False])
+def test_bounded_selection_is_the_whole_tensors_top_k(count: int, k: int, largest: bool) -> None:
+    # every path (rows of SELECTION_ROW, slices of SELECTION_SLICE, one call) picks the very same value
+    generator = torch.Generator().manual_seed(count + k)
+    flat = torch.randn(count, generator=generator).mul_(100).round_()  # ties on purpose
+    expected = float(flat.topk(k, largest=largest).values[-1])
+    assert _kth_from_end(flat, k, largest=largest) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,71 @@
+"""Tensors mapped from a safetensors checkpoint: the stored bytes, private, resident only where touched."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from pathlib import Path
+
+import pytest
+import torch
+
+from indexer.checkpoint import SafetensorsCheckpoint
+from indexer.loading import LoadOptions, resolve_model
+from indexer.streaming import open_streamed
+from tests.tiny import tiny_model
+
+EMBEDDINGS = "model.embed_tokens.weight"
+
+
+def saved(folder: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """A tiny Llama saved as safetensors in `dtype`."""
+    loaded = tiny_model("llama", seed=0)
+    loaded.model.to(dtype).save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def mapped_files(address: int) -> list[str]:
+    """The files mapped at `address` in this process (Linux's /proc/self/maps)."""
+    found = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        span, *rest = line.split(maxsplit=5)
+        low, high = (int(part, 16) for part in span.split("-"))
+        if low <= address < high and len(rest) == 5:
+            found.append(rest[4])
+    return found
+
+
+def test_a_mapped_tensor_is_the_stored_one_and_writes_stay_private(tmp_path: Path) -> None:
+    checkpoint = SafetensorsCheckpoint(saved(tmp_path))
+    file = tmp_path / "model.safetensors"
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    for name in sorted(checkpoint.names):
+        mapped = checkpoint.mapped(name, torch.float32)
+        assert mapped is not None
+        assert torch.equal(mapped, checkpoint.read([name])[name]), name
+    embeddings = checkpoint.mapped(EMBEDDINGS, torch.float32)
+    assert embeddings is not None
+    embeddings.zero_()  # copy-on-write: the checkpoint is never written
+    assert hashlib.sha256(file.read_bytes()).hexdigest() == digest
+    assert not torch.equal(checkpoint.read([EMBEDDINGS])[EMBEDDINGS], embeddings)
+
+
+def test_a_tensor_stored_in_another_dtype_is_not_mapped(tmp_path: Path) -> None:
+    checkpoint = SafetensorsCheckpoint(saved(tmp_path, torch.bfloat16))
+    assert checkpoint.mapped(EMBEDDINGS, torch.float32) is None
+    assert checkpoint.mapped(EMBEDDINGS, torch.bfloat16) is not None
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/maps")
+def test_the_streamed_engine_maps_its_resident_weights_when_stored_as_the_run_needs(tmp_path: Path) -> None:
+    folder = saved(tmp_path)
+    streamed = open_streamed(resolve_model(str(folder), options=LoadOptions(device="cpu", dtype="float32")))
+    embeddings = streamed.loaded.model.get_parameter(EMBEDDINGS)
+    assert str(folder / "model.safetensors") in mapped_files(embeddings.data_ptr())
+    assert streamed.checkpoint.bytes_read == streamed.resident_bytes  # counted as read once
+    # another dtype than the stored one: read and converted, as before
+    other = open_streamed(resolve_model(str(folder), options=LoadOptions(device="cpu", dtype="bfloat16")))
+    weight = other.loaded.model.get_parameter(EMBEDDINGS)
+    assert weight.dtype == torch.bfloat16
+    assert str(folder / "model.safetensors") not in mapped_files(weight.data_ptr())
