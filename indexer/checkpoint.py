@@ -77,6 +77,11 @@ class Checkpoint(Protocol):
         tensor: as whatever it is stored), else None: nothing is read until its pages are touched."""
         ...
 
+    def drop_mapped_pages(self) -> None:
+        """Let the pages of the mapped tensors leave the resident set (touched again, they are read back
+        from the file): for a phase that does not use them."""
+        ...
+
 
 @dataclass(frozen=True)
 class _Entry:
@@ -148,6 +153,7 @@ class SafetensorsCheckpoint(_Counted):
         self._names = frozenset(self._entries)
         self._weight_bytes = sum(e.nbytes for e in self._entries.values())
         self._bytes_read = 0
+        self._mappings: list[mmap.mmap] = []
 
     def nbytes(self, name: str) -> int:
         """Bytes of one tensor."""
@@ -186,11 +192,20 @@ class SafetensorsCheckpoint(_Counted):
             mapping = mmap.mmap(
                 handle.fileno(), entry.start + entry.nbytes - first, access=mmap.ACCESS_COPY, offset=first
             )
+        self._mappings.append(mapping)
         count = entry.nbytes // entry.dtype.itemsize
         # the tensor keeps the mapping alive; writes (none are made) would stay private to the process
         flat = torch.frombuffer(mapping, dtype=entry.dtype, count=count, offset=entry.start - first)
         self._bytes_read += entry.nbytes  # counted as read: a head reads every page of it
         return flat.view(entry.shape)
+
+    def drop_mapped_pages(self) -> None:
+        """Drop the mapped tensors' pages from the resident set; they are never written, so what is read
+        back from the file when they are touched again is what they held."""
+        if not hasattr(mmap, "MADV_DONTNEED"):  # no madvise (Windows): the pages stay
+            return
+        for mapping in self._mappings:
+            mapping.madvise(mmap.MADV_DONTNEED)
 
     def read(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Read each named tensor into a tensor of its own (one positional read each, shard by shard)."""
@@ -252,6 +267,9 @@ class GGUFCheckpoint(_Counted):
     def mapped(self, name: str, dtype: torch.dtype) -> torch.Tensor | None:
         """None: a GGUF tensor is dequantized, so there are no stored bytes to map."""
         return None
+
+    def drop_mapped_pages(self) -> None:
+        """Nothing to drop: no tensor is mapped."""
 
     def read(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Dequantize the named tensors."""

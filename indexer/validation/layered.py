@@ -243,9 +243,10 @@ class StreamedEvaluator(PerplexityEvaluator):
         super().__init__(streamed.loaded, windows, batch_size, prefix_cache=False)
         self.captured: list[CapturedCalls] = []
         # the logits of a chunk are working memory next to the resident part, which is small here: at most
-        # a twentieth of the weights (the batches are the in-memory engine's, so its figures are too)
+        # a fortieth of the weights, so a head that is mapped, resident again, still fits (the batches are
+        # the in-memory engine's, so its figures are too)
         vocab = vocab_size(self.model)
-        budget = max(LOGITS_MIN_POSITIONS * vocab * LOGIT_BYTES, streamed.weight_bytes // 20)
+        budget = max(LOGITS_MIN_POSITIONS * vocab * LOGIT_BYTES, streamed.weight_bytes // 40)
         self.chunk_tokens = min(self.chunk_tokens, max(1, budget // max(1, vocab * LOGIT_BYTES)))
 
     def capture(self) -> list[CapturedCalls]:
@@ -423,6 +424,9 @@ class LayeredSuite(Suite):
         store, evaluator, streamed = self.store, self.streamed_evaluator, self.streamed
         self._report("baseline", 0, 1, "capturing the layer calls")
         captured = evaluator.capture()
+        # the head check touched every page of a mapped head (SmolLM2's tied embeddings: a fifth of the
+        # weights), and nothing reads it again until the heads: out of the resident set while layers run
+        streamed.checkpoint.drop_mapped_pages()
         every = [baseline, *measured]
         self._by_key = {v.key: v for v in every}
         self._spent = {v.key: 0.0 for v in every}
@@ -430,10 +434,11 @@ class LayeredSuite(Suite):
         pairs = sorted({(sw.layer, sw.row) for sw in self.super_weights})
         self.sa_recordings = {pair: [] for pair in pairs}
         count = len(streamed.layers)
-        # the layer calls' working tensors reuse the heap rather than fault in fresh pages each: with the
-        # embeddings and head mapped, not read, there is room for it under the heads' peak
-        with reused_heap():
-            for layer in range(count):
+        for layer in range(count):
+            # the layer's calls reuse the heap rather than fault in fresh pages for each variant's working
+            # tensors (with the embeddings and head mapped, not read, there is room for one layer's working
+            # set); trimmed after each layer, so the long-lived hidden states leave no growing holes
+            with reused_heap():
                 streamed.materialise(layer)
                 try:
                     children: list[_Node] = []
@@ -444,17 +449,15 @@ class LayeredSuite(Suite):
                         node.handles = []
                 finally:
                     streamed.release(layer)
-                nodes = children
-                self._report(
-                    "pruning", layer + 1, count, f"layer {layer + 1}/{count}: {len(nodes)} variant state(s)"
-                )
+            nodes = children
+            self._report(
+                "pruning", layer + 1, count, f"layer {layer + 1}/{count}: {len(nodes)} variant state(s)"
+            )
         # the heads and losses read no layer: their logits chunks take the layer's and its copies' place
         streamed.free_buffers()
         self._quantized_buffers.clear()
         self._final_nodes = nodes
-        # each head's logits chunks reuse the heap (the layer's buffers left room): no fresh pages per chunk
-        with reused_heap():
-            return self._losses(nodes)
+        return self._losses(nodes)
 
     def _signature(self, variant: Variant, layer: int) -> Signature:
         """What `variant` does to layer `layer`: before its first layer, what its `prefix_of` does (RTN
@@ -551,12 +554,15 @@ class LayeredSuite(Suite):
         for done, node in enumerate(nodes, start=1):
             observer = self._observers([v.key for v in node.variants])
             started = time.perf_counter()
-            sums = torch.cat(
-                [
-                    self.streamed_evaluator.final_nll(index, self.store.get(handle), observer)
-                    for index, handle in enumerate(node.handles)
-                ]
-            )  # (windows,) summed loss of each window, float64
+            # a head's logits chunks reuse the heap (the layer's buffers left room), not fresh pages per
+            # chunk; trimmed after each head, so what outlives it leaves no growing holes
+            with reused_heap():
+                sums = torch.cat(
+                    [
+                        self.streamed_evaluator.final_nll(index, self.store.get(handle), observer)
+                        for index, handle in enumerate(node.handles)
+                    ]
+                )  # (windows,) summed loss of each window, float64
             head_s = time.perf_counter() - started
             for handle in node.handles:
                 self.store.drop(handle)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from indexer.checkpoint import SafetensorsCheckpoint
 from indexer.loading import LoadOptions, resolve_model
@@ -69,3 +70,27 @@ def test_the_streamed_engine_maps_its_resident_weights_when_stored_as_the_run_ne
     weight = other.loaded.model.get_parameter(EMBEDDINGS)
     assert weight.dtype == torch.bfloat16
     assert str(folder / "model.safetensors") not in mapped_files(weight.data_ptr())
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/smaps_rollup")
+def test_dropped_pages_leave_the_resident_set_and_read_back_the_same(tmp_path: Path) -> None:
+    # a tensor of 8 MiB, so its pages are far above the noise of the rest of the process
+    folder = tmp_path / "big"
+    folder.mkdir()
+    stored = torch.randn(2048, 1024, generator=torch.Generator().manual_seed(0))
+    save_file({"big.weight": stored}, str(folder / "model.safetensors"))
+    checkpoint = SafetensorsCheckpoint(folder)
+    mapped = checkpoint.mapped("big.weight", torch.float32)
+    assert mapped is not None
+    assert torch.equal(mapped, stored)  # every page touched
+    touched = file_backed_resident()
+    checkpoint.drop_mapped_pages()
+    assert touched - file_backed_resident() >= stored.numel() * 4 * 0.9
+    assert torch.equal(mapped, stored)  # read back from the file when touched again
+
+
+def file_backed_resident() -> int:
+    """Bytes of this process's resident set backed by files (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:])
+    kib = {name: int(value.split()[0]) for name, value in fields.items()}
+    return (kib["Rss"] - kib["Anonymous"]) * 1024
