@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,22 @@ HEAD_CHECK_TOKENS = 16
 #: called with (batch index, logits (n, positions, vocab), targets (n, positions)) for every predicted
 #: position of every batch, once or in several chunks
 BatchObserver = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+@runtime_checkable
+class SliceObserver(Protocol):
+    """A batch observer that needs only the predicted positions' next-token probabilities, summed over
+    positions: it can also be shown them a slice of the vocabulary at a time (`SlicedHead`), never a
+    position's whole row of logits."""
+
+    def __call__(self, index: int, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a batch's (or chunk's) logits `(batch, positions, vocab)` at its predicted positions."""
+
+    def observe_positions(self, count: int) -> None:
+        """Count `count` predicted positions whose probabilities are shown by slice."""
+
+    def observe_slice(self, probs: torch.Tensor, start: int) -> None:
+        """Add probabilities `(positions, slice)` of the vocabulary ids `start`, `start + 1`, ..."""
 
 
 @dataclass(frozen=True)

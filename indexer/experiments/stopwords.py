@@ -38,7 +38,7 @@ class _Meter:
         self.sum_probs = torch.zeros(vocab, dtype=torch.float64)
         self.count = 0
 
-    def observe(self, _index: int, logits: torch.Tensor, _targets: torch.Tensor) -> None:
+    def __call__(self, _index: int, logits: torch.Tensor, _targets: torch.Tensor) -> None:
         """Add one batch (or chunk) of logits `(batch, seq, vocab)`."""
         rows = logits.reshape(-1, logits.shape[-1])  # (batch * seq, vocab)
         ids = self.token_ids.to(rows.device)
@@ -48,6 +48,18 @@ class _Meter:
             self.sum_mass += float(probs.index_select(-1, ids).sum())
             self.sum_probs += probs.sum(dim=0).double().cpu()[: self.vocab]
         self.count += rows.shape[0]
+
+    def observe_positions(self, count: int) -> None:
+        """Count positions whose probabilities come by slice (`observe_slice`)."""
+        self.count += count
+
+    def observe_slice(self, probs: torch.Tensor, start: int) -> None:
+        """Add probabilities `(positions, slice)` of the vocabulary ids from `start`."""
+        stop = start + probs.shape[-1]
+        ids = self.token_ids.to(probs.device)
+        inside = ids[(ids >= start) & (ids < stop)] - start
+        self.sum_mass += float(probs.index_select(-1, inside).sum())
+        self.sum_probs[start:stop] += probs.sum(dim=0).double().cpu()[: max(0, self.vocab - start)]
 
     @property
     def mass(self) -> float:
@@ -92,8 +104,8 @@ class _StopwordObservation:
         self.before = _Meter(token_ids, vocab)
         self.after = _Meter(token_ids, vocab)
         self.observers: Mapping[FigureKey, BatchObserver] = {
-            FigureKey.baseline(): self.before.observe,
-            FigureKey.joint(): self.after.observe,
+            FigureKey.baseline(): self.before,
+            FigureKey.joint(): self.after,
         }
 
     def summary(self) -> StopwordShift | None:

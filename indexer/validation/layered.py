@@ -13,10 +13,12 @@ super-activation recordings are taken at a layer before any other variant runs t
 restoring and hold-out variants read them exactly as they do in the whole-model engine.
 
 Each layer is called exactly as the model calls it (`indexer.streaming.capture_layer_calls`: the
-arguments are captured from the model's own forward, per batch); the final norm, head and loss run per
-variant after the last layer, from the head's input in chunks, through the model's own forward with its
-layers stubbed. The figures, their bootstrap intervals, observers and summaries are the whole-model
-suite's (`indexer.validation.suite.Suite`), whose planning this engine reuses unchanged.
+arguments are captured from the model's own forward, per batch); after the last layer, each final state's
+head input comes from the model's own forward with its layers stubbed (its final norm), and a plain linear
+head is read a slice of its vocabulary at a time for all of them at once (`indexer.validation.sliced_head`;
+any other head runs per state, in chunks of positions, as the model calls it). The figures, their
+bootstrap intervals, observers and summaries are the whole-model suite's (`indexer.validation.suite.Suite`),
+whose planning this engine reuses unchanged.
 
 Hidden states are kept in memory up to a budget and written to a temporary file beyond it, so a suite
 whose variants' states do not fit still reads the weights once.
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from contracts.results import DetectionResult
@@ -49,11 +52,14 @@ from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
 from indexer.loading import available_memory
 from indexer.perplexity import (
     HEAD_CHECK_TOKENS,
+    IGNORED,
     LOGIT_BYTES,
     BatchObserver,
     PassResult,
     PerplexityEvaluator,
+    SliceObserver,
     logits_match,
+    next_token_targets,
     vocab_size,
 )
 from indexer.quantize import (
@@ -75,6 +81,7 @@ from indexer.streaming import (
 )
 from indexer.validation.config import ValidateConfig
 from indexer.validation.results import Phase, ProgressCallback, ValidationTiming
+from indexer.validation.sliced_head import SlicedHead
 from indexer.validation.suite import Suite, _combined, edited_weights
 
 #: share of the free memory the variants' hidden states may hold before they go to a temporary file
@@ -170,6 +177,14 @@ class HiddenStore:
             done += got
         return tensor.to(device)
 
+    def nbytes(self, handle: int) -> int:
+        """Bytes of the tensor behind `handle`."""
+        if handle in self._memory:
+            tensor = self._memory[handle]
+            return tensor.numel() * tensor.element_size()
+        _, shape, dtype, _ = self._disk[handle]
+        return math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+
     def drop(self, handle: int) -> None:
         """Forget the tensor behind `handle`."""
         tensor = self._memory.pop(handle, None)
@@ -213,6 +228,18 @@ class _Node:
     diverged: int | None = None
 
 
+def _every(observers: list[BatchObserver]) -> BatchObserver | None:
+    """One observer showing each call to all of `observers` (None when there are none)."""
+    if len(observers) <= 1:
+        return observers[0] if observers else None
+
+    def every(index: int, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        for observer in observers:
+            observer(index, logits, targets)
+
+    return every
+
+
 def _same(a: Any, b: Any) -> bool:
     """Whether two captured call arguments are the same values (tensors compared element by element)."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
@@ -248,6 +275,14 @@ class StreamedEvaluator(PerplexityEvaluator):
         vocab = vocab_size(self.model)
         budget = max(LOGITS_MIN_POSITIONS * vocab * LOGIT_BYTES, streamed.weight_bytes // 40)
         self.chunk_tokens = min(self.chunk_tokens, max(1, budget // max(1, vocab * LOGIT_BYTES)))
+        #: the working memory of the sliced head (a slice of the head's rows and its logits)
+        self.logits_budget = budget
+        #: the head read a slice of its vocabulary at a time for every final state at once, when it is a
+        #: plain linear layer whose sliced loss is the chunked one's on the check's tokens
+        self.sliced_head = self._checked_sliced_head() if self.chunked_logits else None
+        # the head checks touched every page of a mapped head (SmolLM2's tied embeddings: a fifth of the
+        # weights); nothing reads it whole again until the heads, which read it a slice at a time
+        streamed.checkpoint.drop_mapped_pages()
 
     def capture(self) -> list[CapturedCalls]:
         """Every batch's embeddings and layer calls, from the model's own forward (no layer is read).
@@ -290,6 +325,52 @@ class StreamedEvaluator(PerplexityEvaluator):
                 return self._chunked_nll(index, head_input[-1], ids, observer)
             logits = head_logits(self.streamed, captured, ids, final)  # (batch, window, vocab)
             return self._logits_nll(index, logits, ids, observer)
+
+    def head_input(self, index: int, final: torch.Tensor) -> torch.Tensor:
+        """The head's input `(batch, window, hidden)` for batch `index` from its last layer's output: the
+        model's own final norm (its forward with the layers stubbed, the head recording its input)."""
+        ids = self.batches[index].to(self.device)  # (batch, window)
+        with torch.inference_mode(), self._capturing_head_input() as head_input:
+            forward_from_final(self.streamed, self.captured[index], ids, final)
+        return head_input[-1]
+
+    def sliced_losses(
+        self,
+        states: Sequence[torch.Tensor],
+        indices: Sequence[int],
+        observers: Sequence[Sequence[SliceObserver]] = (),
+    ) -> list[torch.Tensor]:
+        """Each window's summed next-token loss `(batch,)` for every head input `states[i]` of batch
+        `indices[i]` (shown to `observers[i]`), from the sliced head (a mapped head's slices leave the
+        resident set)."""
+        assert self.sliced_head is not None
+        targets = [next_token_targets(self.batches[i]).reshape(-1).to(self.device) for i in indices]
+        rows = [state.reshape(-1, state.shape[-1]) for state in states]  # each (batch * window, hidden)
+        losses = self.sliced_head.losses(
+            rows,
+            targets,
+            self.logits_budget,
+            after_slice=self.streamed.checkpoint.drop_mapped_pages,
+            observers=observers,
+        )
+        return [loss.view(self.batches[i].shape).sum(dim=1) for loss, i in zip(losses, indices, strict=True)]
+
+    def _checked_sliced_head(self) -> SlicedHead | None:
+        """The sliced head, when its losses on the check's tokens are the chunked path's (within 1e-5)."""
+        sliced = SlicedHead.of(self._head, self._softcap)
+        if sliced is None:
+            return None
+        ids = self.windows.input_ids[:1, :HEAD_CHECK_TOKENS].to(self.device)  # (1, tokens)
+        captured = capture_layer_calls(self.streamed, ids)
+        with torch.inference_mode(), self._capturing_head_input() as head_input:
+            forward_from_final(self.streamed, captured, ids, captured.hidden)
+        rows = head_input[-1].reshape(-1, head_input[-1].shape[-1])  # (tokens, hidden)
+        targets = next_token_targets(ids).reshape(-1)  # (tokens,)
+        with torch.inference_mode():
+            logits = self._head_logits(rows).float()  # (tokens, vocab)
+            expected = F.cross_entropy(logits, targets, ignore_index=IGNORED, reduction="none").double()
+        (got,) = sliced.losses([rows], [targets], self.logits_budget)
+        return sliced if torch.allclose(got, expected.cpu(), rtol=1e-5, atol=1e-5) else None
 
     def _head_reproduces_logits(self) -> bool:
         """Whether the head's input, through the head (and soft cap), gives the model's own logits: checked
@@ -424,9 +505,6 @@ class LayeredSuite(Suite):
         store, evaluator, streamed = self.store, self.streamed_evaluator, self.streamed
         self._report("baseline", 0, 1, "capturing the layer calls")
         captured = evaluator.capture()
-        # the head check touched every page of a mapped head (SmolLM2's tied embeddings: a fifth of the
-        # weights), and nothing reads it again until the heads: out of the resident set while layers run
-        streamed.checkpoint.drop_mapped_pages()
         every = [baseline, *measured]
         self._by_key = {v.key: v for v in every}
         self._spent = {v.key: 0.0 for v in every}
@@ -550,47 +628,112 @@ class LayeredSuite(Suite):
     def _losses(self, nodes: list[_Node]) -> dict[FigureKey, PassResult]:
         """The head and loss of every final state, once per state, with every observer its variants have."""
         results: dict[FigureKey, PassResult] = {}
-        window = int(self.windows.input_ids.shape[1])
-        for done, node in enumerate(nodes, start=1):
-            observer = self._observers([v.key for v in node.variants])
+        evaluator = self.streamed_evaluator
+        found = {id(node): self._observers_of(node) for node in nodes}
+        # the head read by slice for every state at once, unless an observer needs whole rows of logits:
+        # those states go through the whole head after, when the others' are freed
+        sliced = [
+            node
+            for node in nodes
+            if evaluator.sliced_head is not None
+            and all(isinstance(observer, SliceObserver) for observer in found[id(node)])
+        ]
+        for group in self._in_memory_groups(sliced):
             started = time.perf_counter()
-            # a head's logits chunks reuse the heap (the layer's buffers left room), not fresh pages per
-            # chunk; trimmed after each head, so what outlives it leaves no growing holes
+            with reused_heap():  # the slices' logits reuse the heap (the layers' buffers left room)
+                sums = self._sliced_sums(group, len(sliced), found)
+            share = (time.perf_counter() - started) / len(group)
+            for node, node_sums in zip(group, sums, strict=True):
+                self._result(results, node, node_sums, share)
+        rest = [n for n in nodes if all(n is not s for s in sliced)]
+        for done, node in enumerate(rest, start=len(sliced) + 1):
+            started = time.perf_counter()
+            # a head's logits chunks reuse the heap, not fresh pages per chunk; trimmed after each head,
+            # so what outlives it leaves no growing holes
             with reused_heap():
-                sums = torch.cat(
+                node_sums = torch.cat(
                     [
-                        self.streamed_evaluator.final_nll(index, self.store.get(handle), observer)
+                        evaluator.final_nll(index, self.store.get(handle), _every(found[id(node)]))
                         for index, handle in enumerate(node.handles)
                     ]
                 )  # (windows,) summed loss of each window, float64
-            head_s = time.perf_counter() - started
-            for handle in node.handles:
-                self.store.drop(handle)
-            predicted = sums.numel() * (window - 1)
-            mean = float(sums.sum()) / predicted
-            for variant in node.variants:
-                results[variant.key] = PassResult(
-                    perplexity=math.exp(mean) if mean < 700 else math.inf,
-                    mean_nll=mean,
-                    predicted_tokens=predicted,
-                    seconds=self._spent[variant.key] + head_s / len(node.variants),
-                    prefix_layer=node.diverged or None,
-                    window_nll=tuple(float(v) / (window - 1) for v in sums),
-                )
-            phase: Phase = "quantization" if node.variants[0].phase == "quantization" else "pruning"
-            self._report(phase, done, len(nodes), f"loss {done}/{len(nodes)}")
+            self._result(results, node, node_sums, time.perf_counter() - started)
+            self._report(self._phase_of(node), done, len(nodes), f"loss {done}/{len(nodes)}")
+        self.streamed.checkpoint.drop_mapped_pages()  # a mapped head's pages are not needed after
         return results
 
-    def _observers(self, keys: Sequence[FigureKey]) -> BatchObserver | None:
-        found = [observer for key in keys if (observer := self._observer(key)) is not None]
-        if len(found) <= 1:
-            return found[0] if found else None
+    def _in_memory_groups(self, nodes: list[_Node]) -> Iterator[list[_Node]]:
+        """`nodes` in runs whose states together fit the store's memory budget (one run when they are all
+        in memory): each run's states are held at once while the head is read by slice."""
+        group: list[_Node] = []
+        held = 0
+        for node in nodes:
+            size = sum(self.store.nbytes(handle) for handle in node.handles)
+            if group and held + size > self.store.budget:
+                yield group
+                group, held = [], 0
+            group.append(node)
+            held += size
+        if group:
+            yield group
 
-        def every(index: int, logits: torch.Tensor, targets: torch.Tensor) -> None:
-            for observer in found:
-                observer(index, logits, targets)
+    def _sliced_sums(
+        self, nodes: list[_Node], total: int, found: dict[int, list[BatchObserver]]
+    ) -> list[torch.Tensor]:
+        """Each node's summed loss of each window `(windows,)`, float64, through the sliced head: every
+        state's head input first (it takes the state's place in the store), then one read of the head."""
+        store, evaluator = self.store, self.streamed_evaluator
+        phase = self._phase_of(nodes[-1])
+        self._report(phase, 0, total, f"loss of {len(nodes)} state(s), the head read by slice")
+        for node in nodes:
+            node.handles = [
+                self._replaced(handle, evaluator.head_input(index, store.get(handle)))
+                for index, handle in enumerate(node.handles)
+            ]
+        flat = [(node, index, handle) for node in nodes for index, handle in enumerate(node.handles)]
+        sums = evaluator.sliced_losses(
+            [store.get(handle) for _, _, handle in flat],
+            [index for _, index, _ in flat],
+            [[o for o in found[id(node)] if isinstance(o, SliceObserver)] for node, _, _ in flat],
+        )
+        out, taken = [], 0
+        for node in nodes:
+            out.append(torch.cat(sums[taken : taken + len(node.handles)]))  # (windows,)
+            taken += len(node.handles)
+        self._report(phase, len(nodes), total, f"loss of {len(nodes)} state(s) done")
+        return out
 
-        return every
+    def _replaced(self, handle: int, tensor: torch.Tensor) -> int:
+        """Put `tensor` in the store in place of the state behind `handle`; its handle."""
+        self.store.drop(handle)
+        return self.store.put(tensor)
+
+    def _result(
+        self, results: dict[FigureKey, PassResult], node: _Node, sums: torch.Tensor, head_s: float
+    ) -> None:
+        """Each of the node's variants' figure from its windows' summed losses `(windows,)`."""
+        for handle in node.handles:
+            self.store.drop(handle)
+        node.handles = []
+        window = int(self.windows.input_ids.shape[1])
+        predicted = sums.numel() * (window - 1)
+        mean = float(sums.sum()) / predicted
+        for variant in node.variants:
+            results[variant.key] = PassResult(
+                perplexity=math.exp(mean) if mean < 700 else math.inf,
+                mean_nll=mean,
+                predicted_tokens=predicted,
+                seconds=self._spent[variant.key] + head_s / len(node.variants),
+                prefix_layer=node.diverged or None,
+                window_nll=tuple(float(v) / (window - 1) for v in sums),
+            )
+
+    @staticmethod
+    def _phase_of(node: _Node) -> Phase:
+        return "quantization" if node.variants[0].phase == "quantization" else "pruning"
+
+    def _observers_of(self, node: _Node) -> list[BatchObserver]:
+        return [observer for v in node.variants for observer in self._observer_list(v.key)]
 
     def timing(self, total: float) -> ValidationTiming:
         """Totals; a state shared by variants is computed once (the prefix cache, generalised to a tree)."""

@@ -180,8 +180,11 @@ class Suite:
         self.weight_sets.extend(v.weight_set for v in variants if v.weight_set is not None)
         return variants
 
+    def _observer_list(self, key: FigureKey) -> list[BatchObserver]:
+        return [o.observers[key] for o in self.observations.values() if key in o.observers]
+
     def _observer(self, key: FigureKey) -> BatchObserver | None:
-        observers = [o.observers[key] for o in self.observations.values() if key in o.observers]
+        observers = self._observer_list(key)
         if not observers:
             return None
         if len(observers) == 1:
