@@ -429,13 +429,14 @@ def read_safetensors_model(folder: Path, config: Any, dtype: torch.dtype, device
     """The model of `folder`'s safetensors read tensor by tensor into a skeleton, or None when it cannot be.
 
     `from_pretrained` first builds and randomly initialises every weight its checkpoint lacks (a tied
-    embedding saved as the head only: half a second for SmolLM2) and goes through a mapping of the file;
-    here each tensor is read once, into its own memory, in the dtype asked for. A checkpoint whose
+    embedding saved as the head only: half a second for SmolLM2); here each tensor is mapped from the file
+    (on the CPU, stored in the dtype asked for: copy-on-write, its pages read when first touched) or read
+    once and converted (`indexer.skeleton.read_into`). A checkpoint whose
     tensors do not map one to one onto the model's (renamed beyond transformers' rules, fused, missing)
     returns None, and `from_pretrained` loads it as before.
     """
     from indexer.checkpoint import SafetensorsCheckpoint
-    from indexer.skeleton import build_skeleton, converter, finish, plan_weights, read_into, tied_keys
+    from indexer.skeleton import build_skeleton, finish, plan_weights, read_into, tied_keys
 
     checkpoint = SafetensorsCheckpoint(folder)
     skeleton = build_skeleton(config, dtype)
@@ -443,7 +444,7 @@ def read_safetensors_model(folder: Path, config: Any, dtype: torch.dtype, device
     covered = {key for key, _ in plan.resident} | set(tied_keys(skeleton))
     if any(key not in covered for key in skeleton.state_dict(keep_vars=True)):
         return None  # before reading anything: the fallback must not hold two copies
-    read_into(skeleton, checkpoint, plan.resident, converter(dtype, device))
+    read_into(skeleton, checkpoint, plan.resident, dtype, device)
     if finish(skeleton, device, set()):
         return None
     return skeleton

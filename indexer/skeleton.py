@@ -1,8 +1,8 @@
 """A model built without its weights (the meta device), and those weights read into it from a checkpoint.
 
-Shared by the two engines: the in-memory loader reads every tensor into the skeleton (one read per
-tensor, no random initialisation first, no second copy), the streamed engine reads what lies outside the
-decoder layers and leaves each layer to be read when the model calls it.
+Shared by the two engines: the in-memory loader maps (or reads) every tensor into the skeleton (no random
+initialisation first, no second copy), the streamed engine what lies outside the decoder layers, leaving
+each layer to be read when the model calls it.
 """
 
 from __future__ import annotations
@@ -124,11 +124,16 @@ def read_into(
     module: nn.Module,
     checkpoint: Checkpoint,
     entries: tuple[tuple[str, str], ...],
-    convert: Callable[[torch.Tensor], torch.Tensor],
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> None:
-    """Read each `(path, name)` of `entries` from the checkpoint into `module`, one tensor at a time."""
+    """Each `(path, name)` of `entries` from the checkpoint into `module`, one tensor at a time: on the CPU,
+    mapped from the file where stored as `dtype` (copy-on-write; its pages are read from the page cache
+    when first touched, never copied), else read and converted to `dtype` on `device`."""
+    convert = converter(dtype, device)
     for path, name in entries:
-        assign(module, path, convert(checkpoint.read([name])[name]))
+        tensor = checkpoint.mapped(name, dtype) if device.type == "cpu" else None
+        assign(module, path, tensor if tensor is not None else convert(checkpoint.read([name])[name]))
 
 
 def finish(skeleton: nn.Module, device: torch.device, streamed_keys: set[str]) -> list[str]:

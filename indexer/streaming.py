@@ -51,6 +51,7 @@ from indexer.skeleton import (
     converter,
     finish,
     plan_weights,
+    read_into,
     split_path,
     tensor_at,
 )
@@ -288,7 +289,9 @@ def open_streamed(
                 f"(embeddings, head and one layer) but only {budget / 2**30:.2f} GiB is available"
             )
     say(f"reading the {resident_bytes / 2**20:.0f} MiB outside the decoder layers")
-    _read_resident(skeleton, checkpoint, resident, resolved.dtype, resolved.device)
+    # mapped on the CPU: between the embedding lookup and the head (the layer calls, where a streamed run
+    # peaks) only the rows looked up are resident
+    read_into(skeleton, checkpoint, resident, resolved.dtype, resolved.device)
     layer_keys = {f"{prefix}.{i}.{rel}" for i, entries in enumerate(per_layer) for rel, _ in entries}
     still_empty = finish(skeleton, resolved.device, layer_keys)
     if still_empty:
@@ -321,22 +324,6 @@ def open_streamed(
     # parsing the tokenizer leaves ~30 MiB of freed small objects in the heap (SmolLM2's): give them back
     trim()
     return streamed
-
-
-def _read_resident(
-    skeleton: nn.Module,
-    checkpoint: Checkpoint,
-    entries: tuple[tuple[str, str], ...],
-    dtype: torch.dtype,
-    device: torch.device,
-) -> None:
-    """The tensors outside the decoder layers: on the CPU, mapped from the checkpoint where stored as the
-    run needs them, so that between the embedding lookup and the head (the layer calls, where a streamed
-    run peaks) only the rows looked up are resident; else read."""
-    convert = converter(dtype, device)
-    for path, name in entries:
-        tensor = checkpoint.mapped(name, dtype) if device.type == "cpu" else None
-        assign(skeleton, path, tensor if tensor is not None else convert(checkpoint.read([name])[name]))
 
 
 def _layer_sizes(checkpoint: Checkpoint, per_layer: Sequence[Sequence[tuple[str, str]]]) -> list[int]:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from indexer.checkpoint import SafetensorsCheckpoint
-from indexer.loading import LoadOptions, resolve_model
+from indexer.loading import LoadOptions, load_model, resolve_model
 from indexer.streaming import open_streamed
 from tests.tiny import tiny_model
 
@@ -94,3 +94,24 @@ def file_backed_resident() -> int:
     fields = dict(line.split(":", 1) for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:])
     kib = {name: int(value.split()[0]) for name, value in fields.items()}
     return (kib["Rss"] - kib["Anonymous"]) * 1024
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/maps")
+def test_the_in_memory_loader_maps_every_weight_and_an_edit_never_reaches_the_file(tmp_path: Path) -> None:
+    """Loading maps the weights (no copy); zeroing a super weight writes a private page, never the file."""
+    folder = saved(tmp_path)
+    file = folder / "model.safetensors"
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    loaded = load_model(str(folder), options=LoadOptions(device="cpu", dtype="float32"))
+    down = loaded.model.get_parameter("model.layers.0.mlp.down_proj.weight")
+    assert str(file) in mapped_files(down.data_ptr())
+    stored = SafetensorsCheckpoint(folder).read(["model.layers.0.mlp.down_proj.weight"])
+    assert torch.equal(down, stored["model.layers.0.mlp.down_proj.weight"])
+    with torch.no_grad():
+        down[0, 0] = 0.0
+    assert float(down[0, 0]) == 0.0
+    assert hashlib.sha256(file.read_bytes()).hexdigest() == digest
+    # another dtype than the stored one: read and converted into memory of its own
+    other = load_model(str(folder), options=LoadOptions(device="cpu", dtype="bfloat16"))
+    weight = other.model.get_parameter("model.layers.0.mlp.down_proj.weight")
+    assert str(file) not in mapped_files(weight.data_ptr())
