@@ -82,7 +82,7 @@ from indexer.streaming import (
 from indexer.validation.config import ValidateConfig
 from indexer.validation.results import Phase, ProgressCallback, ValidationTiming
 from indexer.validation.sliced_head import SlicedHead
-from indexer.validation.suite import Suite, _combined, edited_weights
+from indexer.validation.suite import Suite, _combined, combined_observer, edited_weights
 
 #: share of the free memory the variants' hidden states may hold before they go to a temporary file
 HIDDEN_MEMORY_SHARE = 0.5
@@ -194,8 +194,8 @@ class HiddenStore:
             if slot is not None:
                 self._slots.setdefault(slot.numel(), []).append(slot)
             return
-        offset, shape, dtype, _ = self._disk.pop(handle)
-        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        size = self.nbytes(handle)
+        offset = self._disk.pop(handle)[0]
         self._free.setdefault(size, []).append(offset)
 
     def close(self) -> None:
@@ -228,18 +228,6 @@ class _Node:
     diverged: int | None = None
 
 
-def _every(observers: list[BatchObserver]) -> BatchObserver | None:
-    """One observer showing each call to all of `observers` (None when there are none)."""
-    if len(observers) <= 1:
-        return observers[0] if observers else None
-
-    def every(index: int, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        for observer in observers:
-            observer(index, logits, targets)
-
-    return every
-
-
 def _same(a: Any, b: Any) -> bool:
     """Whether two captured call arguments are the same values (tensors compared element by element)."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
@@ -267,6 +255,9 @@ class StreamedEvaluator(PerplexityEvaluator):
 
     def __init__(self, streamed: StreamedModel, windows: TokenWindows, batch_size: int | None) -> None:
         self.streamed = streamed
+        #: the head check's tokens `(1, tokens)` and head input `(1, tokens, hidden)`, until the sliced
+        #: head's check has read them
+        self._checked_head_input: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(streamed.loaded, windows, batch_size, prefix_cache=False)
         self.captured: list[CapturedCalls] = []
         # the logits of a chunk are working memory next to the resident part, which is small here: at most
@@ -317,13 +308,10 @@ class StreamedEvaluator(PerplexityEvaluator):
     def final_nll(self, index: int, final: torch.Tensor, observer: BatchObserver | None) -> torch.Tensor:
         """Each window's summed next-token loss `(batch,)` of batch `index` from its last layer's output."""
         ids = self.batches[index].to(self.device)  # (batch, window)
-        captured = self.captured[index]
         with torch.inference_mode():
             if self.chunked_logits:
-                with self._capturing_head_input() as head_input:
-                    forward_from_final(self.streamed, captured, ids, final)
-                return self._chunked_nll(index, head_input[-1], ids, observer)
-            logits = head_logits(self.streamed, captured, ids, final)  # (batch, window, vocab)
+                return self._chunked_nll(index, self.head_input(index, final), ids, observer)
+            logits = head_logits(self.streamed, self.captured[index], ids, final)  # (batch, window, vocab)
             return self._logits_nll(index, logits, ids, observer)
 
     def head_input(self, index: int, final: torch.Tensor) -> torch.Tensor:
@@ -358,13 +346,11 @@ class StreamedEvaluator(PerplexityEvaluator):
     def _checked_sliced_head(self) -> SlicedHead | None:
         """The sliced head, when its losses on the check's tokens are the chunked path's (within 1e-5)."""
         sliced = SlicedHead.of(self._head, self._softcap)
-        if sliced is None:
+        checked, self._checked_head_input = self._checked_head_input, None
+        if sliced is None or checked is None:
             return None
-        ids = self.windows.input_ids[:1, :HEAD_CHECK_TOKENS].to(self.device)  # (1, tokens)
-        captured = capture_layer_calls(self.streamed, ids)
-        with torch.inference_mode(), self._capturing_head_input() as head_input:
-            forward_from_final(self.streamed, captured, ids, captured.hidden)
-        rows = head_input[-1].reshape(-1, head_input[-1].shape[-1])  # (tokens, hidden)
+        ids, head_input = checked  # the head check's tokens and head input
+        rows = head_input.reshape(-1, head_input.shape[-1])  # (tokens, hidden)
         targets = next_token_targets(ids).reshape(-1)  # (tokens,)
         with torch.inference_mode():
             logits = self._head_logits(rows).float()  # (tokens, vocab)
@@ -385,6 +371,8 @@ class StreamedEvaluator(PerplexityEvaluator):
             if len(head_input) != 1:
                 return False
             got = self._head_logits(head_input[0]).float()
+        # kept for the sliced head's check, which runs on the same tokens
+        self._checked_head_input = (ids, head_input[0])
         return logits_match(got, expected)
 
 
@@ -645,7 +633,8 @@ class LayeredSuite(Suite):
             share = (time.perf_counter() - started) / len(group)
             for node, node_sums in zip(group, sums, strict=True):
                 self._result(results, node, node_sums, share)
-        rest = [n for n in nodes if all(n is not s for s in sliced)]
+        taken = {id(node) for node in sliced}
+        rest = [node for node in nodes if id(node) not in taken]
         for done, node in enumerate(rest, start=len(sliced) + 1):
             started = time.perf_counter()
             # a head's logits chunks reuse the heap, not fresh pages per chunk; trimmed after each head,
@@ -653,7 +642,7 @@ class LayeredSuite(Suite):
             with reused_heap():
                 node_sums = torch.cat(
                     [
-                        evaluator.final_nll(index, self.store.get(handle), _every(found[id(node)]))
+                        evaluator.final_nll(index, self.store.get(handle), combined_observer(found[id(node)]))
                         for index, handle in enumerate(node.handles)
                     ]
                 )  # (windows,) summed loss of each window, float64

@@ -120,15 +120,17 @@ class SlicedHead:
         after_slice: Callable[[], None] | None,
     ) -> None:
         """The watched states' probabilities at their predicted positions, shown slice by slice."""
-        predicted = {i: (targets[i] != IGNORED).nonzero().squeeze(-1) for i, _ in watched}  # (n,) each
+        # each watched state's predicted positions, gathered once: (n, hidden) and their log-sum-exps (n,)
+        shown = []
         for i, seen in watched:
+            predicted = (targets[i] != IGNORED).nonzero().squeeze(-1)  # (n,)
             for observer in seen:
-                observer.observe_positions(int(predicted[i].numel()))
+                observer.observe_positions(int(predicted.numel()))
+            shown.append((states[i][predicted], totals[i][predicted], seen))
         vocab = int(self.weight.shape[0])
         for start in starts:
             stop = min(vocab, start + rows)
-            for i, seen in watched:
-                state, total = states[i][predicted[i]], totals[i][predicted[i]]  # (n, hidden), (n,)
+            for state, total, seen in shown:
                 for first in range(0, state.shape[0], chunk):
                     last = min(state.shape[0], first + chunk)
                     logits = self._logits(state[first:last], start, stop)  # (chunk, slice)

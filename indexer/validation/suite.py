@@ -99,6 +99,18 @@ def _combined(first: ForwardHook | None, second: ForwardHook) -> ForwardHook:
     return both
 
 
+def combined_observer(observers: list[BatchObserver]) -> BatchObserver | None:
+    """One observer showing each call to all of `observers` (None when there are none)."""
+    if len(observers) <= 1:
+        return observers[0] if observers else None
+
+    def every(index: int, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        for observer in observers:
+            observer(index, logits, targets)
+
+    return every
+
+
 class Suite:
     """Plans and runs the experiments on one model; every change is undone before the next figure."""
 
@@ -184,17 +196,7 @@ class Suite:
         return [o.observers[key] for o in self.observations.values() if key in o.observers]
 
     def _observer(self, key: FigureKey) -> BatchObserver | None:
-        observers = self._observer_list(key)
-        if not observers:
-            return None
-        if len(observers) == 1:
-            return observers[0]
-
-        def every(index: int, logits: torch.Tensor, targets: torch.Tensor) -> None:
-            for observer in observers:
-                observer(index, logits, targets)
-
-        return every
+        return combined_observer(self._observer_list(key))
 
     # -- running --
 
