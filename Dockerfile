@@ -19,13 +19,16 @@ WORKDIR /app
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
 COPY pyproject.toml README.md ./
+COPY requirements requirements
+COPY contracts contracts
 COPY indexer indexer
 COPY catalog catalog
 COPY api api
 COPY workers workers
 COPY swi swi
 COPY migrations migrations
-RUN pip install .
+# the runtime dependencies at the versions of the lock (the dev tools in it are not installed)
+RUN pip install --constraint requirements/lock.txt .
 
 USER swi
 EXPOSE 8000

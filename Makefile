@@ -3,20 +3,33 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TORCH_VERSION ?= 2.13.0
+# torch is pinned in requirements/torch.txt and installed first, from TORCH_INDEX_URL when set (a CUDA or
+# CPU wheel index; the default is pip's own configuration); everything else comes from the lock
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements/torch.txt)
+TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
 
-.PHONY: install model demo test test-fast test-tools lint format bench clean
+.PHONY: install lock model demo test test-fast test-tools lint format bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK) requirements/torch.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first: an unpinned torch would pull a multi-GB CUDA build
-	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# a deliberate update of every pin: the project's set (torch left to requirements/torch.txt, since its
+# build is the machine's) and the tools tier's set; commit the result with the tests passing
+PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-header --upgrade --no-emit-index-url \
+	--no-emit-find-links -c requirements/torch.txt \
+	--unsafe-package torch --unsafe-package pip --unsafe-package setuptools
+lock: install
+	$(PIP_COMPILE) --extra dev -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) -o requirements/tools-lock.txt requirements/tools.in
 
 model: install
 	$(BIN)/python scripts/fetch_model.py -q

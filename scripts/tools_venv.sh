@@ -12,14 +12,13 @@ cd "$(dirname "$0")/.."
 
 TOOLS_DIR="${SWI_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/super-weight-index/tools}"
 VENV="$TOOLS_DIR/venv"
-# torch 2.13.0 is the CPU build pip finds on this machine kind; every tool below accepts it
-TORCH="torch==2.13.0"
-TOOLS=(llmcompressor==0.14.0.1 torchao==0.18.0 gptqmodel==7.6.0 auto-round==0.15.1 gguf==0.19.0)
-# and the libraries they share, at the versions the tier passed with: an unpinned transformers once
-# changed what AutoRound stores for an unquantized layer (bfloat16, then float32)
-TOOLS+=(transformers==5.17.0 accelerate==1.15.0 compressed-tensors==0.19.0 safetensors==0.8.0)
+# torch as the project pins it (requirements/torch.txt), then the real quantizers and the libraries they
+# share from their own lock (requirements/tools-lock.txt, made by `make lock` from tools.in): an unpinned
+# transformers once changed what AutoRound stores for an unquantized layer (bfloat16, then float32)
+TORCH="$(cat requirements/torch.txt)"
+LOCK=requirements/tools-lock.txt
 LLAMA_CPP_PYTHON="llama-cpp-python==0.3.36"
-STAMP="$VENV/.swi-tools-$(printf '%s ' "$TORCH" "${TOOLS[@]}" | sha256sum | cut -c1-12)"
+STAMP="$VENV/.swi-tools-$(cat requirements/torch.txt "$LOCK" | sha256sum | cut -c1-12)"
 
 log() { echo "tools_venv: $*" >&2; }
 
@@ -35,7 +34,7 @@ if [ ! -f "$STAMP" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
   "$VENV/bin/python" -m pip install --quiet "$TORCH"
-  "$VENV/bin/python" -m pip install --quiet "$TORCH" "${TOOLS[@]}"
+  "$VENV/bin/python" -m pip install --quiet "$TORCH" -r "$LOCK"
   touch "$STAMP"
 fi
 

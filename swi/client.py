@@ -166,7 +166,7 @@ def error_of(response: httpx.Response) -> ApiError:
     return kind(status, problem, _retry_after(response, problem))
 
 
-def _backoff(exc: Exception) -> bool | float:
+def _backoff(exc: BaseException) -> bool | float:
     """stamina's hook: wait out 429/503 for their Retry-After, back off on connection errors."""
     if isinstance(exc, RateLimited | Unavailable):
         return exc.retry_after_s if exc.retry_after_s is not None else True
