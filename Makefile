@@ -60,7 +60,7 @@ TOOLS_BUILD_TIMEOUT ?= 30m
 TOOLS_TIMEOUT ?= 40m
 test-tools: model
 	timeout $(TOOLS_BUILD_TIMEOUT) bash scripts/tools_venv.sh >/dev/null
-	timeout $(TOOLS_TIMEOUT) $(BIN)/python -m pytest -m tools tests/tools -q
+	timeout $(TOOLS_TIMEOUT) $(BIN)/python -m pytest -m tools tests/tools -q --durations=0
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
