@@ -1,4 +1,4 @@
-"""The three hardening figures of issue 13, measured on real PostgreSQL against the served app.
+"""Three hardening figures of the API, measured on real PostgreSQL against the served app.
 
 1. A hung broker (a TCP listener that accepts and never answers) behind the Celery enqueuer: the latency of
    `--hung` concurrent submissions (median, max, how many ran past the client's `--timeout`), a read route's

@@ -39,7 +39,7 @@ LOGIT_BYTES = 4 * 3
 #: most positions of one logits chunk: enough rows that the head's matmul stays compute-bound (it reads the
 #: whole head once a chunk), few enough that a chunk's logits are a heap block the allocator reuses, not a
 #: fresh mapping whose pages fault in every pass (SmolLM2, 1,024 tokens a pass: `benchmarks/validate.py`'s
-#: forward floor fell from 162.9 s to 135.7 s with it; `benchmarks/RESULTS-validate.md`)
+#: forward floor 135.7 s against 162.9 s with one chunk a batch; `benchmarks/RESULTS-validate.md`)
 HEAD_CHUNK_TOKENS = 128
 #: a target no token has: the cross-entropy skips it
 IGNORED = -100

@@ -1,4 +1,4 @@
-"""Hardening of the API (issue 13) over real HTTP on real PostgreSQL: NUL and surrogates are 422s, the
+"""Hardening of the API over real HTTP on real PostgreSQL: NUL and surrogates are 422s, the
 rate limit holds under concurrency, bodies are capped and authenticated before parsing, a missing schema
 is a 503, HEAD and OPTIONS wherever GET, Link headers never echo Host, security headers everywhere,
 offline docs, Retry-After on the web form's 503."""
