@@ -47,7 +47,7 @@ from api.schemas import (
     SubmissionOut,
     SuperWeightsOut,
 )
-from catalog.bundle_formats import manifest_from_safetensors
+from bundles import manifest_from_safetensors
 from contracts.errors import BundleFormatError, InvalidInputError
 from contracts.identifiers import split_model_id
 from contracts.jobs import SubmissionOptions
