@@ -28,7 +28,7 @@ COPY workers workers
 COPY swi swi
 COPY migrations migrations
 # the runtime dependencies at the versions of the lock (the dev tools in it are not installed)
-RUN pip install --constraint requirements/lock.txt .
+RUN pip install --constraint requirements/lock.txt '.[server]'
 
 USER swi
 EXPOSE 8000

@@ -28,7 +28,7 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-header --upgrade -
 	--no-emit-find-links -c requirements/torch.txt \
 	--unsafe-package torch --unsafe-package pip --unsafe-package setuptools
 lock: install
-	$(PIP_COMPILE) --extra dev -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) --extra server --extra dev -o $(LOCK) pyproject.toml
 	$(PIP_COMPILE) -o requirements/tools-lock.txt requirements/tools.in
 
 model: install

@@ -33,7 +33,7 @@ from api.schemas import (
     unstorable_fields,
 )
 from api.services import Services, ServicesDep
-from catalog.bundle_formats import (
+from bundles import (
     DEFAULT_KEEP,
     DEFAULT_SCHEME,
     RenderOptions,

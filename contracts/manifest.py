@@ -1,12 +1,11 @@
 """The coordinate bundle's manifest (schema 1, `docs/bundles.md`): its model, canonical hash and checks.
 
-One codec for both sides: the catalog builds and checks manifests before rendering them
-(`catalog.bundle_formats`), the indexer checks the manifests it applies (`indexer.bundles`).
+One codec for both sides: the API builds and checks manifests before rendering them
+(`bundles`), the indexer checks the manifests it applies (`indexer.bundles`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -207,20 +206,3 @@ def check_manifest(manifest: Any) -> BundleManifest:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise BundleFormatError(f"malformed bundle manifest: {where}: {error['msg']}") from None
-
-
-def read_safetensors(data: bytes, source: str = "bundle") -> tuple[dict[str, Any], Any, bytes]:
-    """The header, the carried manifest (not yet checked) and the tensor bytes of a safetensors bundle."""
-    if len(data) < 8:
-        raise BundleFormatError(f"{source}: neither JSON nor safetensors (too short)")
-    (size,) = struct.unpack("<Q", data[:8])
-    if size > len(data) - 8:
-        raise BundleFormatError(f"{source}: neither JSON nor safetensors (bad header length)")
-    try:
-        header = json.loads(data[8 : 8 + size])
-        manifest = json.loads(header["__metadata__"]["swi.manifest"])
-    except (ValueError, KeyError, TypeError):
-        raise BundleFormatError(f"{source}: not a super-weight bundle (no swi.manifest metadata)") from None
-    if not isinstance(header, dict):
-        raise BundleFormatError(f"{source}: not a super-weight bundle (the header is not an object)")
-    return header, manifest, data[8 + size :]

@@ -1,7 +1,7 @@
 """Coordinate bundles on the user's side: build, load and check a manifest, and protect super weights.
 
 A bundle is the schema-1 JSON manifest documented in `docs/bundles.md` (the service renders the same
-manifest in other formats with `catalog.bundle_formats`; the safetensors rendering carries it too). The
+manifest in other formats with `bundles`; the safetensors rendering carries it too). The
 manifest's model, hash and checks are `contracts.manifest`, the one codec both sides call.
 
 - `load_bundle(path_or_url)`: a `.json` or `.safetensors` bundle from a file or an http(s) URL; the sha256
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from bundles import safetensors_codec
 from contracts.base import Coordinates
 from contracts.errors import BundleError, BundleFormatError
 from contracts.manifest import (
@@ -42,9 +42,7 @@ from contracts.manifest import (
     ManifestWeight,
     build_manifest,
     check_manifest,
-    down_proj_module,
     float32_of,
-    read_safetensors,
 )
 from contracts.results import DetectionResult
 from contracts.status import SuperWeightStatus
@@ -246,45 +244,9 @@ def parse_bundle_bytes(data: bytes, source: str = "bundle") -> Bundle:
     return parse_manifest(manifest_from_safetensors(data, source))
 
 
-_DECODE = {"F64": ("d", 8), "F32": ("f", 4), "I32": ("i", 4), "F16": ("e", 2)}
-
-
-def _decode_tensor(dtype: str, blob: bytes) -> list[float]:
-    if dtype == "BF16":
-        return [struct.unpack("<f", b"\x00\x00" + blob[i : i + 2])[0] for i in range(0, len(blob), 2)]
-    code, size = _DECODE[dtype]
-    return list(struct.unpack(f"<{len(blob) // size}{code}", blob))
-
-
 def manifest_from_safetensors(data: bytes, source: str = "bundle") -> dict[str, Any]:
     """The manifest a safetensors bundle carries, checked against the tensors it also carries."""
-    header, manifest, body = read_safetensors(data, source)
-    tensors: dict[str, list[float]] = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = entry["data_offsets"]
-        if entry["dtype"] not in (*_DECODE, "BF16") or not 0 <= start <= end <= len(body):
-            raise BundleFormatError(f"{source}: tensor {name} is malformed")
-        tensors[name] = _decode_tensor(entry["dtype"], body[start:end])
-    weights = manifest.get("super_weights") if isinstance(manifest, dict) else None
-    for weight in weights or []:
-        tensor = weight.get("hf_tensor") or f"{down_proj_module(weight['layer'])}.weight"
-        found = [
-            (int(r), int(c), i)
-            for i, (r, c) in enumerate(
-                zip(tensors.get(f"{tensor}.rows", []), tensors.get(f"{tensor}.cols", []), strict=True)
-            )
-        ]
-        hits = [i for r, c, i in found if (r, c) == (weight["row"], weight["col"])]
-        if not hits:
-            raise BundleFormatError(
-                f"{source}: {tensor}[{weight['row']}, {weight['col']}] is not in its tensors"
-            )
-        values = tensors.get(f"{tensor}.values")
-        if values is not None and weight.get("value") is not None and values[hits[0]] != weight["value"]:
-            raise BundleFormatError(f"{source}: {tensor}.values disagrees with the manifest")
-    return dict(manifest) if isinstance(manifest, dict) else {}
+    return safetensors_codec.decode_carried(data, source)
 
 
 # ---- checking a bundle against a model ----

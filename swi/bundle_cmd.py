@@ -74,7 +74,7 @@ def bundle_command(
             fail("--server downloads the service's bundle: --source detect and --validate are local only")
         remote.bundle(server, model, format, output, revision, tensor_type, scheme, keep, group_size)
         return
-    from catalog.bundle_formats import RenderOptions, check_options, render_bundle
+    from bundles import RenderOptions, check_options, render_bundle
     from contracts.errors import DomainError
 
     if source not in SOURCES:

@@ -23,10 +23,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +40,8 @@ import httpx
 import stamina
 from hishel.httpx import CacheTransport
 
-from api.schemas import (
+from bundles import manifest_from_safetensors
+from contracts.documents import (
     CompareOut,
     JobOut,
     ModelDetailOut,
@@ -47,7 +50,6 @@ from api.schemas import (
     SubmissionOut,
     SuperWeightsOut,
 )
-from catalog.bundle_formats import manifest_from_safetensors
 from contracts.errors import BundleFormatError, InvalidInputError
 from contracts.identifiers import split_model_id
 from contracts.jobs import SubmissionOptions
@@ -449,10 +451,8 @@ class Client:
             return self._poll(job_id, poll_s, deadline, None)
         if callable(progress):
             return self._poll(job_id, poll_s, deadline, progress)
-        from swi.progress import progress_reporter
-
-        with progress_reporter(per_phase=False, prefix=f"job {str(job_id)[:8]}") as reporter:
-            return self._poll(job_id, poll_s, deadline, reporter.update)
+        with _progress_display(f"job {str(job_id)[:8]}") as update:
+            return self._poll(job_id, poll_s, deadline, update)
 
     def _poll(
         self, job_id: uuid.UUID | str, poll_s: float, deadline: float | None, update: ProgressCallback | None
@@ -474,6 +474,36 @@ class Client:
 
 
 # ---- helpers ----
+
+
+@contextmanager
+def _progress_display(prefix: str) -> Iterator[ProgressCallback]:
+    """The CLI's display (bars on a terminal, lines elsewhere) where the server extra is installed, else
+    plain lines on stderr."""
+    try:
+        # the CLI's display needs rich (the server extra), which the client itself does not
+        from swi.progress import progress_reporter
+    except ModuleNotFoundError:
+        yield _StderrLines(prefix)
+        return
+    with progress_reporter(per_phase=False, prefix=prefix) as reporter:
+        yield reporter.update
+
+
+class _StderrLines:
+    """Progress as stderr lines without rich: one when the phase changes and one per 10% it passes."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, phase: str, fraction: float | None, *, message: str | None = None, **_: Any) -> None:
+        step = int(10 * (fraction or 0.0))
+        if (phase, step) == self.last:
+            return
+        self.last = (phase, step)
+        detail = f": {message}" if message else ""
+        print(f"[{self.prefix}] {phase} {10 * step:3d}%{detail}", file=sys.stderr, flush=True)
 
 
 def _model_path(model_id: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -12,17 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from contracts.status import FINISHED_JOB_STATUSES, JobStatus
 from swi import remote
-from swi.console import clear_errors, console, err_console, fail, weight_row
+from swi.console import clear_errors, err_console, fail, weight_row
 from swi.detect_cmd import ENGINE_HELP, parse_memory
+from swi.output import job_row, show_entry, show_jobs
 from swi.progress import progress_reporter
 from swi.remote import ServerOption
 
 if TYPE_CHECKING:
-    from api.schemas import JobOut
     from catalog.models import Job
     from catalog.services import SubmissionService
     from workers.pipeline import JobProgress, PipelineContext
@@ -406,28 +404,6 @@ def _print_entry(context: PipelineContext, run_id: int | None, as_json: bool) ->
     show_entry(entry, as_json)
 
 
-def show_entry(entry: dict[str, Any], as_json: bool) -> None:
-    """Print a catalog entry (local or from a server): model, revision, verdict, super weights."""
-    if as_json:
-        print(json.dumps(entry, indent=2))
-        return
-    rows = entry["super_weights"]
-    console.print(
-        f"[bold]{entry['model']}[/]@{entry['revision'][:19]} run {entry['run_id']}: "
-        f"verdict [bold]{entry['model_verdict'] or 'not measured'}[/]"
-    )
-    table = Table(
-        title="super weights (model.layers[L].mlp.down_proj.weight\\[row, col])", title_justify="left"
-    )
-    for column in ("layer", "row", "col", "value", "status", "why"):
-        table.add_column(column, justify="right" if column in ("layer", "row", "col", "value") else "left")
-    for w in rows:
-        value = "-" if w["value"] is None else f"{w['value']:.4g}"
-        table.add_row(str(w["layer"]), str(w["row"]), str(w["col"]), value, w["status"], w["reason"] or "")
-    console.print(table)
-    console.print(f"[dim]in the catalog: `swi serve`, then GET {entry['url']}[/]")
-
-
 def worker_command(
     queues: Annotated[
         str, typer.Option(help="Comma-separated: gpu (model work), default (light tasks).")
@@ -502,48 +478,3 @@ def jobs_command(
             jobs = [repository.get(job_id)] if job_id else repository.recent(status, limit)
             rows = [job_row(job) for job in jobs]
     show_jobs(rows, status, as_json)
-
-
-def show_jobs(rows: list[dict[str, Any]], status: str | None, as_json: bool) -> None:
-    """Print job rows (local or from a server) as a table or JSON."""
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        err_console.print("no jobs" + (f" with status {status}" if status else ""))
-        return
-    table = Table(title_justify="left")
-    for column in ("job", "model", "status", "phase", "progress", "attempts", "run", "updated", "last error"):
-        table.add_column(column, overflow="fold" if column == "last error" else "ellipsis")
-    for row in rows:
-        table.add_row(
-            row["id"][:8],
-            row["model"],
-            row["status"],
-            row["phase"] or "",
-            f"{100 * row['progress']:.0f}%",
-            f"{row['attempts']}/{row['max_attempts']}",
-            str(row["run_id"] or ""),
-            row["updated_at"][:19],
-            (row["last_error"] or "")[:200],
-        )
-    console.print(table)
-
-
-def job_row(job: Job | JobOut) -> dict[str, Any]:
-    """The row `swi jobs` prints, of a catalog job or of a server's job document (same fields)."""
-    return {
-        "id": str(job.id),
-        "model": job.model,
-        "requested_revision": job.requested_revision,
-        "resolved_sha": job.resolved_sha,
-        "status": job.status,
-        "phase": job.phase,
-        "progress": job.progress,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "run_id": job.run_id,
-        "last_error": job.last_error,
-        "created_at": job.created_at.isoformat(),
-        "updated_at": job.updated_at.isoformat(),
-    }

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from swi.console import clear_errors, err_console, fail, weight_row
+from swi.output import job_row, show_entry, show_jobs
 from swi.progress import progress_reporter
 
 if TYPE_CHECKING:
-    from api.schemas import RunReportOut
+    from contracts.documents import RunReportOut
     from swi.client import Client
 
 ServerOption = Annotated[
@@ -38,6 +39,7 @@ ServerOption = Annotated[
 @contextmanager
 def remote(server: str) -> Iterator[Client]:
     """A client of `server` (key from `SWI_API_KEY`); its errors become one clear line and exit code 2."""
+    # the HTTP client loads only for --server: the local commands and `swi --help` stay fast
     import httpx
 
     from swi.client import ApiError, Client, ClientError
@@ -73,8 +75,6 @@ def index(
     as_json: bool,
 ) -> None:
     """`swi index --server`: submit, follow the job with progress, print the entry."""
-    from swi.index_cmd import show_entry
-
     with remote(server) as client:
         submitted = client.submit(model, revision, options)
         job = submitted.job
@@ -110,8 +110,6 @@ def index(
 
 def jobs(server: str, job_id: str | None, cancel: bool, as_json: bool) -> None:
     """`swi jobs --server`: one job (the API lists no jobs), or cancel it."""
-    from swi.index_cmd import job_row, show_jobs
-
     if job_id is None:
         fail("with --server, give the id of the job to show (the API does not list jobs)")
     with remote(server) as client:

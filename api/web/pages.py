@@ -23,12 +23,12 @@ from api.charts import (
     layer_chart,
     xy_chart,
 )
-from catalog.bundle_formats import FORMATS
+from bundles import FORMATS
 from catalog.models import IndexRun, LayerProfile, QualityResult, SuperActivation
 from catalog.repositories import CoordinateEntry, CoordinateView
 from contracts.validation import FigureKey
 
-#: what each bundle format is for (the formats themselves come from `catalog.bundle_formats`)
+#: what each bundle format is for (the formats themselves come from `bundles`)
 FORMAT_NOTES = {
     "json": ("JSON manifest", "schema-versioned coordinates, values and evidence, with its sha256"),
     "safetensors": ("safetensors", "coordinates and original values as tensors"),

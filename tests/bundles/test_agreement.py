@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from catalog.bundle_formats import FORMATS
+from bundles import FORMATS
 from catalog.settings import Settings
 from contracts.base import Coordinates
 from contracts.identifiers import local_model_id

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from catalog.bundle_formats import FORMATS, render_bundle
+from bundles import FORMATS, render_bundle
 from catalog.settings import Settings
 from contracts.manifest import check_manifest
 from indexer.bundles import parse_bundle_bytes

@@ -15,8 +15,8 @@ import safetensors.torch
 import torch
 import yaml
 
-from catalog import bundle_formats as formats
-from catalog.bundle_formats import render_bundle
+import bundles as formats
+from bundles import render_bundle
 from contracts.errors import BundleFormatError
 from contracts.manifest import build_manifest, manifest_sha256
 from indexer import bundles

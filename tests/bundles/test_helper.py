@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from catalog.bundle_formats import render_bundle
+from bundles import render_bundle
 from contracts.manifest import manifest_sha256
 from indexer.bundles import (
     BundleError,

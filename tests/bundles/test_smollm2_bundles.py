@@ -9,7 +9,7 @@ import gguf
 import pytest
 import torch
 
-from catalog.bundle_formats import llama_cpp_mapping, llama_cpp_tensor_types, render_bundle
+from bundles import llama_cpp_mapping, llama_cpp_tensor_types, render_bundle
 from contracts.results import DetectionResult
 from indexer.bundles import BundleMismatchError, load_bundle, manifest_from_detection, protect_super_weights
 from indexer.corpus import file_corpus

@@ -63,7 +63,7 @@ def wikitext() -> Path:
 @cache
 def smollm2(work: Path) -> tuple[Path, Path, Path]:
     """(the GGUF, its dequantized float32 folder, its bundle `.swi.json`), detected once into `work`."""
-    from catalog.bundle_formats import render_bundle
+    from bundles import render_bundle
     from indexer.bundles import manifest_from_detection
     from indexer.demo_model import fetch_demo_model
     from indexer.detect import detect
@@ -80,7 +80,7 @@ def smollm2(work: Path) -> tuple[Path, Path, Path]:
 
 def render(bundle: Path, tool: str, work: Path, **options: Any) -> Path:
     """The tool's bundle file, rendered from the `.swi.json` as `swi bundle -f TOOL` would."""
-    from catalog.bundle_formats import render_bundle
+    from bundles import render_bundle
 
     manifest = json.loads(bundle.read_text())
     label = "-".join(f"{k}{v}" for k, v in sorted(options.items()))

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from catalog.bundle_formats import render_bundle  # noqa: E402
+from bundles import render_bundle  # noqa: E402
 from indexer.bundles import manifest_from_detection  # noqa: E402
 from indexer.detect import detect  # noqa: E402
 from indexer.loading import LoadOptions, load_model  # noqa: E402

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from catalog.bundle_formats import FORMATS
+from bundles import FORMATS
 from catalog.repositories import JobRepository, record_run
 from tests.web.conftest import (
     SMOLLM2_CONFIG,
@@ -191,7 +191,7 @@ def test_unknown_model_is_a_readable_404(web: BrowserPage) -> None:
     web.problems.clear()
 
 
-def _served_bundle_formats(base_url: str) -> set[str]:
+def _served_formats(base_url: str) -> set[str]:
     """The formats the bundle endpoint accepts, from the app's own OpenAPI schema."""
     schema = httpx.get(base_url + "/openapi.json", timeout=30).json()
     operation = schema["paths"]["/v1/models/{org}/{name}/bundle"]["get"]
@@ -228,7 +228,7 @@ def test_bundle_buttons_download_every_format(web: BrowserPage, base_url: str) -
     assert download.suggested_filename.endswith(".swi.json")
     _check_bundle("json", download.path().read_bytes())
 
-    served = _served_bundle_formats(base_url)
+    served = _served_formats(base_url)
     for link in page.locator("#bundles a.button").all():
         name = link.get_attribute("data-format") or ""
         href = link.get_attribute("href") or ""

@@ -1,0 +1,2 @@
+"""One module per bundle format, each with its `SPEC` (`bundles.common.FormatSpec`); `bundles.registry`
+lists them."""
