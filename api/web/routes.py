@@ -32,7 +32,14 @@ from catalog.errors import (
     UnavailableError,
 )
 from catalog.models import IndexRun, Job
-from catalog.repositories import Comparison, JobRepository, ModelFilter, ModelRepository, RunRepository
+from catalog.repositories import (
+    Comparison,
+    CoordinateRepository,
+    JobRepository,
+    ModelFilter,
+    ModelRepository,
+    RunRepository,
+)
 from catalog.repositories.browse import BrowseRepository
 from catalog.repositories.models import MODEL_SORTS, ModelSort
 from contracts.errors import DomainError, InvalidInputError
@@ -302,14 +309,15 @@ def _run_id(text: str | None) -> int | None:
 
 def _render_model(session: Session, hub_id: str, revision: str | None, run_id: int | None) -> str:
     models, runs = ModelRepository(session), RunRepository(session)
+    coordinates = CoordinateRepository(session)
     model = models.get(hub_id)
     if run_id is not None:
         chosen = runs.get(run_id)
         if chosen.model_id != model.id:
             raise NotFoundError(f"run {run_id} is not a run of {hub_id}")
-        view = runs.coordinates_of(model, chosen)
+        view = coordinates.coordinates_of(model, chosen)
     else:
-        view = runs.coordinates(model, revision)
+        view = coordinates.coordinates(model, revision)
     counts = models.status_counts([model.id]).get(model.id, {})
     all_runs = runs.listed_runs(model)
     run: IndexRun | None = view.run
@@ -346,7 +354,7 @@ def _render_model(session: Session, hub_id: str, revision: str | None, run_id: i
         not_found=sum(1 for e in view.entries if e.reproduction == "not_found"),
         build=view.measured_on if view.measured_on is not None and view.measured_on.id != model.id else None,
         derived=models.derived(model),
-        history=runs.history(model, all_runs) if len(all_runs) > 1 else [],
+        history=coordinates.history(model, all_runs) if len(all_runs) > 1 else [],
         reported_count=len(reported),
         submit_url="/jobs/new?" + urlencode({"model": hub_id}),
         is_hub=model.source_kind == "hub" and model.org != "local",
@@ -375,7 +383,7 @@ def compare_page(
             with services.session() as session:
                 models = ModelRepository(session)
                 model_a, model_b = models.get(validate_model_id(left)), models.get(validate_model_id(right))
-                result = RunRepository(session).compare(model_a, model_b)
+                result = CoordinateRepository(session).compare(model_a, model_b)
                 context["result"] = result
                 context["strip"] = _compare_strip(result, model_a.hub_id, model_b.hub_id)
                 body = render("compare.html", title=f"Compare {left} and {right}", **context)
