@@ -1,8 +1,9 @@
 """Enqueuers: how a committed job reaches what runs it (Celery, or a thread of this process when embedded).
 
 An enqueuer takes a job id; it may raise (broker down): the job then waits in `queued` and the sweeper sends
-it later. The served API finds them through `job_runner` (the default `SWI_JOB_RUNNER`); plug one into an
-app by hand with `api.app.create_app(enqueuer=make_enqueuer(settings))`.
+it later. The served API gets them through `job_runner`, which its composition root passes in (`swi serve`)
+or names (`api.serve.DEFAULT_JOB_RUNNER`); plug one into an app by hand with
+`api.app.create_app(enqueuer=make_enqueuer(settings))`.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class JobRunner:
 
 
 def job_runner(settings: Settings) -> JobRunner:
-    """The runner of the served API (the default `SWI_JOB_RUNNER`): Celery with a broker, else in-process."""
+    """The served API's runner (its composition root passes it): Celery with a broker, else in-process."""
     worker_settings = (
         settings
         if isinstance(settings, WorkerSettings)
