@@ -280,7 +280,7 @@ def _names(text: str | None) -> list[str] | None:
 def _service(context: PipelineContext) -> SubmissionService:
     """The submission service on this catalog; with a broker it sends jobs to Celery (embedded: none)."""
     from catalog.services import SubmissionService
-    from workers.enqueue import celery_enqueuer
+    from workers.broker import celery_enqueuer
 
     settings = context.settings
     return SubmissionService(

@@ -57,15 +57,3 @@ def sweep(context: PipelineContext, enqueue: Callable[[uuid.UUID], None] | None)
     if enqueued:
         logger.info("sweeper sent %d job(s)", len(enqueued))
     return SweepReport(requeued=requeued, failed=failed, enqueued=enqueued)
-
-
-def sweep_safely() -> None:
-    """A sweep from a Celery worker (its own settings and broker); failures are logged, never raised."""
-    from workers.enqueue import celery_enqueuer
-    from workers.runtime import pipeline_context
-
-    try:
-        context = pipeline_context()
-        sweep(context, celery_enqueuer(context.settings))
-    except Exception:
-        logger.warning("sweep failed; retrying at the next interval", exc_info=True)

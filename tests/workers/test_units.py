@@ -165,7 +165,7 @@ def test_local_models_are_allowed_only_when_embedded_unless_said() -> None:
 def test_the_worker_app_imports_no_torch() -> None:
     """CUDA cannot be touched before the fork if torch is not even imported by the app and its tasks."""
     code = (
-        "import sys, workers.app, workers.tasks, workers.enqueue, swi.index_cmd; "
+        "import sys, workers.app, workers.broker, workers.enqueue, swi.index_cmd; "
         "assert 'torch' not in sys.modules, 'torch imported'; "
         "assert 'transformers' not in sys.modules, 'transformers imported'"
     )
