@@ -68,12 +68,6 @@ class PipelineError(Exception):
     permanent = True
 
 
-class TransientTestFaultError(Exception):
-    """Testing hook: a transient failure injected by `testing_transient_failures`."""
-
-    permanent = False
-
-
 class JobLostError(Exception):
     """The job is no longer this worker's (cancelled, or re-queued by the sweeper): stop working on it."""
 
@@ -344,11 +338,6 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
         session.commit()
 
     reporter.phase("load")
-    if job.attempts <= settings.testing_transient_failures:
-        raise TransientTestFaultError(
-            f"testing: injected transient failure (attempt {job.attempts} of the first "
-            f"{settings.testing_transient_failures})"
-        )
     opened = _load(resolved, config, settings, reporter)
     # the device, dtype and default budget are known only now: so is the run key
     plan = plan_run(opened, config, settings)

@@ -14,8 +14,9 @@ from catalog.errors import InvalidInputError
 from contracts.identifiers import config_hash, local_model_id
 from contracts.jobs import JobConfig, SubmissionOptions, run_config_of
 from indexer import errors as indexer_errors
+from tests.workers.faults import TransientTestFaultError
 from workers.app import INDEX_TASK, SWEEP_TASK, celery_config
-from workers.pipeline import PipelineError, TransientTestFaultError, backoff_delay, classify
+from workers.pipeline import PipelineError, backoff_delay, classify
 from workers.settings import WorkerSettings
 from workers.sources import content_digest, local_path_of
 
