@@ -19,18 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal, require_scope
 from api.charts import coordinate_strip
 from api.etag import conditional_response
-from api.problems import AuthenticationError
+from api.problems import retry_after_of, status_of
 from api.schemas import SubmissionIn, Text, unstorable_fields
 from api.services import ServicesDep
 from api.web import pages
 from api.web.assets import STATIC_FILES, render
-from catalog.errors import (
-    ConflictError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitedError,
-    UnavailableError,
-)
+from catalog.errors import NotFoundError
 from catalog.models import IndexRun, Job
 from catalog.repositories import (
     Comparison,
@@ -76,7 +70,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 HTML = "text/html; charset=utf-8"
-RETRY_AFTER_UNAVAILABLE_S = 5
 POLL_INTERVAL_S = 2
 
 
@@ -94,17 +87,8 @@ def _cached_page(request: Request, body: bytes) -> Response:
 
 
 def _status_of(error: Exception) -> int:
-    kinds: tuple[tuple[type[Exception], int], ...] = (
-        (AuthenticationError, 401),
-        (PermissionDeniedError, 403),
-        (NotFoundError, 404),
-        (ConflictError, 409),
-        (RateLimitedError, 429),
-        (InvalidInputError, 400),
-        (UnavailableError, 503),
-        (OperationalError, 503),
-    )
-    return next((status for kind, status in kinds if isinstance(error, kind)), 400)
+    """The status of `api.problems`' table; an error a page reports that the table lacks is a 400."""
+    return status_of(error, default=400)
 
 
 def _message_of(error: Exception) -> str:
@@ -117,9 +101,8 @@ def _message_of(error: Exception) -> str:
 
 def _retry_headers(error: Exception, status: int) -> dict[str, str]:
     """`Retry-After` of a 429 (the limit's window) or a 503 (a dependency down: try again shortly)."""
-    if isinstance(error, RateLimitedError):
-        return {"Retry-After": str(error.retry_after_s)}
-    return {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)} if status == 503 else {}
+    retry_after = retry_after_of(error, status)
+    return {} if retry_after is None else {"Retry-After": str(retry_after)}
 
 
 def _error_page(error: Exception, title: str) -> Response:
