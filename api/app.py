@@ -19,6 +19,7 @@ from api.middleware import BodyLimitMiddleware, HeadOptionsMiddleware, SecurityH
 from api.problems import HANDLED_TYPES, PROBLEM_MEDIA_TYPE, Problem, problem_handler
 from api.schemas import SubmissionIn
 from api.services import BrokerPing, Services
+from api.settings import ApiSettings
 from catalog.bootstrap import prepare_database
 from catalog.db import make_engine, make_session_factory
 from catalog.services import Enqueue, RevisionResolver, SubmissionService, resolve_sha_only
@@ -42,8 +43,9 @@ def create_app(
     broker_ping: BrokerPing | None = None,
 ) -> FastAPI:
     """Build the app: `enqueuer` runs committed jobs (default: they wait in the outbox), `resolver` pins
-    revisions, `broker_ping` asks the broker whether it answers (readiness)."""
-    settings = settings or Settings()
+    revisions, `broker_ping` asks the broker whether it answers (readiness). Catalog `settings` are
+    completed with the API's own from the environment (`ApiSettings.of`)."""
+    settings = ApiSettings.of(settings)
     engine = make_engine(settings.resolved_database_url())
     sessions = make_session_factory(engine)
     metrics = Metrics()

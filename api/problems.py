@@ -1,4 +1,5 @@
-"""RFC 9457 problem details: the one exception handler and the documented problem responses."""
+"""RFC 9457 problem details: the one exception handler, the one table of error statuses (the web pages'
+too) and the documented problem responses."""
 
 from __future__ import annotations
 
@@ -99,6 +100,21 @@ _KINDS: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (DataError, 400, "invalid-input", "Bad Request"),
 )
 SCHEMA_MISSING_DETAIL = "the catalog database has no current schema: run `swi catalog migrate`"
+#: seconds a client waits before retrying after a 503 (a dependency down: try again shortly)
+RETRY_AFTER_UNAVAILABLE_S = 5
+
+
+def status_of(exc: BaseException, default: int = 500) -> int:
+    """The HTTP status of an error, for problems and web pages alike; `default` when the table has none."""
+    return next((status for kind, status, _slug, _title in _KINDS if isinstance(exc, kind)), default)
+
+
+def retry_after_of(exc: BaseException, status: int) -> int | None:
+    """Seconds to wait before retrying: a 429's rate-limit window, a 503's short pause, else None."""
+    if isinstance(exc, RateLimitedError):
+        return exc.retry_after_s
+    return RETRY_AFTER_UNAVAILABLE_S if status == 503 else None
+
 
 _HTTP_TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable"}
 
@@ -164,9 +180,7 @@ async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
             extensions: dict[str, Any] = {}
             if isinstance(exc, AuthenticationError):
                 headers["WWW-Authenticate"] = 'Bearer realm="swi"'
-            retry_after = (
-                exc.retry_after_s if isinstance(exc, RateLimitedError) else (5 if status == 503 else None)
-            )
+            retry_after = retry_after_of(exc, status)
             if retry_after is not None:
                 headers["Retry-After"] = str(retry_after)
                 extensions["retry_after"] = retry_after

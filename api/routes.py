@@ -41,6 +41,7 @@ from bundles import (
     render_bundle,
 )
 from catalog.repositories import (
+    CoordinateRepository,
     JobRepository,
     ModelFilter,
     ModelRepository,
@@ -211,7 +212,7 @@ async def get_model(
                 models.latest_revision(model),
                 listed,
                 models.derived(model),
-                runs.history(model, listed),
+                CoordinateRepository(session).history(model, listed),
             )
             return detail.model_dump_json().encode(), [(hub_id, stamp)]
 
@@ -240,7 +241,7 @@ async def get_super_weights(
         with services.session() as session:
             stamp = model_stamp(session, hub_id)
             model = ModelRepository(session).get(hub_id)
-            view = views.super_weights(RunRepository(session).coordinates(model, revision))
+            view = views.super_weights(CoordinateRepository(session).coordinates(model, revision))
             return view.model_dump_json().encode(), [(hub_id, stamp)]
 
     key = ("super-weights", hub_id, revision)
@@ -302,7 +303,7 @@ def get_bundle(
     check_options(format, options)
     with services.session() as session:
         model = ModelRepository(session).get(hub_id)
-        view = RunRepository(session).coordinates(model, revision)
+        view = CoordinateRepository(session).coordinates(model, revision)
         manifest = views.bundle_manifest(view)
     rendered = render_bundle(
         manifest, format, keep=keep, tensor_type=tensor_type, scheme=scheme, group_size=group_size
@@ -328,7 +329,7 @@ def get_run(
     with services.session() as session:
         runs = RunRepository(session)
         run = runs.get(run_id)
-        view = runs.coordinates_of(run.model, run)
+        view = CoordinateRepository(session).coordinates_of(run.model, run)
         body = views.run_report(
             run, view, runs.quality_results(run), runs.layer_profile(run), runs.job_of(run)
         )
@@ -357,7 +358,7 @@ async def compare(
             stamps = [(id_a, model_stamp(session, id_a)), (id_b, model_stamp(session, id_b))]
             models = ModelRepository(session)
             model_a, model_b = models.get(id_a), models.get(id_b)
-            body = views.comparison(RunRepository(session).compare(model_a, model_b))
+            body = views.comparison(CoordinateRepository(session).compare(model_a, model_b))
             return body.model_dump_json().encode(), stamps
 
     cached = await cached_body(services.cache, services.engine, ("compare", id_a, id_b), render)

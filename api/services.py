@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.cache import ResponseCache
+from api.settings import ApiSettings
 from catalog.db import begin_write
 from catalog.services import SubmissionService
-from catalog.settings import Settings
 
 #: Asks the broker whether it answers (a PING with a timeout); raises when it does not.
 BrokerPing = Callable[[], None]
@@ -24,7 +24,7 @@ BrokerPing = Callable[[], None]
 class Services:
     """The app's shared state (one per `create_app`)."""
 
-    settings: Settings
+    settings: ApiSettings
     engine: Engine
     sessions: sessionmaker[Session]
     submissions: SubmissionService

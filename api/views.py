@@ -41,7 +41,7 @@ from catalog.models import (
     SuperWeight,
 )
 from catalog.repositories import Comparison, CoordinateEntry, CoordinateView, ModelSummary
-from catalog.repositories.runs import CoordinateHistory
+from catalog.repositories.coordinates import CoordinateHistory
 from contracts.identifiers import VERSIONS_KEY
 from contracts.manifest import DecidingFigure, build_manifest, float32_of
 from contracts.validation import Measurement

@@ -143,9 +143,9 @@ def serve(kind: str, database_url: str, port: int, cache_entries: int) -> None:
 
     else:
         from api.app import create_app
-        from catalog.settings import Settings
+        from api.settings import ApiSettings
 
-        settings = Settings(
+        settings = ApiSettings(
             database_url=database_url, auto_migrate=False, response_cache_entries=cache_entries
         )
         app = create_app(settings)

@@ -109,10 +109,10 @@ def make_key(url: str) -> str:
 def served(url: str, limit: int, broker_url: str | None) -> Iterator[str]:
     """The app on `url` (Celery enqueuer on `broker_url` when given), served by uvicorn in a thread."""
     from api.app import create_app
-    from catalog.settings import Settings
+    from api.settings import ApiSettings
     from tests.live_server import served as serve
 
-    settings = Settings(
+    settings = ApiSettings(
         database_url=url,
         broker_url=broker_url,
         rate_limit_submissions=limit,

@@ -1,4 +1,7 @@
-"""The one settings object of the service (environment variables prefixed `SWI_`)."""
+"""The catalog's settings, shared by every deployable (environment variables prefixed `SWI_`).
+
+The API (`api.settings.ApiSettings`) and the workers (`workers.settings.WorkerSettings`) extend them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ DEFAULT_DATA_DIR = Path("~/.local/share/super-weight-index")
 
 
 class Settings(BaseSettings):
-    """Service settings; every field can be set as `SWI_<FIELD>` in the environment."""
+    """Catalog settings; every field can be set as `SWI_<FIELD>` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix="SWI_", extra="ignore")
 
@@ -26,24 +29,7 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = Field(
         default=None, description="Apply migrations and the seed when the API starts; None = only for SQLite."
     )
-    rate_limit_submissions: int = Field(
-        default=30, ge=1, description="Submissions allowed per API key per window."
-    )
-    rate_limit_window_s: int = Field(
-        default=3600, ge=1, description="Length of the rate-limit window in seconds."
-    )
-    page_size_default: int = Field(default=50, ge=1, le=500)
-    page_size_max: int = Field(default=200, ge=1, le=1000)
     job_max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts before a job ends as failed.")
-    response_cache_entries: int = Field(
-        default=4096, ge=0, description="Rendered read responses kept in memory per API process (0: none)."
-    )
-    response_cache_ttl_s: float = Field(
-        default=1.0,
-        gt=0,
-        le=3600,
-        description="Longest time another process's catalog write can go unseen by this process's cache.",
-    )
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, description="Time allowed to reach the database or broker."
     )
@@ -58,21 +44,6 @@ class Settings(BaseSettings):
         gt=0,
         le=60,
         description="Longest a submission waits for the broker to take its job; then the outbox sends it.",
-    )
-    max_body_bytes: int = Field(
-        default=64 * 1024,
-        ge=1024,
-        description="Largest request body accepted (larger ones are refused with 413 before being read).",
-    )
-    public_base_url: str | None = Field(
-        default=None,
-        pattern=r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$",
-        description="Absolute URL the API is reached at (for Link headers); None = relative references.",
-    )
-    job_runner: str | None = Field(
-        default="workers.enqueue:job_runner",
-        description="`module:function` that builds the served app's job runner from the settings; "
-        "None = jobs wait in the outbox.",
     )
 
     def resolved_database_url(self) -> str:

@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         err_console.print(f"catalog: {_redacted(_database_url(settings))}; API on http://{host}:{port}/docs")
         with _metrics_folder(workers):
             uvicorn.run(
-                "api.serve:create_served_app",
+                "swi.served:served_app",
                 factory=True,
                 host=host,
                 port=port,

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 def catalog_manifest(session: Session, entry: CatalogModel, revision: str | None = None) -> dict[str, Any]:
     """The schema-1 manifest of a catalog model at `revision` (default: the newest measured one)."""
     from api import views
-    from catalog.repositories import RunRepository
+    from catalog.repositories import CoordinateRepository
 
-    return views.bundle_manifest(RunRepository(session).coordinates(entry, revision))
+    return views.bundle_manifest(CoordinateRepository(session).coordinates(entry, revision))
 
 
 class LocalCatalog:

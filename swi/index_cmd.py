@@ -145,7 +145,7 @@ def index_command(
         options = {key: value for key, value in options.items() if value is not None}
         remote.index(server, model, revision, options, wait=wait, as_json=as_json)
         return
-    from catalog.repositories import RunRepository
+    from catalog.repositories import RunRecorder
     from catalog.services import Submission
     from contracts.identifiers import is_commit_sha, local_model_id
     from contracts.jobs import JobConfig, versioned_run_config
@@ -205,7 +205,7 @@ def index_command(
         )
         if result.run_id is not None and build_of is not None:
             with context.write() as session:
-                RunRepository(session).link_build(result.run_id, build_of)
+                RunRecorder(session).link_build(result.run_id, build_of)
                 session.commit()
         if result.job is None or (result.run_id is not None and result.job.status == "succeeded"):
             err_console.print(f"[dim]{model_id} is already indexed with these settings[/]")
@@ -278,7 +278,7 @@ def _names(text: str | None) -> list[str] | None:
 def _service(context: PipelineContext) -> SubmissionService:
     """The submission service on this catalog; with a broker it sends jobs to Celery (embedded: none)."""
     from catalog.services import SubmissionService
-    from workers.enqueue import celery_enqueuer
+    from workers.broker import celery_enqueuer
 
     settings = context.settings
     return SubmissionService(

@@ -59,25 +59,25 @@ def compare_command(
 
 def _local_super_weights(model: str, revision: str | None) -> SuperWeightsOut:
     from api import views
-    from catalog.repositories import ModelRepository, RunRepository
+    from catalog.repositories import CoordinateRepository, ModelRepository
     from contracts.identifiers import validate_model_id
     from swi.catalog_cmd import _errors, catalog_session
 
     with _errors(), catalog_session() as session:
         entry = ModelRepository(session).get(validate_model_id(model))
-        return views.super_weights(RunRepository(session).coordinates(entry, revision))
+        return views.super_weights(CoordinateRepository(session).coordinates(entry, revision))
 
 
 def _local_comparison(a: str, b: str) -> CompareOut:
     from api import views
-    from catalog.repositories import ModelRepository, RunRepository
+    from catalog.repositories import CoordinateRepository, ModelRepository
     from contracts.identifiers import validate_model_id
     from swi.catalog_cmd import _errors, catalog_session
 
     with _errors(), catalog_session() as session:
         models = ModelRepository(session)
         model_a, model_b = models.get(validate_model_id(a)), models.get(validate_model_id(b))
-        return views.comparison(RunRepository(session).compare(model_a, model_b))
+        return views.comparison(CoordinateRepository(session).compare(model_a, model_b))
 
 
 def show_super_weights(view: SuperWeightsOut, as_json: bool) -> None:

@@ -1,85 +1,41 @@
-"""The Celery application (`celery -A workers.app worker`): configuration only, no torch import.
+"""The Celery worker application (`celery -A workers.app worker`): its tasks and the sweeper's timer.
 
-Model work goes to the `gpu` queue, light tasks (sweeps) to `default`. Messages carry job ids only; the
-catalog holds every result (no result backend). CUDA is never touched in the parent: torch is at most
-imported there (`preload_libraries`), and each job runs in a forked child that is replaced after
-`worker_max_tasks_per_child` jobs.
+`workers.index_job(job_id)` runs on the `gpu` queue, `workers.sweep()` on `default`. CUDA is never touched in
+the parent: torch is at most imported there (`preload_libraries`), and each job runs in a forked child that is
+replaced after `worker_max_tasks_per_child` jobs. The configuration and the sending side are
+`workers.broker`'s.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
+import uuid
 from typing import Any
 
-from celery import Celery, bootsteps, signals
-from kombu.entity import Exchange, Queue
+from celery import bootsteps, signals
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from workers.settings import WorkerSettings, get_settings
+from catalog.services import SubmissionService
+from workers.broker import INDEX_TASK, SWEEP_TASK, celery_config, celery_enqueuer, create_celery
+from workers.pipeline import PipelineContext, run_job
+from workers.runtime import forget_inherited_connections, pipeline_context
+from workers.settings import get_settings
+from workers.sweeper import sweep
+
+__all__ = ["INDEX_TASK", "SWEEP_TASK", "app", "celery_config", "create_celery"]
 
 logger = logging.getLogger(__name__)
 
-INDEX_TASK = "workers.index_job"
-SWEEP_TASK = "workers.sweep"
 
-
-def celery_config(settings: WorkerSettings) -> dict[str, Any]:
-    """The Celery configuration of these settings (see the module docstring)."""
-    transport: dict[str, Any] = {
-        "visibility_timeout": settings.visibility_timeout_s,
-        # a broker that accepts connections and never answers must fail a publish, not hang it
-        "socket_timeout": settings.broker_timeout_s,
-        "socket_connect_timeout": settings.broker_timeout_s,
-    }
-    if settings.queue_prefix:
-        transport["global_keyprefix"] = settings.queue_prefix
-    return {
-        "broker_url": settings.broker_url,
-        "broker_transport_options": transport,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_timeout": settings.readiness_timeout_s,
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_store_errors_even_if_ignored": False,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "task_acks_on_failure_or_timeout": True,
-        "worker_prefetch_multiplier": 1,
-        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
-        "task_time_limit": settings.job_time_limit_s,
-        "task_soft_time_limit": max(5, settings.job_time_limit_s - 60),
-        "task_queues": tuple(
-            Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
-            for name in (settings.gpu_queue, settings.default_queue)
-        ),
-        "task_default_queue": settings.default_queue,
-        "task_routes": {
-            INDEX_TASK: {"queue": settings.gpu_queue},
-            SWEEP_TASK: {"queue": settings.default_queue},
-        },
-        # a broker that is down must not hold a submission for long: the job row waits in the outbox
-        "task_publish_retry_policy": {
-            "max_retries": 2,
-            "interval_start": 0,
-            "interval_step": 0.2,
-            "interval_max": 0.5,
-        },
-        "worker_send_task_events": False,
-        "task_send_sent_event": False,
-        "enable_utc": True,
-    }
-
-
-def create_celery(settings: WorkerSettings | None = None) -> Celery:
-    """A Celery app configured from `settings` (default: the environment)."""
-    settings = settings or get_settings()
-    celery = Celery("swi", include=["workers.tasks"], set_as_current=False)
-    celery.conf.update(celery_config(settings))
-    if settings.worker_sweeps:
-        celery.steps["worker"].add(SweeperStep)
-    return celery
+def sweep_safely() -> None:
+    """A sweep from a Celery worker (its own settings and broker); failures are logged, never raised."""
+    try:
+        context = pipeline_context()
+        sweep(context, celery_enqueuer(context.settings))
+    except Exception:
+        logger.warning("sweep failed; retrying at the next interval", exc_info=True)
 
 
 class SweeperStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -96,8 +52,6 @@ class SweeperStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self.tref: Any = None
 
     def start(self, worker: Any) -> None:
-        from workers.sweeper import sweep_safely
-
         self.tref = worker.timer.call_repeatedly(get_settings().sweep_interval_s, sweep_safely, priority=10)
 
     def stop(self, worker: Any) -> None:
@@ -107,6 +61,48 @@ class SweeperStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 app = create_celery()
+if get_settings().worker_sweeps:
+    app.steps["worker"].add(SweeperStep)
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name=INDEX_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    # the catalog unreachable before the job could even be claimed: let the broker redeliver later
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def index_job(job_id: str) -> str:
+    """Run the pipeline of one job (a repeated delivery is a no-op); schedule a transient failure's retry."""
+    context = pipeline_context()
+    outcome = run_job(job_id, context)
+    logger.info("job %s: %s%s", job_id, outcome.status, f" ({outcome.error})" if outcome.error else "")
+    if outcome.status == "retry":
+        _send_retry(context, outcome.job_id, outcome.retry_in_s or 0.0)
+    return outcome.status
+
+
+def _send_retry(context: PipelineContext, job_id: uuid.UUID, delay_s: float) -> None:
+    """Schedule the next attempt (bounded in time; if the broker does not take it, the sweeper sends it)."""
+    send_later = functools.partial(celery_enqueuer(context.settings), countdown=delay_s)
+    sender = SubmissionService(
+        context.sessions, enqueue=send_later, enqueue_timeout_s=context.settings.enqueue_timeout_s
+    )
+    if not sender.send(job_id):
+        logger.warning("could not schedule the retry of job %s; the sweeper will", job_id)
+
+
+@app.task(name=SWEEP_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+def sweep_task() -> dict[str, Any]:
+    """One sweep on demand (e.g. from a scheduler): stale jobs re-queued, unsent jobs sent."""
+    context = pipeline_context()
+    report = sweep(context, celery_enqueuer(context.settings))
+    return {"requeued": len(report.requeued), "failed": len(report.failed), "enqueued": len(report.enqueued)}
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
@@ -124,8 +120,6 @@ def _preload(**_kwargs: Any) -> None:
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _ready(**_kwargs: Any) -> None:
     """Say what the parent holds (logging is configured by now; it was not at `worker_init`)."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None:
         logger.info("torch not preloaded; each job process imports it")
@@ -140,6 +134,4 @@ def _ready(**_kwargs: Any) -> None:
 
 @signals.worker_process_init.connect  # type: ignore[untyped-decorator]
 def _after_fork(**_kwargs: Any) -> None:
-    from workers.runtime import forget_inherited_connections
-
     forget_inherited_connections()

@@ -1,78 +1,37 @@
 """Enqueuers: how a committed job reaches what runs it (Celery, or a thread of this process when embedded).
 
 An enqueuer takes a job id; it may raise (broker down): the job then waits in `queued` and the sweeper sends
-it later. The served API finds them through `job_runner` (the default `SWI_JOB_RUNNER`); plug one into an
-app by hand with `api.app.create_app(enqueuer=make_enqueuer(settings))`.
+it later. The served API gets them through `job_runner`, which its composition root passes in (`swi serve`)
+or names (`api.serve.DEFAULT_JOB_RUNNER`); plug one into an app by hand with
+`api.app.create_app(enqueuer=make_enqueuer(settings))`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from catalog.settings import Settings
+from workers.broker import CeleryEnqueuer
+from workers.embedded import run_to_completion
+from workers.runtime import pipeline_context
 from workers.settings import WorkerSettings
-
-if TYPE_CHECKING:
-    from celery import Celery
+from workers.sweeper import sweep
 
 logger = logging.getLogger(__name__)
 
 Enqueuer = Callable[[uuid.UUID], None]
 
 
-_apps: dict[str, Celery] = {}
-_apps_lock = threading.Lock()
-os.register_at_fork(
-    before=_apps_lock.acquire, after_in_parent=_apps_lock.release, after_in_child=_apps_lock.release
-)
-
-
-def _celery_for(settings: WorkerSettings) -> Celery:
-    """One Celery app (and its connection pool) per distinct settings, reused by every send."""
-    from workers.app import create_celery
-
-    key = settings.model_dump_json()
-    with _apps_lock:
-        if key not in _apps:
-            _apps[key] = create_celery(settings)
-        return _apps[key]
-
-
-class CeleryEnqueuer:
-    """Sends `workers.index_job(job_id)` to the GPU queue of the configured broker."""
-
-    def __init__(self, settings: WorkerSettings):
-        if not settings.broker_url:
-            raise ValueError("no broker configured (SWI_BROKER_URL)")
-        self.settings = settings
-
-    def __call__(self, job_id: uuid.UUID, countdown: float | None = None) -> None:
-        from workers.app import INDEX_TASK
-
-        _celery_for(self.settings).send_task(
-            INDEX_TASK, args=[str(job_id)], queue=self.settings.gpu_queue, countdown=countdown
-        )
-
-
-def celery_enqueuer(settings: WorkerSettings) -> CeleryEnqueuer:
-    """The Celery enqueuer of these settings."""
-    return CeleryEnqueuer(settings)
-
-
 class BackgroundRunner:
     """The embedded default's enqueuer: runs jobs one at a time in a thread of this process."""
 
     def __init__(self, settings: WorkerSettings):
-        from workers.runtime import pipeline_context
-
         self.context = pipeline_context(settings)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swi-job")
         self._resumed = threading.Event()
@@ -86,8 +45,6 @@ class BackgroundRunner:
         if self._resumed.is_set():
             return
         self._resumed.set()
-        from workers.sweeper import sweep
-
         try:
             sweep(self.context, self._submit)
         except Exception:
@@ -97,8 +54,6 @@ class BackgroundRunner:
         self.executor.submit(self._run, job_id)
 
     def _run(self, job_id: uuid.UUID) -> None:
-        from workers.embedded import run_to_completion
-
         try:
             run_to_completion(job_id, self.context)
         except Exception:
@@ -139,7 +94,7 @@ class JobRunner:
 
 
 def job_runner(settings: Settings) -> JobRunner:
-    """The runner of the served API (the default `SWI_JOB_RUNNER`): Celery with a broker, else in-process."""
+    """The served API's runner (its composition root passes it): Celery with a broker, else in-process."""
     worker_settings = (
         settings
         if isinstance(settings, WorkerSettings)

@@ -24,9 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from catalog.db import begin_write
 from catalog.errors import CatalogError
 from catalog.models import Job, utcnow
-from catalog.repositories import JobRepository, RunRepository, record_run
+from catalog.repositories import JobRepository, RunRecorder, RunRepository, record_run
 from catalog.repositories.jobs import parse_job_id
-from catalog.repositories.pipeline import PipelineRepository
 from contracts.errors import InvalidInputError
 from contracts.identifiers import is_commit_sha
 from contracts.jobs import QUANTIZATION_EXPERIMENTS, JobConfig, RunSettings, versioned_run_config
@@ -67,12 +66,6 @@ class PipelineError(Exception):
     """A job cannot succeed as submitted (a permanent failure with a message the user can act on)."""
 
     permanent = True
-
-
-class TransientTestFaultError(Exception):
-    """Testing hook: a transient failure injected by `testing_transient_failures`."""
-
-    permanent = False
 
 
 class JobLostError(Exception):
@@ -345,20 +338,15 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
         session.commit()
 
     reporter.phase("load")
-    if job.attempts <= settings.testing_transient_failures:
-        raise TransientTestFaultError(
-            f"testing: injected transient failure (attempt {job.attempts} of the first "
-            f"{settings.testing_transient_failures})"
-        )
     opened = _load(resolved, config, settings, reporter)
     # the device, dtype and default budget are known only now: so is the run key
     plan = plan_run(opened, config, settings)
     with context.write() as session:
-        existing = PipelineRepository(session).find_run(job.model, resolved.sha, plan.settings.key())
+        existing = RunRepository(session).find_run(job.model, resolved.sha, plan.settings.key())
         if existing is not None:
-            PipelineRepository(session).complete_with_run(job.id, existing, resolved.sha)
+            JobRepository(session).complete_with_run(job.id, existing, resolved.sha)
             if config.build_of is not None:
-                RunRepository(session).link_build(existing, config.build_of)
+                RunRecorder(session).link_build(existing, config.build_of)
         session.commit()
     if existing is not None:
         logger.info("job %s: %s@%s already indexed as run %d", job.id, job.model, resolved.sha, existing)

@@ -60,15 +60,10 @@ class WorkerSettings(Settings):
     )
     default_max_tokens_cpu: int = Field(default=4096, ge=2, description="Validation token budget on a CPU.")
     default_max_tokens_gpu: int = Field(default=65536, ge=2, description="Validation token budget on a GPU.")
-    # Testing hooks: they make a job slow or flaky deterministically (reliability tests, never production).
+    # Testing hooks: they make a job slow deterministically (reliability tests, never production).
     testing_delay_phase: str | None = Field(default=None, description="Testing only: a phase to slow down.")
     testing_delay_s: float = Field(
         default=0.0, ge=0, description="Testing only: seconds to wait in that phase."
-    )
-    testing_transient_failures: int = Field(
-        default=0,
-        ge=0,
-        description="Testing only: the first N attempts of each job fail with a transient error.",
     )
 
     @property

@@ -7,8 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from catalog.repositories import JobRepository
-from catalog.repositories.pipeline import PipelineRepository
+from catalog.repositories import JobRepository, OutboxRepository
 from workers.pipeline import PipelineContext
 
 logger = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ def sweep(context: PipelineContext, enqueue: Callable[[uuid.UUID], None] | None)
     settings = context.settings
     with context.write() as session:
         requeued, failed = JobRepository(session).requeue_stale(settings.stale_after_s)
-        failed += PipelineRepository(session).exhausted_claimable()
+        failed += JobRepository(session).exhausted_claimable()
         session.commit()
     for job_id in requeued:
         logger.warning("job %s: heartbeat stale for %.0f s, re-queued", job_id, settings.stale_after_s)
@@ -40,7 +39,7 @@ def sweep(context: PipelineContext, enqueue: Callable[[uuid.UUID], None] | None)
     enqueued: list[uuid.UUID] = []
     if enqueue is not None:
         with context.write() as session:
-            due = PipelineRepository(session).reserve_for_enqueue(
+            due = OutboxRepository(session).reserve_for_enqueue(
                 settings.enqueue_grace_s, settings.resend_after_s, SWEEP_BATCH
             )
             session.commit()
@@ -51,22 +50,10 @@ def sweep(context: PipelineContext, enqueue: Callable[[uuid.UUID], None] | None)
                 logger.warning("could not send job %s; it stays queued", job_id, exc_info=True)
                 with context.write() as session:
                     for unsent in due[index:]:
-                        PipelineRepository(session).release_enqueue(unsent)
+                        OutboxRepository(session).release_enqueue(unsent)
                     session.commit()
                 break
             enqueued.append(job_id)
     if enqueued:
         logger.info("sweeper sent %d job(s)", len(enqueued))
     return SweepReport(requeued=requeued, failed=failed, enqueued=enqueued)
-
-
-def sweep_safely() -> None:
-    """A sweep from a Celery worker (its own settings and broker); failures are logged, never raised."""
-    from workers.enqueue import celery_enqueuer
-    from workers.runtime import pipeline_context
-
-    try:
-        context = pipeline_context()
-        sweep(context, celery_enqueuer(context.settings))
-    except Exception:
-        logger.warning("sweep failed; retrying at the next interval", exc_info=True)

@@ -19,20 +19,21 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal, require_scope
 from api.charts import coordinate_strip
 from api.etag import conditional_response
-from api.problems import AuthenticationError
+from api.problems import retry_after_of, status_of
 from api.schemas import SubmissionIn, Text, unstorable_fields
 from api.services import ServicesDep
 from api.web import pages
 from api.web.assets import STATIC_FILES, render
-from catalog.errors import (
-    ConflictError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitedError,
-    UnavailableError,
-)
+from catalog.errors import NotFoundError
 from catalog.models import IndexRun, Job
-from catalog.repositories import Comparison, JobRepository, ModelFilter, ModelRepository, RunRepository
+from catalog.repositories import (
+    Comparison,
+    CoordinateRepository,
+    JobRepository,
+    ModelFilter,
+    ModelRepository,
+    RunRepository,
+)
 from catalog.repositories.browse import BrowseRepository
 from catalog.repositories.models import MODEL_SORTS, ModelSort
 from contracts.errors import DomainError, InvalidInputError
@@ -69,7 +70,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 HTML = "text/html; charset=utf-8"
-RETRY_AFTER_UNAVAILABLE_S = 5
 POLL_INTERVAL_S = 2
 
 
@@ -87,17 +87,8 @@ def _cached_page(request: Request, body: bytes) -> Response:
 
 
 def _status_of(error: Exception) -> int:
-    kinds: tuple[tuple[type[Exception], int], ...] = (
-        (AuthenticationError, 401),
-        (PermissionDeniedError, 403),
-        (NotFoundError, 404),
-        (ConflictError, 409),
-        (RateLimitedError, 429),
-        (InvalidInputError, 400),
-        (UnavailableError, 503),
-        (OperationalError, 503),
-    )
-    return next((status for kind, status in kinds if isinstance(error, kind)), 400)
+    """The status of `api.problems`' table; an error a page reports that the table lacks is a 400."""
+    return status_of(error, default=400)
 
 
 def _message_of(error: Exception) -> str:
@@ -110,9 +101,8 @@ def _message_of(error: Exception) -> str:
 
 def _retry_headers(error: Exception, status: int) -> dict[str, str]:
     """`Retry-After` of a 429 (the limit's window) or a 503 (a dependency down: try again shortly)."""
-    if isinstance(error, RateLimitedError):
-        return {"Retry-After": str(error.retry_after_s)}
-    return {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)} if status == 503 else {}
+    retry_after = retry_after_of(error, status)
+    return {} if retry_after is None else {"Retry-After": str(retry_after)}
 
 
 def _error_page(error: Exception, title: str) -> Response:
@@ -302,14 +292,15 @@ def _run_id(text: str | None) -> int | None:
 
 def _render_model(session: Session, hub_id: str, revision: str | None, run_id: int | None) -> str:
     models, runs = ModelRepository(session), RunRepository(session)
+    coordinates = CoordinateRepository(session)
     model = models.get(hub_id)
     if run_id is not None:
         chosen = runs.get(run_id)
         if chosen.model_id != model.id:
             raise NotFoundError(f"run {run_id} is not a run of {hub_id}")
-        view = runs.coordinates_of(model, chosen)
+        view = coordinates.coordinates_of(model, chosen)
     else:
-        view = runs.coordinates(model, revision)
+        view = coordinates.coordinates(model, revision)
     counts = models.status_counts([model.id]).get(model.id, {})
     all_runs = runs.listed_runs(model)
     run: IndexRun | None = view.run
@@ -346,7 +337,7 @@ def _render_model(session: Session, hub_id: str, revision: str | None, run_id: i
         not_found=sum(1 for e in view.entries if e.reproduction == "not_found"),
         build=view.measured_on if view.measured_on is not None and view.measured_on.id != model.id else None,
         derived=models.derived(model),
-        history=runs.history(model, all_runs) if len(all_runs) > 1 else [],
+        history=coordinates.history(model, all_runs) if len(all_runs) > 1 else [],
         reported_count=len(reported),
         submit_url="/jobs/new?" + urlencode({"model": hub_id}),
         is_hub=model.source_kind == "hub" and model.org != "local",
@@ -375,7 +366,7 @@ def compare_page(
             with services.session() as session:
                 models = ModelRepository(session)
                 model_a, model_b = models.get(validate_model_id(left)), models.get(validate_model_id(right))
-                result = RunRepository(session).compare(model_a, model_b)
+                result = CoordinateRepository(session).compare(model_a, model_b)
                 context["result"] = result
                 context["strip"] = _compare_strip(result, model_a.hub_id, model_b.hub_id)
                 body = render("compare.html", title=f"Compare {left} and {right}", **context)

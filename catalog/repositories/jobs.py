@@ -1,4 +1,5 @@
-"""Jobs: submission with deduplication, atomic claim, progress, retries and sweeping."""
+"""Jobs: submission with deduplication, and every transition of a job's status (claim, progress, heartbeat,
+success, retry, failure, cancellation, sweeping)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import ConflictError, InvalidInputError, NotFoundError, RateLimitedError
-from catalog.models import CatalogModel, IndexRun, Job, Revision, utcnow
+from catalog.models import Job, utcnow
+from catalog.repositories.runs import run_for_request
 from contracts.identifiers import canonical_json, config_hash, validate_model_id, validate_revision_digest
-from contracts.jobs import RequestKey, RunKey
-from contracts.status import ACTIVE_JOB_STATUSES, CLAIMABLE_JOB_STATUSES, JobStatus, RunStatus
+from contracts.jobs import RequestKey
+from contracts.status import ACTIVE_JOB_STATUSES, CLAIMABLE_JOB_STATUSES, JobStatus
 
 MAX_ERROR_LENGTH = 4000
 #: first key of the advisory lock that serialises one requester's submissions (an arbitrary constant)
@@ -42,30 +44,6 @@ def parse_job_id(job_id: uuid.UUID | str) -> uuid.UUID:
         return uuid.UUID(str(job_id))
     except ValueError as exc:
         raise InvalidInputError(f"invalid job id {str(job_id)[:60]!r}") from exc
-
-
-def successful_run_id(session: Session, model: str, sha: str, run_key: RunKey) -> int | None:
-    """The id of the successful run of `model` at `sha` with this run key (effective settings), if any: the
-    run a job the workers picked up completes with instead of indexing again."""
-    return _newest_successful_run(session, model, sha, IndexRun.config_hash == run_key)
-
-
-def run_for_request(session: Session, model: str, sha: str, request_key: RequestKey) -> int | None:
-    """The id of the newest successful run of `model` at `sha` made for this request, if any: the run a
-    submission is answered with. Several runs may share a request (workers resolved it differently)."""
-    return _newest_successful_run(session, model, sha, IndexRun.request_key == request_key)
-
-
-def _newest_successful_run(session: Session, model: str, sha: str, key: ColumnElement[bool]) -> int | None:
-    return session.scalars(
-        select(IndexRun.id)
-        .join(Revision, IndexRun.revision_id == Revision.id)
-        .join(CatalogModel, IndexRun.model_id == CatalogModel.id)
-        .where(CatalogModel.hub_id == model, Revision.sha == sha, IndexRun.status == RunStatus.SUCCEEDED)
-        .where(key)
-        .order_by(IndexRun.created_at.desc(), IndexRun.id.desc())
-        .limit(1)
-    ).first()
 
 
 def dedup_key(model: str, resolved_sha: str | None, requested_revision: str | None, digest: str) -> str:
@@ -214,6 +192,14 @@ class JobRepository:
             raise NotFoundError(f"no job with id {job_id}")
         return job
 
+    def lock(self, job_id: uuid.UUID | str) -> Job:
+        """The job, locked for update until the caller's transaction ends, else `NotFoundError`."""
+        key = parse_job_id(job_id)
+        job = self.session.get(Job, key, with_for_update=True)
+        if job is None:
+            raise NotFoundError(f"no job with id {key}")
+        return job
+
     def recent(self, status: str | None = None, limit: int = 50) -> list[Job]:
         """Jobs, newest first, optionally of one status."""
         query = select(Job).order_by(Job.created_at.desc()).limit(limit)
@@ -288,6 +274,39 @@ class JobRepository:
             .execution_options(synchronize_session=False)
         )
 
+    def succeed(self, job: Job, run_id: int, sha: str) -> None:
+        """A job (locked by `lock`) completed by the run `run_id` at `sha`: `succeeded`, from any state."""
+        now = utcnow()
+        job.run_id = run_id
+        job.status = JobStatus.SUCCEEDED
+        job.last_error = None  # an earlier attempt's error no longer describes the job
+        job.phase = "stored"
+        job.progress = 1.0
+        job.resolved_sha = sha
+        job.finished_at = now
+        job.heartbeat_at = now
+
+    def complete_with_run(self, job_id: uuid.UUID | str, run_id: int, sha: str) -> bool:
+        """Mark a running job `succeeded` by an existing run (same model, sha and run key)."""
+        now = utcnow()
+        result = self.session.execute(
+            update(Job)
+            .where(Job.id == parse_job_id(job_id), Job.status == JobStatus.RUNNING)
+            .values(
+                status=JobStatus.SUCCEEDED,
+                last_error=None,
+                run_id=run_id,
+                resolved_sha=sha,
+                phase="stored",
+                progress=1.0,
+                finished_at=now,
+                heartbeat_at=now,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
     def retry_or_fail(self, job_id: uuid.UUID | str, error: str, delay_s: float = 0.0) -> str:
         """After a transient failure: back to `retry` (after `delay_s`) if attempts remain, else `failed`."""
         job = self.get(job_id)
@@ -325,32 +344,6 @@ class JobRepository:
             job.finished_at = utcnow()
         return job
 
-    def mark_enqueued(self, job_id: uuid.UUID | str) -> None:
-        """Record that a message for the job was handed to the queue."""
-        self.session.execute(
-            update(Job)
-            .where(Job.id == parse_job_id(job_id))
-            .values(enqueued_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-
-    def due_for_enqueue(self, older_than_s: float = 60.0, limit: int = 100) -> list[uuid.UUID]:
-        """Queued/retry jobs never handed to the queue, or handed long ago (the broker may have lost them)."""
-        now = utcnow()
-        stale = now - timedelta(seconds=older_than_s)
-        return list(
-            self.session.scalars(
-                select(Job.id)
-                .where(
-                    Job.status.in_(CLAIMABLE_JOB_STATUSES),
-                    or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale),
-                    or_(Job.run_after.is_(None), Job.run_after <= now),
-                )
-                .order_by(Job.created_at)
-                .limit(limit)
-            )
-        )
-
     def requeue_stale(self, stale_after_s: float) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         """Running jobs whose heartbeat is older than `stale_after_s`: back to `retry`, or `failed` when out
         of attempts. Returns (requeued ids, failed ids)."""
@@ -377,3 +370,21 @@ class JobRepository:
             )
         )
         return requeued, failed
+
+    def exhausted_claimable(self) -> list[uuid.UUID]:
+        """Queued/retry jobs that have no attempt left (they can never be claimed): end them as failed."""
+        now = utcnow()
+        return list(
+            self.session.scalars(
+                update(Job)
+                .where(Job.status.in_(CLAIMABLE_JOB_STATUSES), Job.attempts >= Job.max_attempts)
+                .values(
+                    status=JobStatus.FAILED,
+                    finished_at=now,
+                    updated_at=now,
+                    last_error=func.coalesce(Job.last_error, "no attempt left"),
+                )
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            )
+        )

@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from catalog.db import begin_write
 from catalog.errors import PermissionDeniedError
 from catalog.models import Job
-from catalog.repositories import JobRepository
-from catalog.repositories.pipeline import PipelineRepository
+from catalog.repositories import JobRepository, OutboxRepository, RunRepository
 from contracts.identifiers import is_commit_sha
 from contracts.jobs import RequestKey, request_key, versioned_run_config
 from contracts.status import ACTIVE_JOB_STATUSES
@@ -195,7 +194,7 @@ class SubmissionService:
 
     def _record_sent(self, job_id: uuid.UUID) -> None:
         with self._write() as session:
-            JobRepository(session).mark_enqueued(job_id)
+            OutboxRepository(session).mark_enqueued(job_id)
             session.commit()
 
     def cancel(self, job_id: uuid.UUID | str, *, requester_id: int | None = None, admin: bool = False) -> Job:
@@ -217,7 +216,7 @@ class SubmissionService:
     def existing_run(self, model: str, sha: str, key: RequestKey) -> int | None:
         """The id of the newest succeeded run of `model` at `sha` made for the request `key`, if any."""
         with self.sessions() as session:
-            return PipelineRepository(session).find_run_for_request(model, sha, key)
+            return RunRepository(session).find_run_for_request(model, sha, key)
 
     def job(self, job_id: uuid.UUID | str) -> Job:
         """The job, else `NotFoundError`."""

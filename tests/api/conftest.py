@@ -11,10 +11,10 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.settings import ApiSettings
 from catalog.db import make_engine, make_session_factory
 from catalog.repositories import ApiKeyRepository
 from catalog.seed import load_seed
-from catalog.settings import Settings
 from tests.live_server import served
 from tests.postgres import migrated_database, truncate_all
 
@@ -40,7 +40,7 @@ def api_pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(api_pg_url: str) -> Settings:
+def settings(api_pg_url: str) -> ApiSettings:
     """Settings of the app under test (an empty, seeded catalog)."""
     truncate_all(api_pg_url)
     engine = make_engine(api_pg_url)
@@ -48,7 +48,7 @@ def settings(api_pg_url: str) -> Settings:
         load_seed(session)
         session.commit()
     engine.dispose()
-    return Settings(
+    return ApiSettings(
         database_url=api_pg_url, rate_limit_submissions=5, rate_limit_window_s=60, auto_migrate=False
     )
 
@@ -60,13 +60,13 @@ def enqueued() -> Enqueued:
 
 
 @pytest.fixture
-def app(settings: Settings, enqueued: Enqueued) -> FastAPI:
+def app(settings: ApiSettings, enqueued: Enqueued) -> FastAPI:
     """The app under test."""
     return create_app(settings, enqueuer=enqueued)
 
 
 @pytest.fixture
-def make_key(settings: Settings) -> Callable[..., str]:
+def make_key(settings: ApiSettings) -> Callable[..., str]:
     """Create an API key with the given scopes; returns the secret."""
 
     def create(*scopes: str, owner: str = "tester") -> str:

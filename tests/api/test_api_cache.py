@@ -10,9 +10,9 @@ from sqlalchemy import update
 from api.app import create_app
 from api.cache import ResponseCache
 from api.etag import etag_for
+from api.settings import ApiSettings
 from catalog.db import make_engine
 from catalog.models import CatalogModel, utcnow
-from catalog.settings import Settings
 
 MODEL = "/v1/models/huggyllama/llama-7b"
 
@@ -27,7 +27,7 @@ class FakeClock:
         return self.now
 
 
-def _write_elsewhere(settings: Settings, family: str) -> None:
+def _write_elsewhere(settings: ApiSettings, family: str) -> None:
     """A write from another process: a Core UPDATE on its own engine, no ORM session in this process."""
     engine = make_engine(settings.resolved_database_url())
     try:
@@ -49,7 +49,7 @@ def _install_clock(app: FastAPI) -> tuple[ResponseCache, FakeClock]:
 
 
 def test_other_process_writes_show_within_the_ttl(
-    http: httpx.Client, app: FastAPI, settings: Settings
+    http: httpx.Client, app: FastAPI, settings: ApiSettings
 ) -> None:
     cache, clock = _install_clock(app)
     first = http.get(MODEL)
@@ -87,8 +87,8 @@ def test_missing_models_are_problems_not_cached(http: httpx.Client, app: FastAPI
     assert len(cache) == 0
 
 
-def test_the_ttl_is_a_setting(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_ttl_is_a_setting(settings: ApiSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWI_RESPONSE_CACHE_TTL_S", "7.5")
-    configured = Settings(database_url=settings.database_url, auto_migrate=False)
+    configured = ApiSettings(database_url=settings.database_url, auto_migrate=False)
     assert configured.response_cache_ttl_s == 7.5
     assert create_app(configured).state.services.cache.ttl_s == 7.5

@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from catalog import migrate
 from catalog.db import make_engine, make_session_factory
 from catalog.models import Base
-from catalog.repositories import ModelFilter, ModelRepository, RunRepository
+from catalog.repositories import CoordinateRepository, ModelFilter, ModelRepository
 from catalog.seed import load_seed
 from tests.catalog.old_seed import OLD_HEAD, load_old_seed
 from tests.postgres import temporary_postgres_database
@@ -106,7 +106,7 @@ def _check_upgraded(url: str) -> None:
     try:
         with make_session_factory(engine)() as session:
             models = ModelRepository(session)
-            runs = RunRepository(session)
+            runs = CoordinateRepository(session)
             assert len(models.search(ModelFilter(), limit=100).items) == 20  # 19 published + org/tuned
             olmo = models.get("allenai/OLMo-1B-0724-hf")
             entries = {e.weight.coordinates: e for e in runs.coordinates(olmo).entries}

@@ -18,10 +18,11 @@ from catalog.models import IndexRun, Job, QualityResult, SuperWeight, utcnow
 from catalog.published import published_models
 from catalog.repositories import (
     ApiKeyRepository,
+    CoordinateRepository,
     JobRepository,
     ModelFilter,
     ModelRepository,
-    RunRepository,
+    OutboxRepository,
     record_run,
 )
 from catalog.seed import load_seed
@@ -64,13 +65,13 @@ def test_seed_loads_the_published_coordinates_once(session: Session) -> None:
     assert first.sources_added == 95
     assert (second.models_added, second.coordinates_added, second.sources_added) == (0, 0, 0)
     llama = ModelRepository(session).get("huggyllama/llama-7b")
-    (weight,) = RunRepository(session).reported(llama)
+    (weight,) = CoordinateRepository(session).reported(llama)
     assert (weight.layer, weight.row, weight.col, weight.status) == (2, 3968, 7003, "reported")
     assert weight.citation == CITATION
     llama3 = ModelRepository(session).get("meta-llama/Meta-Llama-3-8B")
-    assert {w.citation_source for w in RunRepository(session).reported(llama3)} == {"reference code"}
+    assert {w.citation_source for w in CoordinateRepository(session).reported(llama3)} == {"reference code"}
     phi = ModelRepository(session).get("microsoft/Phi-3-mini-4k-instruct")
-    phi_entries = RunRepository(session).coordinates(phi).entries
+    phi_entries = CoordinateRepository(session).coordinates(phi).entries
     assert [e.weight.coordinates for e in phi_entries if e.citation_source == "paper table"] == sorted(
         [(2, 525, 808), (2, 1693, 808), (2, 1113, 808), (4, 525, 2723), (4, 1113, 2723), (4, 1693, 2723)]
     )
@@ -82,7 +83,7 @@ def test_seed_loads_the_published_coordinates_once(session: Session) -> None:
 def test_reported_entries_carry_every_source_disputes_and_doubts(session: Session) -> None:
     load_seed(session)
     session.commit()
-    models, runs = ModelRepository(session), RunRepository(session)
+    models, runs = ModelRepository(session), CoordinateRepository(session)
     olmo = {e.weight.coordinates: e for e in runs.coordinates(models.get("allenai/OLMo-1B-0724-hf")).entries}
     code_reading, table_reading = olmo[(2, 1764, 8041)], olmo[(1, 1764, 8041)]
     assert code_reading.disputed and code_reading.readings == [(1, 1764, 8041)]
@@ -166,7 +167,7 @@ def test_statuses_reproduction_and_decisive_results(session: Session) -> None:
     record_run(session, None, "huggyllama/llama-7b", SHA, "main", CONFIG, detection, validation)
     session.commit()
     model = ModelRepository(session).get("huggyllama/llama-7b")
-    view = RunRepository(session).coordinates(model)
+    view = CoordinateRepository(session).coordinates(model)
     by_coordinates = {e.weight.coordinates: e for e in view.entries}
     confirmed = by_coordinates[(2, 3968, 7003)]
     assert confirmed.weight.status == "confirmed"
@@ -178,11 +179,11 @@ def test_statuses_reproduction_and_decisive_results(session: Session) -> None:
     contradicting = sample_detection([(5, 1, 1)])
     record_run(session, None, "meta-llama/Llama-2-7b-hf", SHA, "main", CONFIG, contradicting)
     model = ModelRepository(session).get("meta-llama/Llama-2-7b-hf")
-    entries = {e.weight.coordinates: e for e in RunRepository(session).coordinates(model).entries}
+    entries = {e.weight.coordinates: e for e in CoordinateRepository(session).coordinates(model).entries}
     assert entries[(1, 2533, 7890)].source == "reported"
     assert entries[(1, 2533, 7890)].reproduction == "not_found"
     unmeasured = ModelRepository(session).get("mistralai/Mistral-7B-v0.1")
-    unmeasured_entries = RunRepository(session).coordinates(unmeasured).entries
+    unmeasured_entries = CoordinateRepository(session).coordinates(unmeasured).entries
     assert {e.reproduction for e in unmeasured_entries} == {"unverified"}
 
 
@@ -191,7 +192,7 @@ def test_coordinates_at_a_revision(session: Session) -> None:
     record_run(session, None, "org/model", old, "v1", CONFIG, sample_detection([(1, 1, 1)]))
     record_run(session, None, "org/model", new, "main", CONFIG, sample_detection([(2, 2, 2)]))
     model = ModelRepository(session).get("org/model")
-    runs = RunRepository(session)
+    runs = CoordinateRepository(session)
     assert [e.weight.coordinates for e in runs.coordinates(model).entries] == [(2, 2, 2)]
     assert [e.weight.coordinates for e in runs.coordinates(model, old).entries] == [(1, 1, 1)]
     assert [e.weight.coordinates for e in runs.coordinates(model, "v1").entries] == [(1, 1, 1)]
@@ -207,7 +208,7 @@ def test_compare_shared_moved_vanished_appeared(session: Session) -> None:
         session, None, "org/tuned", SHA, None, CONFIG, sample_detection([(1, 10, 20), (4, 30, 41), (6, 6, 6)])
     )
     models = ModelRepository(session)
-    result = RunRepository(session).compare(models.get("org/base"), models.get("org/tuned"))
+    result = CoordinateRepository(session).compare(models.get("org/base"), models.get("org/tuned"))
     assert result.shared == [(1, 10, 20)]
     assert [(m.a, m.b, m.shared) for m in result.moved] == [((2, 30, 40), (4, 30, 41), "row")]
     assert result.vanished == [(3, 5, 5)]
@@ -251,9 +252,14 @@ def test_job_life_cycle_progress_retry_fail_cancel_sweep(session: Session) -> No
     job = jobs.submit(model="org/model", config=CONFIG, max_attempts=2).job
     assert job is not None
     session.commit()
-    assert jobs.due_for_enqueue() == [job.id]
-    jobs.mark_enqueued(job.id)
-    assert jobs.due_for_enqueue() == []
+    outbox = OutboxRepository(session)
+    assert outbox.reserve_for_enqueue(grace_s=0, resend_after_s=60) == [job.id]
+    assert outbox.reserve_for_enqueue(grace_s=0, resend_after_s=60) == []  # reserved: sent once
+    outbox.release_enqueue(job.id)
+    assert outbox.reserve_for_enqueue(grace_s=0, resend_after_s=60) == [job.id]
+    outbox.release_enqueue(job.id)
+    outbox.mark_enqueued(job.id)
+    assert outbox.reserve_for_enqueue(grace_s=0, resend_after_s=60) == []
     assert jobs.update_progress(job.id, phase="detect", progress=0.5) is False  # not running yet
     assert jobs.claim(job.id) is not None
     assert jobs.update_progress(job.id, phase="detect", progress=0.5) is True
@@ -262,7 +268,7 @@ def test_job_life_cycle_progress_retry_fail_cancel_sweep(session: Session) -> No
     session.commit()
     session.refresh(job)
     assert job.run_after is not None and job.run_after > utcnow()
-    assert jobs.due_for_enqueue() == []  # backing off
+    assert outbox.reserve_for_enqueue(grace_s=0, resend_after_s=60) == []  # backing off
     assert jobs.claim(job.id) is not None
     # The worker dies: its heartbeat goes stale and it is out of attempts -> failed.
     session.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=utcnow() - timedelta(hours=1)))

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from catalog import migrate
 from catalog.bootstrap import prepare_database
 from catalog.db import make_engine, make_session_factory
-from catalog.repositories import JobRepository, ModelFilter, ModelRepository, RunRepository, record_run
+from catalog.repositories import CoordinateRepository, JobRepository, ModelFilter, ModelRepository, record_run
 from catalog.settings import Settings
 from contracts.results import DetectionResult
 from contracts.validation import Measurement, ValidationDocument
@@ -66,7 +66,7 @@ def test_sqlite_pragmas_and_full_cycle(sqlite_url: str) -> None:
         again = record_run(session, job.id, "org/model", SHA, "main", {"a": 1}, detection)
         assert again.run_id == recorded.run_id and not again.created
         model = ModelRepository(session).get("org/model")
-        (entry,) = RunRepository(session).coordinates(model).entries
+        (entry,) = CoordinateRepository(session).coordinates(model).entries
         assert entry.weight.status == "inert"
         assert model.updated_at.tzinfo is UTC
         page = ModelRepository(session).search(ModelFilter(status="inert"))
@@ -122,7 +122,7 @@ def test_a_recorded_jointly_confirmed_run_keeps_the_validator_s_meaning(sqlite_u
         record_run(session, None, "local/joint-llama", "sha256:" + "a" * 64, None, {}, detection, validation)
         session.commit()
         model = ModelRepository(session).get("local/joint-llama")
-        entries = RunRepository(session).coordinates(model).entries
+        entries = CoordinateRepository(session).coordinates(model).entries
         assert [e.weight.coordinates for e in entries] == [v.coordinates for v in document.verdicts]
         for entry, verdict in zip(entries, document.verdicts, strict=True):
             assert verdict.verdict == "inert" and verdict.member_of_confirmed_set
@@ -153,7 +153,8 @@ def test_set_level_statuses_are_stored_and_searchable(sqlite_url: str) -> None:
         session.commit()
         model = ModelRepository(session).get("org/jointly")
         stored = {
-            e.weight.coordinates: e.weight.status for e in RunRepository(session).coordinates(model).entries
+            e.weight.coordinates: e.weight.status
+            for e in CoordinateRepository(session).coordinates(model).entries
         }
         # an undecided weight is stored as a candidate (`contracts.validation.Verdict.status`)
         assert stored == {**statuses, (2, 6, 7): "candidate"}

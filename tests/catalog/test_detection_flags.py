@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from catalog import migrate
 from catalog.db import make_engine, make_session_factory
-from catalog.repositories import ModelRepository, RunRepository, record_run
+from catalog.repositories import CoordinateRepository, ModelRepository, record_run
 from contracts.jobs import JobConfig, versioned_run_config
 from contracts.results import DetectionResult
 from contracts.versions import RUN_VERSIONS
@@ -58,7 +58,7 @@ def _record_all(session: Session, detections: dict[str, DetectionResult]) -> Non
 
 def _stored(session: Session, model: str) -> tuple[float | None, bool | None, bool | None]:
     """The stored (prompt agreement, on first token, on BOS) of the model's one super weight and run."""
-    runs = RunRepository(session)
+    runs = CoordinateRepository(session)
     view = runs.coordinates(ModelRepository(session).get(model))
     (entry,) = view.entries
     activation = view.super_activation
@@ -77,7 +77,7 @@ def test_the_detector_s_agreement_and_flags_are_stored(
     assert _stored(session, "org/later-token") == (later, False, False)
     assert _stored(session, "org/one-prompt") == (1.0, False, False)
     assert _stored(session, "org/two-thirds") == (pytest.approx(2 / 3), True, True)
-    runs = RunRepository(session)
+    runs = CoordinateRepository(session)
     (history,) = runs.history(ModelRepository(session).get("org/two-thirds"))
     assert [v.prompt_agreement for v in history.verdicts] == [pytest.approx(2 / 3)]
 

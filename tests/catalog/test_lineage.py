@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from catalog.errors import InvalidInputError
-from catalog.repositories import ModelFilter, ModelRepository, RunRepository, record_run
+from catalog.repositories import CoordinateRepository, ModelFilter, ModelRepository, record_run
 from catalog.seed import load_seed
 from contracts.jobs import JobConfig, versioned_run_config
 from contracts.lineage import RelationKind
@@ -28,7 +28,7 @@ def test_compare_a_planted_base_and_its_fine_tune(session: Session) -> None:
         session, None, "org/tuned", SHA, "main", CONFIG, detect(tuned).to_dict(), base_model="org/base"
     )
     session.commit()
-    models, runs = ModelRepository(session), RunRepository(session)
+    models, runs = ModelRepository(session), CoordinateRepository(session)
     result = runs.compare(models.get("org/base"), models.get("org/tuned"))
     kept, moved_from = BASE_SUPER_WEIGHTS
     assert result.shared == [kept]
@@ -63,7 +63,7 @@ def test_a_build_s_run_shows_on_its_base_model(session: Session) -> None:
         relation=RelationKind.QUANTIZED_BUILD,
     )
     session.commit()
-    models, runs = ModelRepository(session), RunRepository(session)
+    models, runs = ModelRepository(session), CoordinateRepository(session)
     base = models.get("huggyllama/llama-7b")
     view = runs.coordinates(base)
     assert view.run is not None and view.run.id == recorded.run_id
@@ -86,7 +86,7 @@ def test_a_new_detector_version_is_a_second_run(session: Session) -> None:
     session.commit()
     assert first.created and second.created and first.run_id != second.run_id
     assert not same.created and same.run_id == second.run_id
-    runs = RunRepository(session)
+    runs = CoordinateRepository(session)
     model = ModelRepository(session).get("org/model")
     history = {h.coordinates: [v.reproduction for v in h.verdicts] for h in runs.history(model)}
     assert history == {(1, 2, 3): ["not_found", "reproduced"], (1, 2, 4): ["reproduced", "not_found"]}

@@ -201,10 +201,11 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(services: Services, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start `swi worker` subprocesses with extra environment; all are stopped after the test."""
+    """Start `swi worker` subprocesses (or `python -m entry worker`) with extra environment; all are stopped
+    after the test."""
     started: list[WorkerProcess] = []
 
-    def start(wait: bool = True, **extra_env: str) -> WorkerProcess:
+    def start(wait: bool = True, entry: str = "swi", **extra_env: str) -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
         env = {**os.environ, **services.env, **extra_env, "PYTHONUNBUFFERED": "1"}
         handle = log.open("wb")
@@ -212,7 +213,7 @@ def start_worker(services: Services, tmp_path: Path) -> Iterator[Callable[..., W
             [
                 sys.executable,
                 "-m",
-                "swi",
+                entry,
                 "worker",
                 "--queues",
                 "gpu,default",

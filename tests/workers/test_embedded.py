@@ -20,6 +20,7 @@ from catalog.models import utcnow
 from catalog.repositories import ApiKeyRepository, JobRepository
 from swi.cli import app
 from tests.workers.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA
+from tests.workers.faults import with_transient_failures
 from workers.embedded import run_to_completion
 from workers.enqueue import make_enqueuer
 from workers.runtime import pipeline_context
@@ -144,12 +145,11 @@ def test_a_transient_failure_is_retried_in_process(tmp_path: Path, hub_env: Path
     migrate.upgrade(url)
     settings = WorkerSettings(
         database_url=url,
-        testing_transient_failures=1,
         retry_backoff_s=0.01,
         device="cpu",
         hub_cache_dir=str(hub_env),
     )
-    context = pipeline_context(settings)
+    context = with_transient_failures(pipeline_context(settings), 1)
     with context.write() as session:
         outcome = JobRepository(session).submit(model=TINY_REPO, config=DETECT_ONLY)
         session.commit()

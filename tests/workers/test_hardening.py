@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
+from api.settings import ApiSettings
 from catalog import migrate
 from catalog.models import IndexRun, Job
 from catalog.repositories import ApiKeyRepository
@@ -64,12 +65,12 @@ def test_a_hung_broker_never_holds_a_submission_and_the_outbox_sends_each_job_on
     services: Services, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     with hung_broker() as hung_url:
-        settings = services.settings.model_copy(
-            update={"broker_url": hung_url, "rate_limit_submissions": 1000, "enqueue_timeout_s": 2.0}
-        )
+        settings = services.settings.model_copy(update={"broker_url": hung_url, "enqueue_timeout_s": 2.0})
         hung = settings.model_copy(update={"broker_timeout_s": 1.0})
         app = create_app(
-            settings, enqueuer=CeleryEnqueuer(hung), broker_ping=lambda: ping_broker(hung_url, 1.0)
+            ApiSettings.of(settings).model_copy(update={"rate_limit_submissions": 1000}),
+            enqueuer=CeleryEnqueuer(hung),
+            broker_ping=lambda: ping_broker(hung_url, 1.0),
         )
         with services.sessions() as session:
             _, key = ApiKeyRepository(session).create("hung-broker", ["submit"])

@@ -229,7 +229,7 @@ def test_a_permanent_failure_fails_at_once_with_a_readable_error(
 def test_transient_failures_retry_with_backoff_until_out_of_attempts(
     services: Services, start_worker: StartWorker
 ) -> None:
-    start_worker(SWI_TESTING_TRANSIENT_FAILURES="2")  # the first two attempts of every job fail
+    start_worker(entry="tests.workers.flaky_worker", SWI_TEST_TRANSIENT_FAILURES="2")  # 2 attempts fail
     recovers = _submit(services)  # three attempts: succeeds on the third
     with services.sessions() as session:  # two attempts only: keeps failing
         outcome = JobRepository(session).submit(

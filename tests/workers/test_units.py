@@ -14,8 +14,9 @@ from catalog.errors import InvalidInputError
 from contracts.identifiers import config_hash, local_model_id
 from contracts.jobs import JobConfig, SubmissionOptions, run_config_of
 from indexer import errors as indexer_errors
+from tests.workers.faults import TransientTestFaultError
 from workers.app import INDEX_TASK, SWEEP_TASK, celery_config
-from workers.pipeline import PipelineError, TransientTestFaultError, backoff_delay, classify
+from workers.pipeline import PipelineError, backoff_delay, classify
 from workers.settings import WorkerSettings
 from workers.sources import content_digest, local_path_of
 
@@ -165,7 +166,7 @@ def test_local_models_are_allowed_only_when_embedded_unless_said() -> None:
 def test_the_worker_app_imports_no_torch() -> None:
     """CUDA cannot be touched before the fork if torch is not even imported by the app and its tasks."""
     code = (
-        "import sys, workers.app, workers.tasks, workers.enqueue, swi.index_cmd; "
+        "import sys, workers.app, workers.broker, workers.enqueue, swi.index_cmd; "
         "assert 'torch' not in sys.modules, 'torch imported'; "
         "assert 'transformers' not in sys.modules, 'transformers imported'"
     )
