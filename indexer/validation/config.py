@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from indexer.errors import InvalidInputError
-from indexer.quantize import DEFAULT_GRANULARITIES, ClipSpec, parse_granularity
+from indexer.validation.quantize import DEFAULT_GRANULARITIES, ClipSpec, parse_granularity
 
 RTN_VARIANTS = ("plain", "clipped", "holdout")
 W8A8_VARIANTS = ("naive", "holdout")
@@ -18,7 +18,7 @@ SPEED_ONLY = ("batch_size", "prefix_cache")
 
 def _every_experiment() -> tuple[str, ...]:
     # the registry imports the experiment modules, which read this configuration: imported on use
-    from indexer.experiments import EXPERIMENTS
+    from indexer.validation.experiments import EXPERIMENTS
 
     return EXPERIMENTS
 
@@ -68,7 +68,7 @@ class ValidateConfig:
 
     def check(self) -> None:
         """Raise `InvalidInputError` for anything out of range or unknown."""
-        from indexer.experiments import parse_experiments
+        from indexer.validation.experiments import parse_experiments
 
         parse_experiments(",".join(self.experiments))
         if self.window is not None and self.window < 2:

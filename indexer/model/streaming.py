@@ -24,14 +24,14 @@ import torch
 from torch import nn
 
 from contracts.results import DetectionResult
-from indexer.ablation import Coordinate
-from indexer.adapters import ArchitectureAdapter, adapter_for
-from indexer.checkpoint import Checkpoint, GGUFCheckpoint, SafetensorsCheckpoint, write_safetensors
-from indexer.detect import DetectConfig, detect
+from indexer.detection.detect import DetectConfig, detect
 from indexer.errors import InsufficientMemoryError, InvalidInputError, StreamingUnsupportedError
-from indexer.heap import return_freed_tensors, trim
-from indexer.hooks import forward_hooks
-from indexer.loading import (
+from indexer.model.ablation import Coordinate
+from indexer.model.adapters import ArchitectureAdapter, adapter_for
+from indexer.model.checkpoint import Checkpoint, GGUFCheckpoint, SafetensorsCheckpoint, write_safetensors
+from indexer.model.heap import return_freed_tensors, trim
+from indexer.model.hooks import forward_hooks
+from indexer.model.loading import (
     MEMORY_HEADROOM,
     LoadedModel,
     LoadOptions,
@@ -45,7 +45,7 @@ from indexer.loading import (
     resolve_model,
     write_model_folder,
 )
-from indexer.skeleton import (
+from indexer.model.skeleton import (
     assign,
     build_skeleton,
     converter,
@@ -509,7 +509,7 @@ def run_layer(streamed: StreamedModel, index: int, hidden: torch.Tensor, call: L
 
 def call_layer(streamed: StreamedModel, index: int, hidden: torch.Tensor, call: LayerCall) -> torch.Tensor:
     """Call the materialised layer `index` on `hidden` (batch, seq, hidden) as the model does."""
-    from indexer.hooks import hidden_states_of
+    from indexer.model.hooks import hidden_states_of
 
     with torch.inference_mode():
         output = streamed.layers[index](hidden, *call.args, **call.kwargs)

@@ -1,7 +1,7 @@
 """The experiment registry: every validation experiment, by name, in the order they are planned.
 
-Adding an experiment: one module implementing `indexer.experiments.base.Experiment`, one entry below,
-one test.
+Adding an experiment: one module implementing `indexer.validation.experiments.base.Experiment`, one entry
+below, one test.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from indexer.errors import InvalidInputError
-from indexer.experiments.activation import RestoreSuperActivation
-from indexer.experiments.base import Experiment, ExperimentContext, Measures, Phase, Variant
-from indexer.experiments.controls import Controls
-from indexer.experiments.necessity import LeaveOneOut
-from indexer.experiments.null import Null
-from indexer.experiments.pruning import Alone, Joint, Scaling
-from indexer.experiments.quantization import W8A8, RoundToNearest
-from indexer.experiments.stopwords import Stopwords
+from indexer.validation.experiments.activation import RestoreSuperActivation
+from indexer.validation.experiments.base import Experiment, ExperimentContext, Measures, Phase, Variant
+from indexer.validation.experiments.controls import Controls
+from indexer.validation.experiments.necessity import LeaveOneOut
+from indexer.validation.experiments.null import Null
+from indexer.validation.experiments.pruning import Alone, Joint, Scaling
+from indexer.validation.experiments.quantization import W8A8, RoundToNearest
+from indexer.validation.experiments.stopwords import Stopwords
 
 
 class Baseline(Measures):

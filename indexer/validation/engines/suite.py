@@ -20,10 +20,13 @@ from torch import nn
 
 from contracts.results import DetectionResult
 from contracts.validation import FigureKey
-from indexer.adapters import ArchitectureAdapter
-from indexer.corpus import TokenWindows
-from indexer.experiments import REGISTRY, with_requirements
-from indexer.experiments.base import (
+from indexer.model.adapters import ArchitectureAdapter
+from indexer.model.hooks import ForwardHook, forward_hooks, hidden_states_of
+from indexer.model.loading import LoadedModel
+from indexer.validation.config import ValidateConfig
+from indexer.validation.corpus import TokenWindows
+from indexer.validation.experiments import REGISTRY, with_requirements
+from indexer.validation.experiments.base import (
     ExperimentContext,
     Observation,
     QuantizedActivations,
@@ -31,23 +34,20 @@ from indexer.experiments.base import (
     Variant,
     WeightEdit,
 )
-from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
-from indexer.loading import LoadedModel
-from indexer.perplexity import (
+from indexer.validation.perplexity import (
     BatchObserver,
     PassResult,
     PerplexityEvaluator,
     bootstrap_resamples,
     paired_ratio_interval,
 )
-from indexer.quantize import (
+from indexer.validation.quantize import (
     LinearTarget,
     QuantMemory,
     fake_quantized_activations,
     fake_quantized_weights,
     linear_targets,
 )
-from indexer.validation.config import ValidateConfig
 from indexer.validation.results import (
     Figure,
     Phase,

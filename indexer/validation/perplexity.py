@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indexer.corpus import TokenWindows
 from indexer.errors import InvalidInputError
-from indexer.hooks import forward_hooks, hidden_states_of
-from indexer.loading import LoadedModel
+from indexer.model.hooks import forward_hooks, hidden_states_of
+from indexer.model.loading import LoadedModel
+from indexer.validation.corpus import TokenWindows
 
 DEFAULT_WINDOW = 2048
 #: memory allowed for one batch's logits and their float32 log-softmax

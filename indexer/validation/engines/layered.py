@@ -12,13 +12,13 @@ engine's prefix cache is the special case of one branch point). The baseline is 
 super-activation recordings are taken at a layer before any other variant runs that layer, so the
 restoring and hold-out variants read them exactly as they do in the whole-model engine.
 
-Each layer is called exactly as the model calls it (`indexer.streaming.capture_layer_calls`: the
+Each layer is called exactly as the model calls it (`indexer.model.streaming.capture_layer_calls`: the
 arguments are captured from the model's own forward, per batch); after the last layer, each final state's
 head input comes from the model's own forward with its layers stubbed (its final norm), and a plain linear
-head is read a slice of its vocabulary at a time for all of them at once (`indexer.validation.sliced_head`;
-any other head runs per state, in chunks of positions, as the model calls it). The figures, their
-bootstrap intervals, observers and summaries are the whole-model suite's (`indexer.validation.suite.Suite`),
-whose planning this engine reuses unchanged.
+head is read a slice of its vocabulary at a time for all of them at once
+(`indexer.validation.engines.sliced_head`; any other head runs per state, in chunks of positions, as the model
+calls it). The figures, their bootstrap intervals, observers and summaries are the whole-model suite's
+(`indexer.validation.engines.suite.Suite`), whose planning this engine reuses unchanged.
 
 Hidden states are kept in memory up to a budget and written to a temporary file beyond it, so a suite
 whose variants' states do not fit still reads the weights once.
@@ -44,13 +44,25 @@ from torch import nn
 
 from contracts.results import DetectionResult
 from contracts.validation import FigureKey
-from indexer.corpus import TokenWindows
 from indexer.errors import StreamingUnsupportedError
-from indexer.experiments.base import QuantizedActivations, RestoredActivation, Variant, WeightEdit
-from indexer.heap import reused_heap, trim
-from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
-from indexer.loading import available_memory
-from indexer.perplexity import (
+from indexer.model.heap import reused_heap, trim
+from indexer.model.hooks import ForwardHook, forward_hooks, hidden_states_of
+from indexer.model.loading import available_memory
+from indexer.model.streaming import (
+    CapturedCalls,
+    LayerCall,
+    StreamedModel,
+    call_layer,
+    capture_layer_calls,
+    forward_from_final,
+    head_logits,
+)
+from indexer.validation.config import ValidateConfig
+from indexer.validation.corpus import TokenWindows
+from indexer.validation.engines.sliced_head import SlicedHead
+from indexer.validation.engines.suite import Suite, _combined, combined_observer, edited_weights
+from indexer.validation.experiments.base import QuantizedActivations, RestoredActivation, Variant, WeightEdit
+from indexer.validation.perplexity import (
     HEAD_CHECK_TOKENS,
     IGNORED,
     LOGIT_BYTES,
@@ -62,7 +74,7 @@ from indexer.perplexity import (
     next_token_targets,
     vocab_size,
 )
-from indexer.quantize import (
+from indexer.validation.quantize import (
     LinearTarget,
     QuantMemory,
     ScratchBuffers,
@@ -70,19 +82,7 @@ from indexer.quantize import (
     fake_quantized_activations,
     fake_quantized_weights,
 )
-from indexer.streaming import (
-    CapturedCalls,
-    LayerCall,
-    StreamedModel,
-    call_layer,
-    capture_layer_calls,
-    forward_from_final,
-    head_logits,
-)
-from indexer.validation.config import ValidateConfig
 from indexer.validation.results import Phase, ProgressCallback, ValidationTiming
-from indexer.validation.sliced_head import SlicedHead
-from indexer.validation.suite import Suite, _combined, combined_observer, edited_weights
 
 #: share of the free memory the variants' hidden states may hold before they go to a temporary file
 HIDDEN_MEMORY_SHARE = 0.5
@@ -115,7 +115,8 @@ class HiddenStore:
     A state kept in host memory is copied into a slot of its own, an anonymous mapping outside the C heap
     that is recycled for the next state of its size: a state costs no fresh mapping (whose pages fault in
     on first touch) once the first layer has made the slots, and the states, which outlive every working
-    tensor of a layer call, never sit in the heap among them, whatever glibc's threshold (`indexer.heap`).
+    tensor of a layer call, never sit in the heap among them, whatever glibc's threshold
+    (`indexer.model.heap`).
     """
 
     def __init__(self, budget: int) -> None:
