@@ -65,8 +65,9 @@ def _warm_imports(spec: str) -> Any:
 
 def child_detect(spec: str, engine: str) -> dict[str, Any]:
     """Open and detect with one engine; report peak growth, bytes read and times."""
+    from indexer.detection.opened import detect_opened
     from indexer.model.loading import LoadOptions
-    from indexer.model.streaming import StreamedModel, detect_opened, open_model
+    from indexer.model.streaming import StreamedModel, open_model
 
     resolved = _warm_imports(spec)
     before = _rss()

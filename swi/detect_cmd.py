@@ -71,8 +71,9 @@ def detect_command(
     """Find the super weights of MODEL in a few forward passes of one prompt."""
     from contracts.errors import DomainError
     from indexer.detection.detect import DEFAULT_PROMPT, DetectConfig
+    from indexer.detection.opened import detect_opened
     from indexer.model.loading import LoadOptions
-    from indexer.model.streaming import detect_opened, parse_engine
+    from indexer.model.streaming import parse_engine
 
     with clear_errors(DomainError):
         chosen = parse_engine(engine)

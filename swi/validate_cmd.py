@@ -112,8 +112,9 @@ def validate_command(
 ) -> None:
     """Detect the super weights of MODEL, then measure them: pruning experiments and quantization checks."""
     from contracts.errors import DomainError
+    from indexer.detection.opened import detect_opened
     from indexer.model.loading import LoadOptions
-    from indexer.model.streaming import detect_opened, parse_engine
+    from indexer.model.streaming import parse_engine
     from indexer.validation.corpus import load_corpus
     from indexer.validation.validate import ValidateConfig, parse_experiments, validate
 

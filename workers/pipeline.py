@@ -504,7 +504,7 @@ def plan_run(opened: OpenedModel, config: JobConfig, settings: WorkerSettings) -
 
 
 def _detect(opened: OpenedModel, detect_config: DetectConfig, reporter: JobReporter) -> DetectionResult:
-    from indexer.model.streaming import detect_opened
+    from indexer.detection.opened import detect_opened
 
     result = detect_opened(opened, detect_config, progress=reporter.say)
     reporter.within(1.0, f"{len(result.super_weights)} super weight(s)")

@@ -10,8 +10,9 @@ import torch
 
 from contracts.results import DetectionResult
 from indexer.detection.detect import detect
+from indexer.detection.opened import detect_opened
 from indexer.model.loading import LoadedModel, LoadOptions, dequantized_cache_folder, resolve_model
-from indexer.model.streaming import OpenedModel, detect_opened, open_streamed
+from indexer.model.streaming import OpenedModel, open_streamed
 from tests.streamed.test_streamed_detect import assert_same_detection
 
 pytestmark = pytest.mark.slow

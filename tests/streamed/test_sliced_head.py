@@ -11,8 +11,8 @@ from torch import nn
 
 from indexer.model.loading import LoadOptions, resolve_model
 from indexer.model.streaming import open_streamed
-from indexer.validation.engines.layered import StreamedEvaluator
 from indexer.validation.engines.sliced_head import SLICE_LOGIT_BYTES, SlicedHead
+from indexer.validation.engines.streamed import StreamedEvaluator
 from indexer.validation.experiments.stopwords import _Meter
 from indexer.validation.perplexity import IGNORED, SliceObserver
 from indexer.validation.validate import ValidateConfig, evaluation_windows

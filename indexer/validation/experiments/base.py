@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -32,14 +32,12 @@ from contracts.results import SuperActivation, SuperWeight
 from contracts.validation import FigureKey
 from indexer.model.ablation import Coordinate
 from indexer.model.adapters import ArchitectureAdapter
+from indexer.model.loading import LoadedModel
+from indexer.validation.config import ValidateConfig
 from indexer.validation.perplexity import BatchObserver
 from indexer.validation.quantize import ClipCache, LinearTarget, WeightQuantizer
 from indexer.validation.results import Phase as Phase
 from indexer.validation.results import WeightSet
-
-if TYPE_CHECKING:
-    from indexer.model.loading import LoadedModel
-    from indexer.validation.config import ValidateConfig
 
 EditOp = Literal["zero", "scale", "add"]
 
