@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.perplexity import bootstrap_resamples, paired_ratio_interval
+from indexer.validation.perplexity import bootstrap_resamples, paired_ratio_interval
 from tests.tools import harness
 
 #: the paired bootstrap of the with/without ratio: resamples of the windows, and the interval's level

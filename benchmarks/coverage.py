@@ -93,11 +93,11 @@ def real_window_nll(
     corpus_path: Path, wanted: int, cache: Path
 ) -> tuple[dict[int, tuple[float, float]], dict[str, Any], float]:
     """(base, zeroed) NLL of `wanted` windows spread over the split, their identity and the seconds spent."""
-    from indexer.ablation import zeroed_weights
-    from indexer.corpus import TokenWindows, file_corpus, token_windows
-    from indexer.demo_model import SHA256, fetch_demo_model
-    from indexer.loading import LoadOptions, load_model
-    from indexer.perplexity import PerplexityEvaluator
+    from indexer.model.ablation import zeroed_weights
+    from indexer.model.demo_model import SHA256, fetch_demo_model
+    from indexer.model.loading import LoadOptions, load_model
+    from indexer.validation.corpus import TokenWindows, file_corpus, token_windows
+    from indexer.validation.perplexity import PerplexityEvaluator
 
     started = time.perf_counter()
     corpus = file_corpus(corpus_path)

@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.demo_model import fetch_demo_model
-from indexer.detect import DetectConfig, Detector, detect
-from indexer.loading import LoadOptions, load_model
+from indexer.detection.detect import DetectConfig, Detector, detect
+from indexer.model.demo_model import fetch_demo_model
+from indexer.model.loading import LoadOptions, load_model
 
 
 class PeakRss:

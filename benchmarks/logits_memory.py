@@ -29,9 +29,9 @@ def child(mode: str, window: int, windows: int, vocab: int) -> None:
     import transformers as tf
 
     from contracts.validation import CorpusWindows
-    from indexer.corpus import TokenWindows
-    from indexer.loading import wrap_model
-    from indexer.perplexity import PerplexityEvaluator
+    from indexer.model.loading import wrap_model
+    from indexer.validation.corpus import TokenWindows
+    from indexer.validation.perplexity import PerplexityEvaluator
 
     torch.manual_seed(0)
     config = tf.LlamaConfig(

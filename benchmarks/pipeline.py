@@ -45,10 +45,10 @@ EXPERIMENTS = ["baseline", "joint", "alone", "restore_sa"]
 
 def direct(model_path: Path, config: JobConfig) -> float:
     """Seconds for the indexer calls a job makes, in this process (no catalog, no queue)."""
-    from indexer.corpus import load_corpus
-    from indexer.detect import DetectConfig, detect
-    from indexer.loading import LoadOptions, load_model
-    from indexer.validate import ValidateConfig, validate
+    from indexer.detection.detect import DetectConfig, detect
+    from indexer.model.loading import LoadOptions, load_model
+    from indexer.validation.corpus import load_corpus
+    from indexer.validation.validate import ValidateConfig, validate
 
     started = time.perf_counter()
     loaded = load_model(str(model_path), options=LoadOptions(device="cpu"))
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=256)
     args = parser.parse_args()
 
-    from indexer.demo_model import fetch_demo_model
+    from indexer.model.demo_model import fetch_demo_model
 
     model_path = fetch_demo_model(quiet=True)
     config = JobConfig(

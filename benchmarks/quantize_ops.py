@@ -21,10 +21,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-import indexer.quantize as quantize
-from indexer.demo_model import fetch_demo_model
-from indexer.loading import LoadOptions, load_model
-from indexer.quantize import Granularity, linear_targets, rtn_quantize_
+import indexer.validation.quantize as quantize
+from indexer.model.demo_model import fetch_demo_model
+from indexer.model.loading import LoadOptions, load_model
+from indexer.validation.quantize import Granularity, linear_targets, rtn_quantize_
 
 
 def median_ms(work: Callable[[], object], repeats: int) -> float:

@@ -56,17 +56,18 @@ def _warm_imports(spec: str) -> Any:
     from accelerate import init_empty_weights  # noqa: F401
     from transformers import AutoTokenizer  # noqa: F401
 
-    import indexer.streaming
-    import indexer.validate  # noqa: F401
-    from indexer.loading import LoadOptions, resolve_model
+    import indexer.model.streaming
+    import indexer.validation.validate  # noqa: F401
+    from indexer.model.loading import LoadOptions, resolve_model
 
     return resolve_model(spec, options=LoadOptions(device="cpu", dtype="float32"))
 
 
 def child_detect(spec: str, engine: str) -> dict[str, Any]:
     """Open and detect with one engine; report peak growth, bytes read and times."""
-    from indexer.loading import LoadOptions
-    from indexer.streaming import StreamedModel, detect_opened, open_model
+    from indexer.detection.opened import detect_opened
+    from indexer.model.loading import LoadOptions
+    from indexer.model.streaming import StreamedModel, open_model
 
     resolved = _warm_imports(spec)
     before = _rss()
@@ -92,8 +93,8 @@ def child_detect(spec: str, engine: str) -> dict[str, Any]:
 
 def child_detection(spec: str, path: str) -> dict[str, Any]:
     """Detect in memory once and write the detection to `path` (the suites then share it)."""
-    from indexer.detect import detect
-    from indexer.loading import LoadOptions, load_model
+    from indexer.detection.detect import detect
+    from indexer.model.loading import LoadOptions, load_model
 
     detection = detect(load_model(spec, options=LoadOptions(device="cpu", dtype="float32")))
     Path(path).write_text(detection.to_json())
@@ -106,20 +107,20 @@ ALLOCATORS = ("pinned", "dynamic", "trim")
 def _use_allocator(allocator: str) -> None:
     """Diagnostic only: `dynamic` leaves glibc's mmap threshold dynamic (the streamed engine pins it),
     `trim` does too and trims the heap after each layer's release; `pinned` is the engine as shipped."""
-    import indexer.streaming
-    from indexer.heap import trim
+    import indexer.model.streaming
+    from indexer.model.heap import trim
 
     if allocator == "pinned":
         return
-    indexer.streaming.return_freed_tensors = lambda: False  # type: ignore[assignment]
+    indexer.model.streaming.return_freed_tensors = lambda: False  # type: ignore[assignment]
     if allocator == "trim":
-        release = indexer.streaming.StreamedModel.release
+        release = indexer.model.streaming.StreamedModel.release
 
-        def release_and_trim(self: indexer.streaming.StreamedModel, index: int) -> None:
+        def release_and_trim(self: indexer.model.streaming.StreamedModel, index: int) -> None:
             release(self, index)
             trim()
 
-        indexer.streaming.StreamedModel.release = release_and_trim  # type: ignore[method-assign]
+        indexer.model.streaming.StreamedModel.release = release_and_trim  # type: ignore[method-assign]
 
 
 def child_suite(
@@ -127,10 +128,10 @@ def child_suite(
 ) -> dict[str, Any]:
     """The whole validation suite with one engine on a given detection; peak growth, bytes read, time."""
     from contracts.results import DetectionResult
-    from indexer.corpus import load_corpus
-    from indexer.loading import LoadOptions
-    from indexer.streaming import StreamedModel, open_model
-    from indexer.validate import ValidateConfig, validate
+    from indexer.model.loading import LoadOptions
+    from indexer.model.streaming import StreamedModel, open_model
+    from indexer.validation.corpus import load_corpus
+    from indexer.validation.validate import ValidateConfig, validate
 
     resolved = _warm_imports(spec)
     _use_allocator(allocator)
@@ -163,7 +164,7 @@ def child_load(spec: str, repeats: int) -> dict[str, Any]:
     """Load time from the dequantized cache (after a first load pays the imports) and its read floor."""
     import torch
 
-    from indexer.loading import LoadOptions, load_model, resolve_model
+    from indexer.model.loading import LoadOptions, load_model, resolve_model
 
     options = LoadOptions(device="cpu", dtype="float32")
     first_started = time.perf_counter()
@@ -176,7 +177,7 @@ def child_load(spec: str, repeats: int) -> dict[str, Any]:
     view = memoryview(buffer.numpy())
     from transformers import AutoTokenizer
 
-    from indexer.loading import read_safetensors_model
+    from indexer.model.loading import read_safetensors_model
 
     floors, loads, phases, weights, tokenizers, touches = [], [], [], [], [], []
     for _ in range(repeats):
@@ -265,7 +266,7 @@ def main() -> None:
         print(json.dumps(report))
         return
 
-    from indexer.demo_model import fetch_demo_model
+    from indexer.model.demo_model import fetch_demo_model
 
     spec = args.model or str(fetch_demo_model(quiet=True))
     print(f"model: {spec}")

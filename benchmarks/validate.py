@@ -1,4 +1,5 @@
-"""Benchmark of `indexer.validate` on SmolLM2-135M: the suite against a naive baseline and the forward floor.
+"""Benchmark of `indexer.validation.validate` on SmolLM2-135M: the suite against a naive baseline and the
+forward floor.
 
 One invocation, one token budget:
 
@@ -44,13 +45,13 @@ from typing import Any
 import torch
 
 from contracts.validation import FigureKey
-from indexer.ablation import zeroed_weights
-from indexer.corpus import TokenWindows, file_corpus, token_windows
-from indexer.demo_model import fetch_demo_model
-from indexer.detect import detect
-from indexer.loading import LoadedModel, LoadOptions, load_model
-from indexer.perplexity import PerplexityEvaluator
-from indexer.quantize import (
+from indexer.detection.detect import detect
+from indexer.model.ablation import zeroed_weights
+from indexer.model.demo_model import fetch_demo_model
+from indexer.model.loading import LoadedModel, LoadOptions, load_model
+from indexer.validation.corpus import TokenWindows, file_corpus, token_windows
+from indexer.validation.perplexity import PerplexityEvaluator
+from indexer.validation.quantize import (
     Granularity,
     fake_quantized_activations,
     fake_quantized_weights,
@@ -59,7 +60,7 @@ from indexer.quantize import (
     rtn_quantize_,
     rtn_weight_quantizer,
 )
-from indexer.validate import ValidateConfig, validate
+from indexer.validation.validate import ValidateConfig, validate
 
 REPO = Path(__file__).resolve().parents[1]
 

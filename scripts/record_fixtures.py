@@ -37,9 +37,9 @@ def _write(path: Path, document: Any) -> None:
 
 def record_planted() -> None:
     """Detect and validate the planted jointly-acting tiny llama."""
-    from indexer.detect import detect
-    from indexer.document import validation_document
-    from indexer.validate import ValidateConfig, validate
+    from indexer.detection.detect import detect
+    from indexer.validation.document import validation_document
+    from indexer.validation.validate import ValidateConfig, validate
     from tests.tiny import plant_joint_super_weights, tiny_model
     from tests.validate.conftest import WINDOW, bos_corpus
 
@@ -54,9 +54,9 @@ def record_planted() -> None:
 
 def record_smollm2() -> None:
     """Detect the demo model's super weights as the browser tests show them."""
-    from indexer.demo_model import fetch_demo_model
-    from indexer.detect import detect
-    from indexer.loading import LoadOptions, load_model
+    from indexer.detection.detect import detect
+    from indexer.model.demo_model import fetch_demo_model
+    from indexer.model.loading import LoadOptions, load_model
 
     loaded = load_model(str(fetch_demo_model(quiet=True)), None, LoadOptions(device="cpu", dtype="float32"))
     _write(SMOLLM2, detect(loaded).to_dict())

@@ -137,9 +137,9 @@ def _from_detection(
     model: str, revision: str | None, device: str, validate: bool, corpus: str, max_tokens: int
 ) -> dict[str, Any]:
     """Load MODEL once, detect (and optionally validate), and build the manifest."""
-    from indexer.bundles import manifest_from_detection
-    from indexer.detect import detect
-    from indexer.loading import LoadOptions, load_model
+    from indexer.bundles.build import manifest_from_detection
+    from indexer.detection.detect import detect
+    from indexer.model.loading import LoadOptions, load_model
 
     with err_console.status(f"loading {model}") as status:
         loaded = load_model(model, revision, LoadOptions(device=device), progress=lambda m: status.update(m))
@@ -147,9 +147,9 @@ def _from_detection(
         detection = detect(loaded, progress=lambda m: status.update(m))
         validation = None
         if validate and detection.super_weights:
-            from indexer.corpus import load_corpus
-            from indexer.validate import ValidateConfig
-            from indexer.validate import validate as run_validation
+            from indexer.validation.corpus import load_corpus
+            from indexer.validation.validate import ValidateConfig
+            from indexer.validation.validate import validate as run_validation
 
             status.update("validating by pruning")
             config = ValidateConfig(

@@ -1,6 +1,6 @@
 """The local catalog as a coordinate source: the manifests the API serves, read without a server.
 
-    from indexer.bundles import protect_super_weights
+    from indexer.bundles.protect import protect_super_weights
     from swi.catalog_source import LocalCatalog
 
     with protect_super_weights(model, "meta-llama/Llama-2-7b-hf", client=LocalCatalog()):

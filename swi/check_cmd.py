@@ -32,8 +32,9 @@ def check_command(
 ) -> None:
     """Check that each super weight of a bundle survived in a quantized ARTIFACT; exit 1 when one did not."""
     from contracts.errors import DomainError
-    from indexer.artifacts import check_artifact
-    from indexer.bundles import load_bundle, parse_manifest
+    from indexer.bundles.artifacts import check_artifact
+    from indexer.bundles.bundle import parse_manifest
+    from indexer.bundles.load import load_bundle
 
     if (bundle is None) == (model is None):
         fail("give exactly one of --bundle FILE and --model ORG/NAME")

@@ -12,7 +12,7 @@ from rich.table import Table
 from swi.console import clear_errors, console, err_console
 
 if TYPE_CHECKING:
-    from indexer.streaming import OpenedModel
+    from indexer.model.streaming import OpenedModel
 
 BAR_WIDTH = 24
 ENGINE_HELP = (
@@ -70,9 +70,10 @@ def detect_command(
 ) -> None:
     """Find the super weights of MODEL in a few forward passes of one prompt."""
     from contracts.errors import DomainError
-    from indexer.detect import DEFAULT_PROMPT, DetectConfig
-    from indexer.loading import LoadOptions
-    from indexer.streaming import detect_opened, parse_engine
+    from indexer.detection.detect import DEFAULT_PROMPT, DetectConfig
+    from indexer.detection.opened import detect_opened
+    from indexer.model.loading import LoadOptions
+    from indexer.model.streaming import parse_engine
 
     with clear_errors(DomainError):
         chosen = parse_engine(engine)
@@ -93,8 +94,8 @@ def open_with_engine(
     model: str, revision: str | None, options: object, engine: str, progress: Callable[[str], None]
 ) -> OpenedModel:
     """Open MODEL with ENGINE and print, on stderr, which engine runs it and why."""
-    from indexer.loading import LoadOptions
-    from indexer.streaming import open_model, parse_engine
+    from indexer.model.loading import LoadOptions
+    from indexer.model.streaming import open_model, parse_engine
 
     assert isinstance(options, LoadOptions)
     opened = open_model(model, revision, options, parse_engine(engine), progress)
@@ -109,7 +110,7 @@ def open_with_engine(
 
 def fetch_model_command() -> None:
     """Fetch the demo model (SmolLM2-135M-Instruct GGUF) into the model cache and print its path."""
-    from indexer.demo_model import fetch_demo_model
+    from indexer.model.demo_model import fetch_demo_model
 
     print(fetch_demo_model(quiet=True))
 

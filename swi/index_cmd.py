@@ -242,7 +242,7 @@ def _explain_lineage(path: Path, build_of: str | None) -> None:
             fail("--build-of applies to a .gguf file")
         return
     from contracts.identifiers import validate_model_id
-    from indexer.loading import gguf_lineage
+    from indexer.model.loading import gguf_lineage
 
     if build_of is not None:
         validate_model_id(build_of)

@@ -16,7 +16,7 @@ from swi.detect_cmd import ENGINE_HELP, open_with_engine, parse_memory
 from swi.progress import phase_status, progress_reporter
 
 if TYPE_CHECKING:
-    from indexer.validate import ProgressEvent, ValidationResult
+    from indexer.validation.validate import ProgressEvent, ValidationResult
 
 #: default token budget when --max-tokens is not given: CPUs are slow, GPUs are not
 CPU_DEFAULT_TOKENS = 4096
@@ -112,10 +112,11 @@ def validate_command(
 ) -> None:
     """Detect the super weights of MODEL, then measure them: pruning experiments and quantization checks."""
     from contracts.errors import DomainError
-    from indexer.corpus import load_corpus
-    from indexer.loading import LoadOptions
-    from indexer.streaming import detect_opened, parse_engine
-    from indexer.validate import ValidateConfig, parse_experiments, validate
+    from indexer.detection.opened import detect_opened
+    from indexer.model.loading import LoadOptions
+    from indexer.model.streaming import parse_engine
+    from indexer.validation.corpus import load_corpus
+    from indexer.validation.validate import ValidateConfig, parse_experiments, validate
 
     with clear_errors(DomainError):
         defaults = ValidateConfig()

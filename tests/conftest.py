@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.demo_model import fetch_demo_model
-from indexer.loading import LoadedModel, LoadOptions, load_model
+from indexer.model.demo_model import fetch_demo_model
+from indexer.model.loading import LoadedModel, LoadOptions, load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 """Result documents for the catalog and API tests, built with the contract types the indexer produces.
 
-`sample_detection` plants coordinates into a detection shaped exactly like `indexer.detect.detect`'s
+`sample_detection` plants coordinates into a detection shaped exactly like `indexer.detection.detect.detect`'s
 (`contracts.results.DetectionResult`); `sample_validation` decides them with the figures and verdicts
-`indexer.document.validation_document` writes (`contracts.validation.ValidationDocument`).
+`indexer.validation.document.validation_document` writes (`contracts.validation.ValidationDocument`).
 """
 
 from __future__ import annotations

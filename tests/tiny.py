@@ -11,8 +11,8 @@ import transformers as tf
 from tokenizers import Tokenizer, models, processors
 from torch import nn
 
-from indexer.hooks import forward_hooks
-from indexer.loading import LoadedModel, wrap_model
+from indexer.model.hooks import forward_hooks
+from indexer.model.loading import LoadedModel, wrap_model
 
 HIDDEN = 64
 INTERMEDIATE = 128

@@ -39,11 +39,11 @@ from workers.sources import content_digest
 
 if TYPE_CHECKING:
     from contracts.results import DetectionResult
-    from indexer.corpus import Corpus
-    from indexer.detect import DetectConfig
-    from indexer.loading import ModelSource
-    from indexer.streaming import OpenedModel
-    from indexer.validate import ProgressEvent, ValidateConfig, ValidationResult
+    from indexer.detection.detect import DetectConfig
+    from indexer.model.loading import ModelSource
+    from indexer.model.streaming import OpenedModel
+    from indexer.validation.corpus import Corpus
+    from indexer.validation.validate import ProgressEvent, ValidateConfig, ValidationResult
 
 logger = logging.getLogger(__name__)
 
@@ -357,7 +357,7 @@ def _execute(job: ClaimedJob, context: PipelineContext, reporter: JobReporter) -
 
     validation: ValidationDocument | None = None
     if plan.validate is not None and plan.corpus is not None:
-        from indexer.document import validation_document
+        from indexer.validation.document import validation_document
 
         reporter.phase("validate")
         validation = validation_document(_validate(opened, detection, plan.validate, plan.corpus, reporter))
@@ -391,7 +391,7 @@ def _resolve(
     job: ClaimedJob, config: JobConfig, settings: WorkerSettings, reporter: JobReporter
 ) -> _Resolved:
     from indexer.errors import ModelNotFoundError
-    from indexer.loading import LoadOptions, ModelSource, parse_source, snapshot_hub_model
+    from indexer.model.loading import LoadOptions, ModelSource, parse_source, snapshot_hub_model
 
     if config.source_path is not None:
         if not settings.local_models_allowed:
@@ -426,8 +426,8 @@ def _resolve(
 def _load(
     resolved: _Resolved, config: JobConfig, settings: WorkerSettings, reporter: JobReporter
 ) -> OpenedModel:
-    from indexer.loading import LoadOptions
-    from indexer.streaming import open_model
+    from indexer.model.loading import LoadOptions
+    from indexer.model.streaming import open_model
 
     options = LoadOptions(
         dtype=config.dtype,
@@ -459,9 +459,9 @@ class RunPlan:
 def plan_run(opened: OpenedModel, config: JobConfig, settings: WorkerSettings) -> RunPlan:
     """Resolve what the job leaves to the worker (budget, window, corpus, dtype, device) into the configs
     that run and the `RunSettings` that record them: the run key covers exactly what runs."""
-    from indexer.corpus import load_corpus
-    from indexer.detect import DEFAULT_PROMPT, DetectConfig
-    from indexer.perplexity import default_window
+    from indexer.detection.detect import DEFAULT_PROMPT, DetectConfig
+    from indexer.validation.corpus import load_corpus
+    from indexer.validation.perplexity import default_window
 
     loaded = opened.loaded
     detect_config = DetectConfig(
@@ -492,7 +492,7 @@ def plan_run(opened: OpenedModel, config: JobConfig, settings: WorkerSettings) -
 
 
 def _detect(opened: OpenedModel, detect_config: DetectConfig, reporter: JobReporter) -> DetectionResult:
-    from indexer.streaming import detect_opened
+    from indexer.detection.opened import detect_opened
 
     result = detect_opened(opened, detect_config, progress=reporter.say)
     reporter.within(1.0, f"{len(result.super_weights)} super weight(s)")
@@ -501,7 +501,7 @@ def _detect(opened: OpenedModel, detect_config: DetectConfig, reporter: JobRepor
 
 def experiments_of(config: JobConfig) -> tuple[str, ...]:
     """The validation experiments a job runs (prune validation and/or the quantization checks)."""
-    from indexer.validate import EXPERIMENTS, parse_experiments
+    from indexer.validation.validate import EXPERIMENTS, parse_experiments
 
     names = parse_experiments(",".join(config.experiments)) if config.experiments else EXPERIMENTS
     if not config.validate_:
@@ -514,7 +514,7 @@ def experiments_of(config: JobConfig) -> tuple[str, ...]:
 def validate_config_of(config: JobConfig, budget: int, window: int | None = None) -> ValidateConfig:
     """The validation settings of a job on a token budget (unset window and null sizes: `window` and the
     validator's defaults)."""
-    from indexer.validate import ValidateConfig
+    from indexer.validation.validate import ValidateConfig
 
     defaults = ValidateConfig()
     return ValidateConfig(
@@ -535,7 +535,7 @@ def _validate(
     corpus: Corpus,
     reporter: JobReporter,
 ) -> ValidationResult:
-    from indexer.validate import validate
+    from indexer.validation.validate import validate
 
     def on_event(event: ProgressEvent) -> None:
         if event.phase == "quantization" and reporter.phase_name != "quantization":

@@ -1,4 +1,5 @@
-"""Validation by pruning and quantization: configuration, result types, verdicts and the engine.
+"""Validation by pruning and quantization: configuration, result types, experiments, engines and verdicts.
 
-The public entry point is `indexer.validate.validate`; the experiments live in `indexer.experiments`.
+The public entry point is `indexer.validation.validate.validate`; the experiments live in
+`indexer.validation.experiments`, the engines in `indexer.validation.engines`.
 """

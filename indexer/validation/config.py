@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from indexer.errors import InvalidInputError
-from indexer.quantize import DEFAULT_GRANULARITIES, ClipSpec, parse_granularity
+from indexer.validation.names import EXPERIMENTS, parse_experiments
+from indexer.validation.quantize import DEFAULT_GRANULARITIES, ClipSpec, parse_granularity
 
 RTN_VARIANTS = ("plain", "clipped", "holdout")
 W8A8_VARIANTS = ("naive", "holdout")
@@ -16,18 +17,11 @@ W8A8_VARIANTS = ("naive", "holdout")
 SPEED_ONLY = ("batch_size", "prefix_cache")
 
 
-def _every_experiment() -> tuple[str, ...]:
-    # the registry imports the experiment modules, which read this configuration: imported on use
-    from indexer.experiments import EXPERIMENTS
-
-    return EXPERIMENTS
-
-
 @dataclass(frozen=True)
 class ValidateConfig:
     """Which experiments to run and how; the defaults are the paper's settings."""
 
-    experiments: tuple[str, ...] = field(default_factory=_every_experiment)
+    experiments: tuple[str, ...] = EXPERIMENTS
     window: int | None = None  # None: min(2048, the model's context, max_tokens)
     max_tokens: int | None = None  # None: the whole corpus
     batch_size: int | None = None  # None: as many windows as fit the logits memory budget
@@ -68,8 +62,6 @@ class ValidateConfig:
 
     def check(self) -> None:
         """Raise `InvalidInputError` for anything out of range or unknown."""
-        from indexer.experiments import parse_experiments
-
         parse_experiments(",".join(self.experiments))
         if self.window is not None and self.window < 2:
             raise InvalidInputError(f"the window must be at least 2 tokens, got {self.window}")

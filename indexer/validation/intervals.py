@@ -3,9 +3,9 @@
 Each method takes the per-window differences `d[w] = nll_zeroed[w] - nll_base[w]` (nats per predicted
 token, float64) and a level and returns `(low, high)` of the mean of `d` on the log scale; callers exp them
 to get the interval of the perplexity ratio. The bootstrap methods draw their resamples with
-`indexer.perplexity.bootstrap_resamples` (seeded, so deterministic) and are computed as a matrix product of
-resample counts, so that a batch of samples `(..., windows)` costs one product (`*_batch` functions; the
-coverage benchmark runs thousands of samples at once).
+`indexer.validation.perplexity.bootstrap_resamples` (seeded, so deterministic) and are computed as a
+matrix product of resample counts, so that a batch of samples `(..., windows)` costs one product
+(`*_batch` functions; the coverage benchmark runs thousands of samples at once).
 
 Which to use is measured, not chosen by taste: `benchmarks/coverage.py` prints each method's coverage of
 nominal 95% intervals at 4 to 64 windows on heavy-tailed simulated populations and on SmolLM2's real
@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 
 from indexer.errors import InvalidInputError
-from indexer.perplexity import bootstrap_resamples
+from indexer.validation.perplexity import bootstrap_resamples
 
 Method = Literal["percentile", "bca", "t", "bootstrap_t"]
 METHODS: tuple[Method, ...] = ("percentile", "bca", "t", "bootstrap_t")
@@ -107,7 +107,7 @@ def paired_log_ratio_interval(
 def percentile_interval(
     differences: torch.Tensor, level: float = DEFAULT_LEVEL, *, samples: int = DEFAULT_SAMPLES, seed: int = 0
 ) -> Interval:
-    """Percentile bootstrap of the mean (today's method in `indexer.perplexity`)."""
+    """Percentile bootstrap of the mean (today's method in `indexer.validation.perplexity`)."""
     return paired_log_ratio_interval(differences, level, "percentile", samples=samples, seed=seed)
 
 

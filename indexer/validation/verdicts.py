@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 
 from contracts.status import SuperWeightStatus as Status
 from contracts.validation import FigureKey
-from indexer.ablation import Coordinate
-from indexer.experiments.pruning import coordinate_text
+from indexer.model.ablation import Coordinate
 from indexer.validation.config import ValidateConfig
+from indexer.validation.experiments.pruning import coordinate_text
 from indexer.validation.results import Figure, ModelVerdict, NullSummary, SuperWeightVerdict
 
 CONTROL_KEYS = (FigureKey.control("largest"), FigureKey.control("random"))

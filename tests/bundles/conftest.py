@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from contracts.manifest import build_manifest, float32_of
-from indexer.bundles import manifest_from_detection
-from indexer.detect import detect
-from indexer.loading import LoadedModel
+from indexer.bundles.build import manifest_from_detection
+from indexer.detection.detect import detect
+from indexer.model.loading import LoadedModel
 from tests.tiny import plant_super_weight, tiny_model
 
 SHA = "8416d3fefb0cb3ff5775a7b13c1692d10ff1aa16"

@@ -27,7 +27,7 @@ from contracts.base import Coordinates
 from contracts.identifiers import local_model_id
 from contracts.status import SuperWeightStatus
 from contracts.validation import Verdict
-from indexer.bundles import manifest_from_safetensors, parse_bundle_bytes
+from indexer.bundles.load import manifest_from_safetensors, parse_bundle_bytes
 from swi.cli import app
 from tests.tiny import plant_joint_super_weights, tiny_model
 from tests.validate.conftest import bos_corpus

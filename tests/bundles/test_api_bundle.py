@@ -12,7 +12,7 @@ from api.app import create_app
 from bundles import FORMATS, render_bundle
 from catalog.settings import Settings
 from contracts.manifest import check_manifest
-from indexer.bundles import parse_bundle_bytes
+from indexer.bundles.load import parse_bundle_bytes
 
 
 @pytest.mark.parametrize("model", ["allenai/OLMo-1B-0724-hf", "microsoft/Phi-3-mini-4k-instruct"])

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from indexer.artifacts import ArtifactError, check_artifact
-from indexer.bundles import Bundle, load_bundle
+from indexer.bundles.artifacts import ArtifactError, check_artifact
+from indexer.bundles.bundle import Bundle
+from indexer.bundles.load import load_bundle
 from swi.cli import app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "quantized"

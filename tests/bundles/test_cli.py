@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from indexer.bundles import load_bundle
+from indexer.bundles.load import load_bundle
 from swi.cli import app
 from tests.unit.test_loading import save_tiny
 

@@ -19,7 +19,7 @@ import bundles as formats
 from bundles import render_bundle
 from contracts.errors import BundleFormatError
 from contracts.manifest import build_manifest, manifest_sha256
-from indexer import bundles
+from indexer.bundles import load as bundles
 from tests.bundles.conftest import SHA, sample_manifest
 
 DTYPES = ("float32", "bfloat16", "float16")

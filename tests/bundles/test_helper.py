@@ -10,21 +10,14 @@ import pytest
 import torch
 
 from bundles import render_bundle
+from contracts.errors import BundleError, BundleFormatError
 from contracts.manifest import manifest_sha256
-from indexer.bundles import (
-    BundleError,
-    BundleFormatError,
-    BundleMismatchError,
-    BundleUnavailableError,
-    UnsupportedQuantizerError,
-    load_bundle,
-    parse_manifest,
-    protect_super_weights,
-    quantize_holding_out,
-    super_activation_hold_out,
-)
-from indexer.loading import LoadedModel
-from indexer.quantize import (
+from indexer.bundles.bundle import BundleMismatchError, BundleUnavailableError, parse_manifest
+from indexer.bundles.hold_out import quantize_holding_out, super_activation_hold_out
+from indexer.bundles.load import load_bundle
+from indexer.bundles.protect import UnsupportedQuantizerError, protect_super_weights
+from indexer.model.loading import LoadedModel
+from indexer.validation.quantize import (
     ClipSpec,
     Granularity,
     fake_quantized_activations,

@@ -11,13 +11,16 @@ import torch
 
 from bundles import llama_cpp_mapping, llama_cpp_tensor_types, render_bundle
 from contracts.results import DetectionResult
-from indexer.bundles import BundleMismatchError, load_bundle, manifest_from_detection, protect_super_weights
-from indexer.corpus import file_corpus
-from indexer.detect import detect
-from indexer.loading import LoadedModel
-from indexer.perplexity import PerplexityEvaluator
-from indexer.quantize import Granularity, linear_targets, rtn_quantize_model_
-from indexer.validate import ValidateConfig, evaluation_windows, validate
+from indexer.bundles.build import manifest_from_detection
+from indexer.bundles.bundle import BundleMismatchError
+from indexer.bundles.load import load_bundle
+from indexer.bundles.protect import protect_super_weights
+from indexer.detection.detect import detect
+from indexer.model.loading import LoadedModel
+from indexer.validation.corpus import file_corpus
+from indexer.validation.perplexity import PerplexityEvaluator
+from indexer.validation.quantize import Granularity, linear_targets, rtn_quantize_model_
+from indexer.validation.validate import ValidateConfig, evaluation_windows, validate
 from tests.live_server import serving_folder
 
 pytestmark = pytest.mark.slow

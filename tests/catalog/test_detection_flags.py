@@ -19,7 +19,7 @@ from catalog.repositories import CoordinateRepository, ModelRepository, record_r
 from contracts.jobs import JobConfig, versioned_run_config
 from contracts.results import DetectionResult
 from contracts.versions import RUN_VERSIONS
-from indexer.detect import DetectConfig, detect
+from indexer.detection.detect import DetectConfig, detect
 from tests.documents import sample_detection
 from tests.postgres import temporary_postgres_database
 from tests.tiny import plant_super_weight, tiny_model

@@ -11,7 +11,7 @@ from catalog.seed import load_seed
 from contracts.jobs import JobConfig, versioned_run_config
 from contracts.lineage import RelationKind
 from contracts.versions import RUN_VERSIONS
-from indexer.detect import detect
+from indexer.detection.detect import detect
 from tests.documents import sample_detection, sample_validation
 from tests.tiny import BASE_SUPER_WEIGHTS, FINE_TUNE_SUPER_WEIGHTS, planted_base_and_fine_tune
 

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from indexer.bundles import BundleError, BundleMismatchError, load_bundle, protect_super_weights
-from indexer.loading import LoadOptions, load_model
+from contracts.errors import BundleError
+from indexer.bundles.bundle import BundleMismatchError
+from indexer.bundles.load import load_bundle
+from indexer.bundles.protect import protect_super_weights
+from indexer.model.loading import LoadOptions, load_model
 from swi.catalog_source import LocalCatalog
 from swi.client import Client
 from tests.client.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA, Live

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.demo_model import SHA256, fetch_demo_model, sha256_of
-from indexer.loading import LoadedModel, dequantized_cache_folder
+from indexer.model.demo_model import SHA256, fetch_demo_model, sha256_of
+from indexer.model.loading import LoadedModel, dequantized_cache_folder
 
 
 def test_fetch_is_a_no_op_when_the_file_is_there(

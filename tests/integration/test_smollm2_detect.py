@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from contracts.results import DetectionResult
-from indexer.ablation import zeroed_weights
-from indexer.detect import detect
-from indexer.loading import LoadedModel
+from indexer.detection.detect import detect
+from indexer.model.ablation import zeroed_weights
+from indexer.model.loading import LoadedModel
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from contracts.results import DetectionResult
-from indexer.detect import detect
-from indexer.loading import LoadedModel, LoadOptions, dequantized_cache_folder, resolve_model
-from indexer.streaming import OpenedModel, detect_opened, open_streamed
+from indexer.detection.detect import detect
+from indexer.detection.opened import detect_opened
+from indexer.model.loading import LoadedModel, LoadOptions, dequantized_cache_folder, resolve_model
+from indexer.model.streaming import OpenedModel, open_streamed
 from tests.streamed.test_streamed_detect import assert_same_detection
 
 pytestmark = pytest.mark.slow
@@ -71,8 +72,8 @@ def test_layer_major_suite_equals_the_in_memory_suite(
     demo_model_file: Path, in_memory: DetectionResult, smollm2: LoadedModel
 ) -> None:
     """Every figure within 1e-4 relative, on a small budget (two 64-token windows, one batch each)."""
-    from indexer.corpus import load_corpus
-    from indexer.validate import ValidateConfig, validate
+    from indexer.validation.corpus import load_corpus
+    from indexer.validation.validate import ValidateConfig, validate
     from tests.streamed.test_layered_suite import assert_same_figures
 
     config = ValidateConfig(

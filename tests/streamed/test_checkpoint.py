@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from indexer.checkpoint import SafetensorsCheckpoint
-from indexer.loading import LoadOptions, load_model, resolve_model
-from indexer.streaming import open_streamed
+from indexer.model.checkpoint import SafetensorsCheckpoint
+from indexer.model.loading import LoadOptions, load_model, resolve_model
+from indexer.model.streaming import open_streamed
 from tests.tiny import tiny_model
 
 EMBEDDINGS = "model.embed_tokens.weight"

@@ -9,10 +9,10 @@ import pytest
 import torch
 import transformers as tf
 
-from indexer.adapters import supported_model_types
-from indexer.hooks import forward_hooks, hidden_states_of
-from indexer.loading import LoadedModel, LoadOptions, load_model, resolve_model, wrap_model
-from indexer.streaming import capture_layer_calls, head_logits, open_streamed, run_layer
+from indexer.model.adapters import supported_model_types
+from indexer.model.hooks import forward_hooks, hidden_states_of
+from indexer.model.loading import LoadedModel, LoadOptions, load_model, resolve_model, wrap_model
+from indexer.model.streaming import capture_layer_calls, head_logits, open_streamed, run_layer
 from tests.tiny import CONFIGS, plant_super_weight, tiny_model, tiny_tokenizer
 
 CPU = LoadOptions(device="cpu", dtype="float32")

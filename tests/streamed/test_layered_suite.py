@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from indexer.detect import detect
-from indexer.loading import LoadOptions, load_model, resolve_model
-from indexer.streaming import StreamedModel, open_model, open_streamed
-from indexer.validate import ValidateConfig, ValidationResult, evaluation_windows, validate
-from indexer.validation.layered import HiddenStore, LayeredSuite
+from indexer.detection.detect import detect
+from indexer.model.hidden_store import HiddenStore
+from indexer.model.loading import LoadOptions, load_model, resolve_model
+from indexer.model.streaming import StreamedModel, open_model, open_streamed
+from indexer.validation.engines.layered import LayeredSuite
+from indexer.validation.validate import ValidateConfig, ValidationResult, evaluation_windows, validate
 from tests.streamed.test_streamed_detect import planted_checkpoint
 from tests.validate.conftest import bos_corpus
 

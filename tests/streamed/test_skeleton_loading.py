@@ -8,8 +8,8 @@ import pytest
 import torch
 import transformers as tf
 
-from indexer.adapters import supported_model_types
-from indexer.loading import read_safetensors_model
+from indexer.model.adapters import supported_model_types
+from indexer.model.loading import read_safetensors_model
 from tests.tiny import tiny_model
 
 
@@ -50,7 +50,7 @@ def test_recorded_added_tokens_give_the_same_tokenizer(tmp_path: Path) -> None:
     """The dequantized cache records the added tokens, so transformers need not re-parse tokenizer.json."""
     import json
 
-    from indexer.loading import record_added_tokens
+    from indexer.model.loading import record_added_tokens
     from tests.tiny import tiny_tokenizer
 
     tiny_tokenizer().save_pretrained(tmp_path)

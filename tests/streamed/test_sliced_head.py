@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indexer.experiments.stopwords import _Meter
-from indexer.loading import LoadOptions, resolve_model
-from indexer.perplexity import IGNORED, SliceObserver
-from indexer.streaming import open_streamed
-from indexer.validate import ValidateConfig, evaluation_windows
-from indexer.validation.layered import StreamedEvaluator
-from indexer.validation.sliced_head import SLICE_LOGIT_BYTES, SlicedHead
+from indexer.model.loading import LoadOptions, resolve_model
+from indexer.model.streaming import open_streamed
+from indexer.validation.engines.sliced_head import SLICE_LOGIT_BYTES, SlicedHead
+from indexer.validation.engines.streamed import StreamedEvaluator
+from indexer.validation.experiments.stopwords import _Meter
+from indexer.validation.perplexity import IGNORED, SliceObserver
+from indexer.validation.validate import ValidateConfig, evaluation_windows
 from tests.streamed.test_streamed_detect import planted_checkpoint
 from tests.validate.conftest import bos_corpus
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from contracts.results import DetectionResult
-from indexer.adapters import supported_model_types
-from indexer.detect import detect
-from indexer.loading import LoadOptions, load_model, resolve_model
-from indexer.streaming import OpenedModel, StreamedModel, detect_opened, open_model, open_streamed
+from indexer.detection.detect import detect
+from indexer.detection.opened import detect_opened
+from indexer.model.adapters import supported_model_types
+from indexer.model.loading import LoadOptions, load_model, resolve_model
+from indexer.model.streaming import OpenedModel, StreamedModel, open_model, open_streamed
 from tests.tiny import plant_super_weight, tiny_model
 
 FAMILIES = sorted(supported_model_types())

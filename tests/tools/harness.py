@@ -64,10 +64,10 @@ def wikitext() -> Path:
 def smollm2(work: Path) -> tuple[Path, Path, Path]:
     """(the GGUF, its dequantized float32 folder, its bundle `.swi.json`), detected once into `work`."""
     from bundles import render_bundle
-    from indexer.bundles import manifest_from_detection
-    from indexer.demo_model import fetch_demo_model
-    from indexer.detect import detect
-    from indexer.loading import LoadOptions, dequantized_cache_folder, load_model
+    from indexer.bundles.build import manifest_from_detection
+    from indexer.detection.detect import detect
+    from indexer.model.demo_model import fetch_demo_model
+    from indexer.model.loading import LoadOptions, dequantized_cache_folder, load_model
 
     gguf_file = fetch_demo_model(quiet=True)
     loaded = load_model(str(gguf_file), options=LoadOptions(device="cpu", dtype="float32"))

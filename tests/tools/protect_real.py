@@ -12,14 +12,11 @@ from pathlib import Path
 
 import torch
 
-from indexer.bundles import (
-    UnsupportedQuantizerError,
-    manifest_from_detection,
-    parse_manifest,
-    protect_super_weights,
-)
-from indexer.detect import detect
-from indexer.loading import LoadOptions, load_model
+from indexer.bundles.build import manifest_from_detection
+from indexer.bundles.bundle import parse_manifest
+from indexer.bundles.protect import UnsupportedQuantizerError, protect_super_weights
+from indexer.detection.detect import detect
+from indexer.model.loading import LoadOptions, load_model
 from tests.tiny import plant_super_weight, tiny_model
 
 #: W4A16 in groups of 32 (the preset's 128 does not divide the tiny model's 64 columns)

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bundles import render_bundle  # noqa: E402
-from indexer.bundles import manifest_from_detection  # noqa: E402
-from indexer.detect import detect  # noqa: E402
-from indexer.loading import LoadOptions, load_model  # noqa: E402
+from indexer.bundles.build import manifest_from_detection  # noqa: E402
+from indexer.detection.detect import detect  # noqa: E402
+from indexer.model.loading import LoadOptions, load_model  # noqa: E402
 from tests.unit.test_loading import save_tiny  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "quantized"

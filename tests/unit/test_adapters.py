@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.adapters import adapter_for, supported_model_types
 from indexer.errors import UnsupportedArchitectureError
+from indexer.model.adapters import adapter_for, supported_model_types
 
 REQUIRED = {
     "llama",

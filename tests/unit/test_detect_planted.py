@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from contracts.results import DetectionResult
-from indexer.adapters import supported_model_types
-from indexer.detect import DetectConfig, detect, robust_z
+from indexer.detection.detect import DetectConfig, detect, robust_z
 from indexer.errors import InvalidInputError
+from indexer.model.adapters import supported_model_types
 from tests.tiny import plant_super_weight, tiny_model
 
 FAMILIES = sorted({*supported_model_types()})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.results import DetectionResult
-from indexer.detect import DetectConfig, detect, robust_z
+from indexer.detection.detect import DetectConfig, detect, robust_z
 from tests.tiny import plant_input_spike, plant_super_weight, tiny_model
 
 

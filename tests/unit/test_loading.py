@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from indexer.detect import detect
+from indexer.detection.detect import detect
 from indexer.errors import (
     HubUnavailableError,
     InsufficientMemoryError,
@@ -18,7 +18,7 @@ from indexer.errors import (
     UnsafeWeightsError,
     UnsupportedArchitectureError,
 )
-from indexer.loading import LoadOptions, load_model, parse_source, wrap_model
+from indexer.model.loading import LoadOptions, load_model, parse_source, wrap_model
 from tests.tiny import plant_super_weight, tiny_model
 
 SHA_MAIN = "0123456789abcdef0123456789abcdef01234567"

@@ -16,10 +16,10 @@ from typing import Any
 from contracts.identifiers import canonical_sha256
 from contracts.jobs import JobConfig, versioned_run_config
 from contracts.versions import DETECTOR_VERSION, RUN_VERSIONS, VALIDATOR_VERSION
-from indexer.detect import DetectConfig
-from indexer.experiments.null import MATCHED_POOL
-from indexer.experiments.stopwords import STOPWORDS
-from indexer.validate import ValidateConfig
+from indexer.detection.detect import DetectConfig
+from indexer.validation.experiments.null import MATCHED_POOL
+from indexer.validation.experiments.stopwords import STOPWORDS
+from indexer.validation.validate import ValidateConfig
 from workers.settings import WorkerSettings
 
 #: fingerprint of the result-changing defaults, per (part, version)

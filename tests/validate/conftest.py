@@ -7,9 +7,9 @@ import random
 import pytest
 
 from contracts.results import DetectionResult
-from indexer.corpus import Corpus
-from indexer.detect import detect
-from indexer.loading import LoadedModel
+from indexer.detection.detect import detect
+from indexer.model.loading import LoadedModel
+from indexer.validation.corpus import Corpus
 from tests.tiny import plant_super_weight, tiny_model
 
 #: the tiny models' context; every window starts with BOS so the planted spike fires in each

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.corpus import Corpus, builtin_corpus, file_corpus, load_corpus, token_windows
 from indexer.errors import InvalidInputError
+from indexer.validation.corpus import Corpus, builtin_corpus, file_corpus, load_corpus, token_windows
 from tests.tiny import tiny_tokenizer
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from contracts.results import DetectionResult
-from indexer.experiments import EXPERIMENTS, REGISTRY, with_requirements
-from indexer.experiments.base import QuantizedActivations, RestoredActivation, WeightEdit
-from indexer.loading import LoadedModel
-from indexer.validate import ValidateConfig, evaluation_windows
-from indexer.validation.suite import Suite, edited_weights
+from indexer.model.loading import LoadedModel
+from indexer.validation.engines.suite import Suite, edited_weights
+from indexer.validation.experiments import EXPERIMENTS, REGISTRY, with_requirements
+from indexer.validation.experiments.base import QuantizedActivations, RestoredActivation, WeightEdit
+from indexer.validation.validate import ValidateConfig, evaluation_windows
 from tests.validate.conftest import PLANTED, bos_corpus
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from contracts.validation import FigureKey
-from indexer.detect import detect
-from indexer.document import validation_document
-from indexer.validate import ValidateConfig, ValidationResult, validate
+from indexer.detection.detect import detect
+from indexer.validation.document import validation_document
+from indexer.validation.validate import ValidateConfig, ValidationResult, validate
 from tests.tiny import plant_joint_super_weights, tiny_model
 from tests.validate.conftest import WINDOW, bos_corpus
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from indexer.errors import InvalidInputError
-from indexer.perplexity import bootstrap_resamples, paired_ratio_interval
 from indexer.validation.intervals import (
     BATCH_METHODS,
     METHODS,
@@ -26,6 +25,7 @@ from indexer.validation.intervals import (
     student_t_quantile,
     t_interval,
 )
+from indexer.validation.perplexity import bootstrap_resamples, paired_ratio_interval
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "smollm2_wikitext_window_nll.json"
 BOOTSTRAP = ("percentile", "bca", "bootstrap_t")

@@ -8,10 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from indexer.ablation import zeroed_weights
-from indexer.corpus import builtin_corpus, token_windows
 from indexer.errors import InvalidInputError
-from indexer.perplexity import HEAD_CHUNK_TOKENS, PerplexityEvaluator, auto_batch_size, default_window
+from indexer.model.ablation import zeroed_weights
+from indexer.validation.corpus import builtin_corpus, token_windows
+from indexer.validation.perplexity import (
+    HEAD_CHUNK_TOKENS,
+    PerplexityEvaluator,
+    auto_batch_size,
+    default_window,
+)
 from tests.tiny import tiny_model
 
 
@@ -162,7 +167,7 @@ def test_a_model_that_changes_its_logits_unknowingly_keeps_whole_logits() -> Non
     def scaled(_module: torch.nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor:
         return output * 4.0  # as a model that scales logits after its head would
 
-    from indexer.hooks import forward_hooks
+    from indexer.model.hooks import forward_hooks
 
     with forward_hooks(loaded.model, {"lm_head": scaled}):
         evaluator = PerplexityEvaluator(loaded, windows)

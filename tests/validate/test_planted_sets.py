@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.detect import detect
-from indexer.validate import ValidateConfig, ValidationResult, validate
+from indexer.detection.detect import detect
+from indexer.validation.validate import ValidateConfig, ValidationResult, validate
 from tests.tiny import DECOY, SIX_SUPER_WEIGHTS, plant_six_super_weights, tiny_model
 from tests.validate.conftest import WINDOW, bos_corpus
 

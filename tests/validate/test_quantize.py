@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from indexer.errors import InvalidInputError
-from indexer.hooks import forward_hooks
-from indexer.quantize import (
+from indexer.model.hooks import forward_hooks
+from indexer.validation.quantize import (
     ClipSpec,
     Granularity,
     ScratchBuffers,

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from indexer.corpus import file_corpus
-from indexer.detect import detect
-from indexer.loading import LoadedModel
-from indexer.validate import ValidateConfig, ValidationResult, validate
+from indexer.detection.detect import detect
+from indexer.model.loading import LoadedModel
+from indexer.validation.corpus import file_corpus
+from indexer.validation.validate import ValidateConfig, ValidationResult, validate
 
 pytestmark = pytest.mark.slow
 

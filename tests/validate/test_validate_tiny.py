@@ -13,9 +13,9 @@ from torch import nn
 from contracts.results import DetectionResult
 from contracts.validation import FigureKey
 from indexer.errors import InvalidInputError
-from indexer.hooks import forward_hooks
-from indexer.loading import LoadedModel
-from indexer.validate import (
+from indexer.model.hooks import forward_hooks
+from indexer.model.loading import LoadedModel
+from indexer.validation.validate import (
     EXPERIMENTS,
     Figure,
     ProgressEvent,

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from contracts.validation import FigureKey
-from indexer.validate import Figure, ValidateConfig, decide_verdicts
+from indexer.validation.validate import Figure, ValidateConfig, decide_verdicts
 
 SIX = [(1, 7, c) for c in (3, 9, 14, 22, 30, 41)]
 DECOY = (1, 12, 3)  # a large weight in the first member's column

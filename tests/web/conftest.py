@@ -60,14 +60,15 @@ SMOLLM2_CONFIG = {
 def smollm2_detection() -> dict[str, Any]:
     """A real `detect()` of SmolLM2-135M-Instruct (Q4_1 GGUF, float32, CPU), recorded as JSON.
 
-    Regenerate with `DetectionResult.to_dict()` of `indexer.detect.detect(smollm2)` when the detector's
-    output changes; loading the model costs a minute, so the browser tests read the recording.
+    Regenerate with `DetectionResult.to_dict()` of `indexer.detection.detect.detect(smollm2)` when the
+    detector's output changes; loading the model costs a minute, so the browser tests read the recording.
     """
     return json.loads((DATA / "smollm2_detection.json").read_text(encoding="utf-8"))
 
 
 def smollm2_validation() -> dict[str, Any]:
-    """A `ValidationDocument` (the contract `indexer.document.validation_document` writes) of SmolLM2.
+    """A `ValidationDocument` (the contract `indexer.validation.document.validation_document` writes) of
+    SmolLM2.
 
     Its figures, keys, parameters and verdict are the validator's; the perplexities are illustrative (a
     full validation of SmolLM2 takes most of an hour on two cores, the planted model's real recording is
@@ -189,7 +190,7 @@ PLANTED_BASE, PLANTED_FINE_TUNE = "planted/tiny-base", "planted/tiny-fine-tune"
 
 def record_planted_lineage(session: Session) -> None:
     """Detect the planted base and fine-tune (the real detector, in a second) and record both runs."""
-    from indexer.detect import detect
+    from indexer.detection.detect import detect
     from tests.tiny import planted_base_and_fine_tune
 
     base, tuned = planted_base_and_fine_tune()

@@ -41,8 +41,8 @@ def test_the_local_path_is_not_part_of_the_run_key(tmp_path: Path) -> None:
 def test_the_run_key_holds_what_the_worker_resolved(tmp_path: Path) -> None:
     """Budget, window and corpus are resolved into the run key; an explicit value equal to the default is
     the same run, another worker default is another run; detection alone keys no validation setting."""
-    from indexer.loading import LoadOptions, load_model
-    from indexer.streaming import OpenedModel
+    from indexer.model.loading import LoadOptions, load_model
+    from indexer.model.streaming import OpenedModel
     from tests.unit.test_loading import save_tiny
     from workers.pipeline import plan_run
 
@@ -175,7 +175,7 @@ def test_the_worker_app_imports_no_torch() -> None:
 
 
 def test_a_job_s_null_sizes_reach_the_validator_and_the_run_key_only_when_set() -> None:
-    from indexer.validate import ValidateConfig
+    from indexer.validation.validate import ValidateConfig
     from workers.pipeline import validate_config_of
 
     defaults = ValidateConfig()

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-import indexer.detect
+import indexer.detection.detect
 from api.app import create_app
 from catalog.settings import Settings
 from contracts.identifiers import local_model_id
@@ -45,7 +45,7 @@ def test_a_new_detector_version_stores_a_second_run_and_both_show(
     assert "already indexed" in _index(tiny_folder)  # same settings, same versions: the same run
     # what a release with a new detector does: the run key and the detection's provenance name it
     monkeypatch.setitem(RUN_VERSIONS, "detector", NEWER)
-    monkeypatch.setattr(indexer.detect, "DETECTOR_VERSION", NEWER)
+    monkeypatch.setattr(indexer.detection.detect, "DETECTOR_VERSION", NEWER)
     assert "already indexed" not in _index(tiny_folder)
 
     model = local_model_id(tiny_folder)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from contracts.validation import FigureKey
-from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, zeroing
-from indexer.experiments.pruning import coordinate_text
+from indexer.validation.experiments.base import ExperimentContext, Measures, Phase, Variant, zeroing
+from indexer.validation.experiments.pruning import coordinate_text
 
 
 class LeaveOneOut(Measures):

@@ -10,8 +10,14 @@ from typing import Any
 import torch
 
 from contracts.validation import FigureKey
-from indexer.experiments.base import ExperimentContext, Measures, Phase, QuantizedActivations, Variant
-from indexer.quantize import (
+from indexer.validation.experiments.base import (
+    ExperimentContext,
+    Measures,
+    Phase,
+    QuantizedActivations,
+    Variant,
+)
+from indexer.validation.quantize import (
     Granularity,
     LinearTarget,
     block_partition,

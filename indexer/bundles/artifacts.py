@@ -23,7 +23,7 @@ import torch
 
 from contracts.errors import BundleError
 from contracts.manifest import ManifestWeight
-from indexer.bundles import Bundle
+from indexer.bundles.bundle import Bundle
 
 #: a super weight passes when its dequantized value is within this relative error of the exact value
 DEFAULT_TOLERANCE = 0.02

@@ -23,15 +23,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from contracts.results import DetectionResult
-from indexer.ablation import Coordinate
-from indexer.adapters import ArchitectureAdapter, adapter_for
-from indexer.checkpoint import Checkpoint, GGUFCheckpoint, SafetensorsCheckpoint, write_safetensors
-from indexer.detect import DetectConfig, detect
 from indexer.errors import InsufficientMemoryError, InvalidInputError, StreamingUnsupportedError
-from indexer.heap import return_freed_tensors, trim
-from indexer.hooks import forward_hooks
-from indexer.loading import (
+from indexer.model.ablation import Coordinate
+from indexer.model.adapters import ArchitectureAdapter, adapter_for
+from indexer.model.checkpoint import Checkpoint, GGUFCheckpoint, SafetensorsCheckpoint, write_safetensors
+from indexer.model.heap import return_freed_tensors, trim
+from indexer.model.hooks import forward_hooks, hidden_states_of
+from indexer.model.loading import (
     MEMORY_HEADROOM,
     LoadedModel,
     LoadOptions,
@@ -45,7 +43,7 @@ from indexer.loading import (
     resolve_model,
     write_model_folder,
 )
-from indexer.skeleton import (
+from indexer.model.skeleton import (
     assign,
     build_skeleton,
     converter,
@@ -390,15 +388,6 @@ def open_model(
         return OpenedModel(load_resolved(resolved, options, say, started), note)
 
 
-def detect_opened(
-    opened: OpenedModel, config: DetectConfig | None = None, progress: ProgressCallback | None = None
-) -> DetectionResult:
-    """Detect on a model opened by either engine (the streamed one reads each layer once per pass)."""
-    if isinstance(opened.model, StreamedModel):
-        return detect(opened.model.loaded, config, progress, weights=opened.model)
-    return detect(opened.model, config, progress)
-
-
 @dataclass(frozen=True)
 class LayerCall:
     """How the model calls one decoder layer, less the hidden states: captured from its own forward."""
@@ -509,8 +498,6 @@ def run_layer(streamed: StreamedModel, index: int, hidden: torch.Tensor, call: L
 
 def call_layer(streamed: StreamedModel, index: int, hidden: torch.Tensor, call: LayerCall) -> torch.Tensor:
     """Call the materialised layer `index` on `hidden` (batch, seq, hidden) as the model does."""
-    from indexer.hooks import hidden_states_of
-
     with torch.inference_mode():
         output = streamed.layers[index](hidden, *call.args, **call.kwargs)
     return hidden_states_of(output)

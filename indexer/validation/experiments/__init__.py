@@ -1,7 +1,7 @@
 """The experiment registry: every validation experiment, by name, in the order they are planned.
 
-Adding an experiment: one module implementing `indexer.experiments.base.Experiment`, one entry below,
-one test.
+Adding an experiment: one module implementing `indexer.validation.experiments.base.Experiment`, one entry
+below, its name in `indexer.validation.names.EXPERIMENTS` (the same order), one test.
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from indexer.errors import InvalidInputError
-from indexer.experiments.activation import RestoreSuperActivation
-from indexer.experiments.base import Experiment, ExperimentContext, Measures, Phase, Variant
-from indexer.experiments.controls import Controls
-from indexer.experiments.necessity import LeaveOneOut
-from indexer.experiments.null import Null
-from indexer.experiments.pruning import Alone, Joint, Scaling
-from indexer.experiments.quantization import W8A8, RoundToNearest
-from indexer.experiments.stopwords import Stopwords
+from indexer.validation.experiments.activation import RestoreSuperActivation
+from indexer.validation.experiments.base import Experiment, ExperimentContext, Measures, Phase, Variant
+from indexer.validation.experiments.controls import Controls
+from indexer.validation.experiments.necessity import LeaveOneOut
+from indexer.validation.experiments.null import Null
+from indexer.validation.experiments.pruning import Alone, Joint, Scaling
+from indexer.validation.experiments.quantization import W8A8, RoundToNearest
+from indexer.validation.experiments.stopwords import Stopwords
+from indexer.validation.names import EXPERIMENTS, parse_experiments
 
 
 class Baseline(Measures):
@@ -48,23 +48,8 @@ REGISTRY: Mapping[str, Experiment] = _registry(
     RoundToNearest(),
     W8A8(),
 )
-#: every experiment name, in the canonical order
-EXPERIMENTS: tuple[str, ...] = tuple(REGISTRY)
-
-
-def parse_experiments(text: str) -> tuple[str, ...]:
-    """Comma-separated experiment names (or `all`), in the canonical order; unknown names are refused."""
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    if not names:
-        raise InvalidInputError(f"no experiment named; choose from: all, {', '.join(EXPERIMENTS)}")
-    if "all" in names:
-        return EXPERIMENTS
-    unknown = [name for name in names if name not in EXPERIMENTS]
-    if unknown:
-        raise InvalidInputError(
-            f"unknown experiment {', '.join(map(repr, unknown))}; choose from: all, {', '.join(EXPERIMENTS)}"
-        )
-    return tuple(name for name in EXPERIMENTS if name in names)
+if tuple(REGISTRY) != EXPERIMENTS:  # one list of names, in one order, for the registry and the configuration
+    raise RuntimeError(f"the registry {tuple(REGISTRY)} and indexer.validation.names {EXPERIMENTS} differ")
 
 
 def with_requirements(names: Sequence[str]) -> frozenset[str]:

@@ -1,7 +1,7 @@
 """Prune validation and quantization checks: what each detected super weight is worth, in perplexity.
 
 Experiments (each a perplexity figure and its ratio to the baseline), all on one loaded model; each family
-is a module of `indexer.experiments`, registered in `indexer.experiments.REGISTRY`:
+is a module of `indexer.validation.experiments`, registered in `indexer.validation.experiments.REGISTRY`:
 
 1. `baseline`;
 2. `joint`: every super weight zeroed together;
@@ -32,15 +32,16 @@ import time
 
 from contracts.results import DetectionResult
 from contracts.versions import VALIDATOR_VERSION
-from indexer.corpus import Corpus, TokenWindows, token_windows
-from indexer.detect import library_versions
-from indexer.experiments import EXPERIMENTS, parse_experiments
-from indexer.experiments.stopwords import STOPWORDS
-from indexer.loading import LoadedModel
-from indexer.perplexity import default_window
-from indexer.streaming import StreamedModel
+from indexer.detection.detect import library_versions
+from indexer.model.loading import LoadedModel
+from indexer.model.streaming import StreamedModel
 from indexer.validation.config import RTN_VARIANTS, W8A8_VARIANTS, ValidateConfig
-from indexer.validation.layered import LayeredSuite
+from indexer.validation.corpus import Corpus, TokenWindows, token_windows
+from indexer.validation.engines.layered import LayeredSuite
+from indexer.validation.engines.suite import Suite
+from indexer.validation.experiments import EXPERIMENTS, parse_experiments
+from indexer.validation.experiments.stopwords import STOPWORDS
+from indexer.validation.perplexity import default_window
 from indexer.validation.results import (
     Figure,
     ModelVerdict,
@@ -57,7 +58,6 @@ from indexer.validation.results import (
     ValidationTiming,
     WeightSet,
 )
-from indexer.validation.suite import Suite
 from indexer.validation.verdicts import decide_verdicts
 
 __all__ = [

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 
 from contracts.validation import FigureKey
-from indexer.ablation import Coordinate
 from indexer.errors import InvalidInputError
-from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, shifting, zeroing
+from indexer.model.ablation import Coordinate
+from indexer.validation.experiments.base import ExperimentContext, Measures, Phase, Variant, shifting, zeroing
 from indexer.validation.results import WeightSet
 
 

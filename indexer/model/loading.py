@@ -23,7 +23,6 @@ from torch import nn
 
 from contracts.identifiers import is_commit_sha, is_model_id
 from contracts.results import SourceKind
-from indexer.adapters import ArchitectureAdapter, adapter_for
 from indexer.errors import (
     GatedModelError,
     HubUnavailableError,
@@ -33,6 +32,7 @@ from indexer.errors import (
     RemoteCodeRequiredError,
     UnsafeWeightsError,
 )
+from indexer.model.adapters import ArchitectureAdapter, adapter_for
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: files fetched from the hub: configs, tokenizers and safetensors; never pickle weights
@@ -431,12 +431,12 @@ def read_safetensors_model(folder: Path, config: Any, dtype: torch.dtype, device
     `from_pretrained` first builds and randomly initialises every weight its checkpoint lacks (a tied
     embedding saved as the head only: half a second for SmolLM2); here each tensor is mapped from the file
     (on the CPU, stored in the dtype asked for: copy-on-write, its pages read when first touched) or read
-    once and converted (`indexer.skeleton.read_into`). A checkpoint whose
+    once and converted (`indexer.model.skeleton.read_into`). A checkpoint whose
     tensors do not map one to one onto the model's (renamed beyond transformers' rules, fused, missing)
     returns None, and `from_pretrained` loads it as before.
     """
-    from indexer.checkpoint import SafetensorsCheckpoint
-    from indexer.skeleton import build_skeleton, finish, plan_weights, read_into, tied_keys
+    from indexer.model.checkpoint import SafetensorsCheckpoint
+    from indexer.model.skeleton import build_skeleton, finish, plan_weights, read_into, tied_keys
 
     checkpoint = SafetensorsCheckpoint(folder)
     skeleton = build_skeleton(config, dtype)
@@ -474,7 +474,7 @@ def wrap_model(model: nn.Module, tokenizer: Any = None, name: str = "in-memory")
 
 def dequantized_cache_folder(gguf_path: Path) -> Path:
     """Cache folder of a GGUF file's dequantized weights, keyed by the file's sha256."""
-    from indexer.demo_model import model_cache_dir
+    from indexer.model.demo_model import model_cache_dir
 
     stat = gguf_path.stat()
     digest = _file_sha256(str(gguf_path.resolve()), stat.st_size, stat.st_mtime_ns)
@@ -484,7 +484,7 @@ def dequantized_cache_folder(gguf_path: Path) -> Path:
 @functools.lru_cache(maxsize=64)
 def _file_sha256(path: str, _size: int, _mtime_ns: int) -> str:
     # keyed by size and modification time too: a file rewritten in place is hashed again
-    from indexer.demo_model import sha256_of
+    from indexer.model.demo_model import sha256_of
 
     return sha256_of(Path(path))
 

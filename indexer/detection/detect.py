@@ -31,11 +31,11 @@ from contracts.results import (
     SuperWeight,
 )
 from contracts.versions import DETECTOR_VERSION
-from indexer.ablation import Coordinate, zeroed_weights
-from indexer.adapters import ArchitectureAdapter
 from indexer.errors import InvalidInputError
-from indexer.hooks import forward_hooks, hidden_states_of, without_logits
-from indexer.loading import LoadedModel
+from indexer.model.ablation import Coordinate, zeroed_weights
+from indexer.model.adapters import ArchitectureAdapter
+from indexer.model.hooks import forward_hooks, hidden_states_of, without_logits
+from indexer.model.loading import LoadedModel
 
 DEFAULT_PROMPT = "Apple Inc. is a worldwide tech company."
 #: the other prompts of the default batch: detection decides on the first prompt and reports, per

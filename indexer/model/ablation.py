@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from indexer.adapters import ArchitectureAdapter
+from indexer.model.adapters import ArchitectureAdapter
 
 Coordinate = tuple[int, int, int]  # (layer, row, col)
 

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from contracts.validation import FigureKey
-from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant
-from indexer.perplexity import BatchObserver, vocab_size
+from indexer.validation.experiments.base import ExperimentContext, Measures, Phase, Variant
+from indexer.validation.perplexity import BatchObserver, vocab_size
 from indexer.validation.results import StopwordShift, TokenShift
 
 #: function words (and the two commonest punctuation marks) whose probability the super weight suppresses

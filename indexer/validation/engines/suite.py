@@ -4,6 +4,9 @@ Each variant's declared changes become context managers around its pass: weight 
 bit-exactly), quantized weight copies one layer at a time, activation hooks. A variant that changes
 nothing before its first layer starts from the baseline's recorded input of that layer (the prefix cache);
 a variant identical to an earlier one reuses its pass.
+
+`SuiteBase` is what both engines share (planning, figures, summaries), over the evaluator each runs its
+passes on; the layer-major engine is `indexer.validation.engines.layered.LayeredSuite`.
 """
 
 from __future__ import annotations
@@ -11,19 +14,23 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from contracts.results import DetectionResult
 from contracts.validation import FigureKey
-from indexer.adapters import ArchitectureAdapter
-from indexer.corpus import TokenWindows
-from indexer.experiments import REGISTRY, with_requirements
-from indexer.experiments.base import (
+from indexer.model.adapters import ArchitectureAdapter
+from indexer.model.hooks import ForwardHook, forward_hooks, hidden_states_of
+from indexer.model.loading import LoadedModel
+from indexer.validation.config import ValidateConfig
+from indexer.validation.corpus import TokenWindows
+from indexer.validation.experiments import REGISTRY, with_requirements
+from indexer.validation.experiments.base import (
     ExperimentContext,
     Observation,
     QuantizedActivations,
@@ -31,23 +38,21 @@ from indexer.experiments.base import (
     Variant,
     WeightEdit,
 )
-from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
-from indexer.loading import LoadedModel
-from indexer.perplexity import (
+from indexer.validation.perplexity import (
     BatchObserver,
     PassResult,
     PerplexityEvaluator,
+    WindowLoss,
     bootstrap_resamples,
     paired_ratio_interval,
 )
-from indexer.quantize import (
+from indexer.validation.quantize import (
     LinearTarget,
     QuantMemory,
     fake_quantized_activations,
     fake_quantized_weights,
     linear_targets,
 )
-from indexer.validation.config import ValidateConfig
 from indexer.validation.results import (
     Figure,
     Phase,
@@ -59,6 +64,8 @@ from indexer.validation.results import (
     WeightSet,
 )
 
+#: the evaluator an engine's passes run on
+EvaluatorT = TypeVar("EvaluatorT", bound=WindowLoss)
 Sites = list[list[tuple[int, int]]]  # per batch, the (window, token) positions of a super activation
 
 
@@ -111,8 +118,9 @@ def combined_observer(observers: list[BatchObserver]) -> BatchObserver | None:
     return every
 
 
-class Suite:
-    """Plans and runs the experiments on one model; every change is undone before the next figure."""
+class SuiteBase(ABC, Generic[EvaluatorT]):
+    """Plans the experiments on one model and turns their passes into figures, whatever the engine: the
+    whole-model `Suite` or the layer-major `indexer.validation.engines.layered.LayeredSuite`."""
 
     def __init__(
         self,
@@ -122,7 +130,7 @@ class Suite:
         config: ValidateConfig,
         progress: ProgressCallback | None,
         *,
-        evaluator: PerplexityEvaluator | None = None,
+        evaluator: EvaluatorT,
         read_down_weight: Callable[[int], torch.Tensor] | None = None,
     ) -> None:
         self.loaded = loaded
@@ -144,9 +152,7 @@ class Suite:
             clip_cache={},
             read_down_weight=read_down_weight,
         )
-        self.evaluator = evaluator or PerplexityEvaluator(
-            loaded, windows, config.batch_size, prefix_cache=config.prefix_cache
-        )
+        self.evaluator: EvaluatorT = evaluator
         self.figures: dict[FigureKey, Figure] = {}
         self.passes: dict[FigureKey, PassResult] = {}
         self.weight_sets: list[WeightSet] = []
@@ -200,52 +206,17 @@ class Suite:
 
     # -- running --
 
+    @abstractmethod
     def run(self) -> None:
-        """The baseline (recording what later variants reuse), then every planned figure."""
-        variants = self.plan()
-        for variant in variants:
-            if variant.first_layer > 0 and variant.reuse is None:
-                self.evaluator.want_prefix([variant.first_layer], variant.prefix_of)
-        self._run_baseline()
-        by_phase: dict[Phase, list[Variant]] = {}
-        for variant in variants:
-            by_phase.setdefault(variant.phase, []).append(variant)
-        for phase, phase_variants in by_phase.items():
-            started = time.perf_counter()
-            for done, variant in enumerate(phase_variants, start=1):
-                self._measure(variant)
-                self._report(phase, done, len(phase_variants), variant.label)
-            self.phase_seconds[phase] = time.perf_counter() - started
+        """Measure the baseline and every planned figure (filling `baseline`, `passes` and `figures`)."""
+
+    @abstractmethod
+    def timing(self, total: float) -> ValidationTiming:
+        """The run's totals, and what its reuse of hidden states saved."""
 
     def _report(self, phase: Phase, done: int, total: int, label: str) -> None:
         if self.progress is not None:
             self.progress(ProgressEvent(phase, done, total, label))
-
-    def _run_baseline(self) -> None:
-        started = time.perf_counter()
-        self._report("baseline", 0, 1, "baseline")
-        pairs = sorted({(sw.layer, sw.row) for sw in self.super_weights})
-        recordings: dict[tuple[int, int], list[torch.Tensor]] = {pair: [] for pair in pairs}
-
-        def record_for(pair: tuple[int, int]) -> ForwardHook:
-            def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
-                recordings[pair].append(hidden_states_of(output)[..., pair[1]].clone())  # (batch, window)
-
-            return hook
-
-        hooks: dict[str, ForwardHook] = {}
-        for pair in pairs:
-            name = self.context.down_name(pair[0])
-            hooks[name] = _combined(hooks.get(name), record_for(pair))
-        with forward_hooks(self.model, hooks):
-            self.baseline = self.evaluator.run(0, self._observer(FigureKey.baseline()))
-        key = FigureKey.baseline()
-        self.passes[key] = self.baseline
-        self.figures[key] = self._figure(Variant(key, "baseline", "baseline", "baseline"), self.baseline)
-        self.sa_recordings = recordings
-        self._find_sites()
-        self.phase_seconds["baseline"] = time.perf_counter() - started
-        self._report("baseline", 1, 1, "baseline")
 
     def _find_sites(self) -> None:
         for pair in self.sa_recordings:
@@ -259,48 +230,6 @@ class Suite:
             [(int(b), int(t)) for b, t in (values.abs().float() >= threshold).nonzero().tolist()]
             for values in self.sa_recordings[pair]
         ]
-
-    def _measure(self, variant: Variant) -> None:
-        if variant.reuse is not None and variant.reuse in self.passes:
-            result = self.passes[variant.reuse]
-            self.passes[variant.key] = result
-            self.figures[variant.key] = self._figure(variant, result, reused_from=variant.reuse)
-            return
-        with self.applied(variant):
-            result = self.evaluator.run(
-                variant.first_layer, self._observer(variant.key), source=variant.prefix_of, key=variant.key
-            )
-        self.passes[variant.key] = result
-        self.figures[variant.key] = self._figure(variant, result)
-
-    @contextmanager
-    def applied(self, variant: Variant) -> Iterator[None]:
-        """The variant's changes to the whole model, for the duration of the block."""
-        with ExitStack() as stack:
-            if variant.weight_edits:
-                stack.enter_context(edited_weights(self.model, self.adapter, variant.weight_edits))
-            restore_hooks: dict[str, ForwardHook] = {}
-            for change in variant.activation_changes:
-                if isinstance(change, RestoredActivation):
-                    name = self.context.down_name(change.layer)
-                    restore_hooks[name] = _combined(restore_hooks.get(name), self._restore_hook(change))
-            if restore_hooks:
-                stack.enter_context(forward_hooks(self.model, restore_hooks))
-            memory = None
-            if variant.quantized_weights is not None:
-                targets = self.context.targets
-                memory = stack.enter_context(
-                    fake_quantized_weights(self.model, targets, variant.quantized_weights)
-                )
-            for change in variant.activation_changes:
-                if isinstance(change, QuantizedActivations):
-                    positions = self._activation_hold_out if change.hold_out else None
-                    stack.enter_context(
-                        fake_quantized_activations(self.model, self.context.targets, change.bits, positions)
-                    )
-            yield
-        if memory is not None:
-            self._note_memory(memory)
 
     def _restore_hook(self, change: RestoredActivation) -> ForwardHook:
         """A forward hook that writes the recorded output values back at the super activation's sites."""
@@ -317,10 +246,6 @@ class Suite:
             return output
 
         return hook
-
-    def _note_memory(self, memory: QuantMemory) -> None:
-        if self.quant_memory is None or memory.peak_extra_bytes > self.quant_memory.peak_extra_bytes:
-            self.quant_memory = memory
 
     def _activation_hold_out(self, target: LinearTarget) -> tuple[Sequence[tuple[int, int]], Sequence[int]]:
         """The super activation's sites in this batch, at its channel (and the super weights' columns)."""
@@ -403,6 +328,137 @@ class Suite:
             median_magnitude=statistics.median(magnitudes) if magnitudes else 0.0,
         )
 
+    def quantization_summary(self) -> QuantizationSummary | None:
+        """The memory the quantization checks held, when any ran."""
+        memory = self.quant_memory
+        if memory is None:
+            return None
+        parameters = sum(t.weight.numel() for t in self.context.targets)
+        return QuantizationSummary(
+            layers=len(self.context.targets),
+            parameters=parameters,
+            weight_bytes=memory.weight_bytes,
+            peak_extra_bytes=memory.peak_extra_bytes,
+            peak_memory_ratio=memory.peak_ratio,
+            clip_method=self.config.clip_method,
+            clip_threshold=self.config.clip_threshold,
+        )
+
+
+class Suite(SuiteBase[PerplexityEvaluator]):
+    """Plans and runs the experiments on one model; every change is undone before the next figure."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        detection: DetectionResult,
+        windows: TokenWindows,
+        config: ValidateConfig,
+        progress: ProgressCallback | None,
+        *,
+        evaluator: PerplexityEvaluator | None = None,
+        read_down_weight: Callable[[int], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(
+            loaded,
+            detection,
+            windows,
+            config,
+            progress,
+            evaluator=evaluator
+            or PerplexityEvaluator(loaded, windows, config.batch_size, prefix_cache=config.prefix_cache),
+            read_down_weight=read_down_weight,
+        )
+
+    def run(self) -> None:
+        """The baseline (recording what later variants reuse), then every planned figure."""
+        variants = self.plan()
+        for variant in variants:
+            if variant.first_layer > 0 and variant.reuse is None:
+                self.evaluator.want_prefix([variant.first_layer], variant.prefix_of)
+        self._run_baseline()
+        by_phase: dict[Phase, list[Variant]] = {}
+        for variant in variants:
+            by_phase.setdefault(variant.phase, []).append(variant)
+        for phase, phase_variants in by_phase.items():
+            started = time.perf_counter()
+            for done, variant in enumerate(phase_variants, start=1):
+                self._measure(variant)
+                self._report(phase, done, len(phase_variants), variant.label)
+            self.phase_seconds[phase] = time.perf_counter() - started
+
+    def _run_baseline(self) -> None:
+        started = time.perf_counter()
+        self._report("baseline", 0, 1, "baseline")
+        pairs = sorted({(sw.layer, sw.row) for sw in self.super_weights})
+        recordings: dict[tuple[int, int], list[torch.Tensor]] = {pair: [] for pair in pairs}
+
+        def record_for(pair: tuple[int, int]) -> ForwardHook:
+            def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+                recordings[pair].append(hidden_states_of(output)[..., pair[1]].clone())  # (batch, window)
+
+            return hook
+
+        hooks: dict[str, ForwardHook] = {}
+        for pair in pairs:
+            name = self.context.down_name(pair[0])
+            hooks[name] = _combined(hooks.get(name), record_for(pair))
+        with forward_hooks(self.model, hooks):
+            self.baseline = self.evaluator.run(0, self._observer(FigureKey.baseline()))
+        key = FigureKey.baseline()
+        self.passes[key] = self.baseline
+        self.figures[key] = self._figure(Variant(key, "baseline", "baseline", "baseline"), self.baseline)
+        self.sa_recordings = recordings
+        self._find_sites()
+        self.phase_seconds["baseline"] = time.perf_counter() - started
+        self._report("baseline", 1, 1, "baseline")
+
+    def _measure(self, variant: Variant) -> None:
+        if variant.reuse is not None and variant.reuse in self.passes:
+            result = self.passes[variant.reuse]
+            self.passes[variant.key] = result
+            self.figures[variant.key] = self._figure(variant, result, reused_from=variant.reuse)
+            return
+        with self.applied(variant):
+            result = self.evaluator.run(
+                variant.first_layer, self._observer(variant.key), source=variant.prefix_of, key=variant.key
+            )
+        self.passes[variant.key] = result
+        self.figures[variant.key] = self._figure(variant, result)
+
+    @contextmanager
+    def applied(self, variant: Variant) -> Iterator[None]:
+        """The variant's changes to the whole model, for the duration of the block."""
+        with ExitStack() as stack:
+            if variant.weight_edits:
+                stack.enter_context(edited_weights(self.model, self.adapter, variant.weight_edits))
+            restore_hooks: dict[str, ForwardHook] = {}
+            for change in variant.activation_changes:
+                if isinstance(change, RestoredActivation):
+                    name = self.context.down_name(change.layer)
+                    restore_hooks[name] = _combined(restore_hooks.get(name), self._restore_hook(change))
+            if restore_hooks:
+                stack.enter_context(forward_hooks(self.model, restore_hooks))
+            memory = None
+            if variant.quantized_weights is not None:
+                targets = self.context.targets
+                memory = stack.enter_context(
+                    fake_quantized_weights(self.model, targets, variant.quantized_weights)
+                )
+            for change in variant.activation_changes:
+                if isinstance(change, QuantizedActivations):
+                    positions = self._activation_hold_out if change.hold_out else None
+                    stack.enter_context(
+                        fake_quantized_activations(self.model, self.context.targets, change.bits, positions)
+                    )
+            yield
+        if memory is not None:
+            self._note_memory(memory)
+
+    def _note_memory(self, memory: QuantMemory) -> None:
+        if self.quant_memory is None or memory.peak_extra_bytes > self.quant_memory.peak_extra_bytes:
+            self.quant_memory = memory
+
     def timing(self, total: float) -> ValidationTiming:
         """Totals, and an estimate of the time the prefix cache saved."""
         assert self.baseline is not None
@@ -420,20 +476,4 @@ class Suite:
             prefix_layers=self.evaluator.cached_layers,
             prefix_cache_bytes=self.evaluator.cache_bytes,
             prefix_saved_s=saved,
-        )
-
-    def quantization_summary(self) -> QuantizationSummary | None:
-        """The memory the quantization checks held, when any ran."""
-        memory = self.quant_memory
-        if memory is None:
-            return None
-        parameters = sum(t.weight.numel() for t in self.context.targets)
-        return QuantizationSummary(
-            layers=len(self.context.targets),
-            parameters=parameters,
-            weight_bytes=memory.weight_bytes,
-            peak_extra_bytes=memory.peak_extra_bytes,
-            peak_memory_ratio=memory.peak_ratio,
-            clip_method=self.config.clip_method,
-            clip_threshold=self.config.clip_threshold,
         )

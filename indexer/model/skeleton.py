@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from indexer.checkpoint import Checkpoint
+from indexer.model.checkpoint import Checkpoint
 
 
 def build_skeleton(config: Any, dtype: torch.dtype) -> nn.Module:

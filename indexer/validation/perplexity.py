@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indexer.corpus import TokenWindows
 from indexer.errors import InvalidInputError
-from indexer.hooks import forward_hooks, hidden_states_of
-from indexer.loading import LoadedModel
+from indexer.model.hooks import forward_hooks, hidden_states_of
+from indexer.model.loading import LoadedModel
+from indexer.validation.corpus import TokenWindows
 
 DEFAULT_WINDOW = 2048
 #: memory allowed for one batch's logits and their float32 log-softmax
@@ -144,8 +144,12 @@ def _observe_predicted(
     observer(index, seen.unsqueeze(0), targets[predicted].unsqueeze(0))
 
 
-class PerplexityEvaluator:
-    """Evaluates perplexity of one loaded model on fixed windows, any number of times, cheaply."""
+class WindowLoss:
+    """The next-token loss of one loaded model on fixed windows: the batches, and each batch's loss through
+    the head (from the head's input in chunks of positions, or from the model's whole logits).
+
+    What every engine shares; the whole-model pass is `PerplexityEvaluator`'s.
+    """
 
     def __init__(
         self,
@@ -153,8 +157,6 @@ class PerplexityEvaluator:
         windows: TokenWindows,
         batch_size: int | None = None,
         *,
-        prefix_cache: bool = True,
-        prefix_cache_memory: int = DEFAULT_PREFIX_CACHE_MEMORY,
         chunked_logits: bool = True,
         logits_memory: int = DEFAULT_LOGITS_MEMORY,
     ) -> None:
@@ -185,10 +187,111 @@ class PerplexityEvaluator:
             )
         self.batch_size = batch_size
         self.batches = list(torch.split(windows.input_ids, self.batch_size))  # each (batch, window)
-        self.layers_path = self.adapter.layers_path(self.model)
-        self.num_layers = len(self.adapter.decoder_layers(self.model))
         #: index of the batch being evaluated; hooks of a variant read it to find their recorded values
         self.current_batch = 0
+
+    def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's logits for hidden states at the head's input: the head, then any soft cap."""
+        assert self._head_forward is not None
+        logits: torch.Tensor = self._head_forward(hidden)
+        if self._softcap is not None:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    @contextmanager
+    def _capturing_head_input(self) -> Iterator[list[torch.Tensor]]:
+        """While the block runs, the head records its input and returns no logits (an empty last dim)."""
+        assert self._head is not None
+        head = self._head
+        captured: list[torch.Tensor] = []
+        missing = object()
+        previous = head.__dict__.get("forward", missing)
+
+        def stub(hidden: torch.Tensor, *_args: Any, **_kwargs: Any) -> torch.Tensor:
+            captured.append(hidden)  # (batch, window, hidden)
+            return hidden.new_empty((*hidden.shape[:-1], 0))
+
+        # an instance attribute shadows the class's forward; nn.Module.__call__ looks it up
+        head.forward = stub
+        try:
+            yield captured
+        finally:
+            if previous is missing:
+                del head.forward
+            else:
+                head.forward = previous
+
+    def _logits_nll(
+        self, index: int, logits: torch.Tensor, ids: torch.Tensor, observer: BatchObserver | None
+    ) -> torch.Tensor:
+        """Each window's summed next-token loss `(batch,)` from a batch's whole logits."""
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            next_token_targets(ids).reshape(-1),
+            ignore_index=IGNORED,
+            reduction="none",
+        )  # (batch * window,), 0 at the ignored last positions
+        if observer is not None:
+            observer(index, logits[:, :-1], ids[:, 1:])
+        return loss.view(ids.shape).double().sum(dim=1).cpu()
+
+    def _chunked_nll(
+        self, index: int, hidden: torch.Tensor, ids: torch.Tensor, observer: BatchObserver | None
+    ) -> torch.Tensor:
+        """Each window's summed next-token loss `(batch,)` from the head's input, `chunk_tokens` positions
+        at a time."""
+        rows = hidden.reshape(-1, hidden.shape[-1])  # (batch * window, hidden)
+        targets = next_token_targets(ids).reshape(-1)  # (batch * window,)
+        losses = torch.zeros(rows.shape[0], dtype=torch.float64)  # (batch * window,)
+        for start in range(0, rows.shape[0], self.chunk_tokens):
+            logits = self._head_logits(rows[start : start + self.chunk_tokens]).float()  # (chunk, vocab)
+            chunk_targets = targets[start : start + self.chunk_tokens]
+            if observer is not None:
+                _observe_predicted(observer, index, logits, chunk_targets)
+            # the cross-entropy's own two steps, its log-softmax written over the logits (nothing reads them
+            # after): one vocab-sized tensor a chunk instead of two, and the same loss bit for bit
+            log_probs = torch.log_softmax(logits, dim=-1, out=logits)
+            loss = F.nll_loss(log_probs, chunk_targets, ignore_index=IGNORED, reduction="none")
+            losses[start : start + loss.numel()] = loss.double().cpu()
+            del logits, log_probs  # freed before the next chunk's logits exist, not after them
+        return losses.view(ids.shape).sum(dim=1)
+
+    def _head_reproduces_logits(self) -> bool:
+        """Whether the head's input, through the head (and soft cap), gives the model's own logits.
+
+        Checked on a few tokens, once: a model that does more to its logits than we know of keeps the
+        plain path (whole logits per batch) rather than giving wrong figures.
+        """
+        ids = self.windows.input_ids[:1, :HEAD_CHECK_TOKENS].to(self.device)  # (1, tokens)
+        with torch.inference_mode():
+            expected = self.model(input_ids=ids, use_cache=False).logits.float()  # (1, tokens, vocab)
+            with self._capturing_head_input() as captured:
+                self.model(input_ids=ids, use_cache=False)
+            if len(captured) != 1:
+                return False
+            got = self._head_logits(captured[0]).float()
+        return logits_match(got, expected)
+
+
+class PerplexityEvaluator(WindowLoss):
+    """Evaluates perplexity of one loaded model on fixed windows, any number of times, cheaply."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        windows: TokenWindows,
+        batch_size: int | None = None,
+        *,
+        prefix_cache: bool = True,
+        prefix_cache_memory: int = DEFAULT_PREFIX_CACHE_MEMORY,
+        chunked_logits: bool = True,
+        logits_memory: int = DEFAULT_LOGITS_MEMORY,
+    ) -> None:
+        super().__init__(
+            loaded, windows, batch_size, chunked_logits=chunked_logits, logits_memory=logits_memory
+        )
+        self.layers_path = self.adapter.layers_path(self.model)
+        self.num_layers = len(self.adapter.decoder_layers(self.model))
         self.prefix_cache_enabled = prefix_cache
         self.prefix_cache_memory = prefix_cache_memory
         #: (source, layer) -> per batch (batch, window, hidden): layer `layer`'s input in the pass of
@@ -276,94 +379,12 @@ class PerplexityEvaluator:
             window_nll=tuple(float(v) / (window - 1) for v in sums),
         )
 
-    def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The model's logits for hidden states at the head's input: the head, then any soft cap."""
-        assert self._head_forward is not None
-        logits: torch.Tensor = self._head_forward(hidden)
-        if self._softcap is not None:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        return logits
-
-    @contextmanager
-    def _capturing_head_input(self) -> Iterator[list[torch.Tensor]]:
-        """While the block runs, the head records its input and returns no logits (an empty last dim)."""
-        assert self._head is not None
-        head = self._head
-        captured: list[torch.Tensor] = []
-        missing = object()
-        previous = head.__dict__.get("forward", missing)
-
-        def stub(hidden: torch.Tensor, *_args: Any, **_kwargs: Any) -> torch.Tensor:
-            captured.append(hidden)  # (batch, window, hidden)
-            return hidden.new_empty((*hidden.shape[:-1], 0))
-
-        # an instance attribute shadows the class's forward; nn.Module.__call__ looks it up
-        head.forward = stub
-        try:
-            yield captured
-        finally:
-            if previous is missing:
-                del head.forward
-            else:
-                head.forward = previous
-
     def _whole_logits_nll(
         self, index: int, ids: torch.Tensor, observer: BatchObserver | None
     ) -> torch.Tensor:
         """Each window's summed next-token loss `(batch,)` from the model's own logits, all at once."""
         logits = self.model(input_ids=ids, use_cache=False).logits  # (batch, window, vocab)
         return self._logits_nll(index, logits, ids, observer)
-
-    def _logits_nll(
-        self, index: int, logits: torch.Tensor, ids: torch.Tensor, observer: BatchObserver | None
-    ) -> torch.Tensor:
-        """Each window's summed next-token loss `(batch,)` from a batch's whole logits."""
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            next_token_targets(ids).reshape(-1),
-            ignore_index=IGNORED,
-            reduction="none",
-        )  # (batch * window,), 0 at the ignored last positions
-        if observer is not None:
-            observer(index, logits[:, :-1], ids[:, 1:])
-        return loss.view(ids.shape).double().sum(dim=1).cpu()
-
-    def _chunked_nll(
-        self, index: int, hidden: torch.Tensor, ids: torch.Tensor, observer: BatchObserver | None
-    ) -> torch.Tensor:
-        """Each window's summed next-token loss `(batch,)` from the head's input, `chunk_tokens` positions
-        at a time."""
-        rows = hidden.reshape(-1, hidden.shape[-1])  # (batch * window, hidden)
-        targets = next_token_targets(ids).reshape(-1)  # (batch * window,)
-        losses = torch.zeros(rows.shape[0], dtype=torch.float64)  # (batch * window,)
-        for start in range(0, rows.shape[0], self.chunk_tokens):
-            logits = self._head_logits(rows[start : start + self.chunk_tokens]).float()  # (chunk, vocab)
-            chunk_targets = targets[start : start + self.chunk_tokens]
-            if observer is not None:
-                _observe_predicted(observer, index, logits, chunk_targets)
-            # the cross-entropy's own two steps, its log-softmax written over the logits (nothing reads them
-            # after): one vocab-sized tensor a chunk instead of two, and the same loss bit for bit
-            log_probs = torch.log_softmax(logits, dim=-1, out=logits)
-            loss = F.nll_loss(log_probs, chunk_targets, ignore_index=IGNORED, reduction="none")
-            losses[start : start + loss.numel()] = loss.double().cpu()
-            del logits, log_probs  # freed before the next chunk's logits exist, not after them
-        return losses.view(ids.shape).sum(dim=1)
-
-    def _head_reproduces_logits(self) -> bool:
-        """Whether the head's input, through the head (and soft cap), gives the model's own logits.
-
-        Checked on a few tokens, once: a model that does more to its logits than we know of keeps the
-        plain path (whole logits per batch) rather than giving wrong figures.
-        """
-        ids = self.windows.input_ids[:1, :HEAD_CHECK_TOKENS].to(self.device)  # (1, tokens)
-        with torch.inference_mode():
-            expected = self.model(input_ids=ids, use_cache=False).logits.float()  # (1, tokens, vocab)
-            with self._capturing_head_input() as captured:
-                self.model(input_ids=ids, use_cache=False)
-            if len(captured) != 1:
-                return False
-            got = self._head_logits(captured[0]).float()
-        return logits_match(got, expected)
 
     def _usable_prefix(self, source: Hashable | None, start_layer: int) -> int | None:
         usable = [layer for s, layer in self._cache if s == source and layer <= start_layer]

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indexer.perplexity import IGNORED, SliceObserver
+from indexer.validation.perplexity import IGNORED, SliceObserver
 
 #: the logits of a slice are computed in float32, then reduced: their bytes, and the log-sum-exp's copy
 SLICE_LOGIT_BYTES = 4 * 2

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 import torch
 
 from contracts.validation import FigureKey
-from indexer.ablation import Coordinate
 from indexer.errors import InvalidInputError
-from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, zeroing
-from indexer.experiments.controls import excluded_rows
+from indexer.model.ablation import Coordinate
+from indexer.validation.experiments.base import ExperimentContext, Measures, Phase, Variant, zeroing
+from indexer.validation.experiments.controls import excluded_rows
 
 #: the largest-magnitude weights of a down projection a magnitude-matched null member is drawn from
 MATCHED_POOL = 64

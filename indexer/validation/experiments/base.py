@@ -2,7 +2,7 @@
 
 An experiment turns the detected super weights into *variants*: one perplexity pass each (or a figure
 reused from an identical pass). A variant says, as data, what it changes and where it starts, so that any
-engine can apply it: the whole-model engine (`indexer.validation.suite`) wraps each pass in context
+engine can apply it: the whole-model engine (`indexer.validation.engines.suite`) wraps each pass in context
 managers; a layer-major engine applies each change to the one layer it is running:
 
 - `first_layer`: the first decoder layer the variant changes; every layer before it computes what the
@@ -23,23 +23,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
 
 from contracts.results import SuperActivation, SuperWeight
 from contracts.validation import FigureKey
-from indexer.ablation import Coordinate
-from indexer.adapters import ArchitectureAdapter
-from indexer.perplexity import BatchObserver
-from indexer.quantize import ClipCache, LinearTarget, WeightQuantizer
+from indexer.model.ablation import Coordinate
+from indexer.model.adapters import ArchitectureAdapter
+from indexer.model.loading import LoadedModel
+from indexer.validation.config import ValidateConfig
+from indexer.validation.perplexity import BatchObserver
+from indexer.validation.quantize import ClipCache, LinearTarget, WeightQuantizer
 from indexer.validation.results import Phase as Phase
 from indexer.validation.results import WeightSet
-
-if TYPE_CHECKING:
-    from indexer.loading import LoadedModel
-    from indexer.validation.config import ValidateConfig
 
 EditOp = Literal["zero", "scale", "add"]
 

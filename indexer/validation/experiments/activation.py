@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from contracts.validation import FigureKey
-from indexer.experiments.base import (
+from indexer.validation.experiments.base import (
     ExperimentContext,
     Measures,
     Phase,

@@ -12,13 +12,13 @@ engine's prefix cache is the special case of one branch point). The baseline is 
 super-activation recordings are taken at a layer before any other variant runs that layer, so the
 restoring and hold-out variants read them exactly as they do in the whole-model engine.
 
-Each layer is called exactly as the model calls it (`indexer.streaming.capture_layer_calls`: the
+Each layer is called exactly as the model calls it (`indexer.model.streaming.capture_layer_calls`: the
 arguments are captured from the model's own forward, per batch); after the last layer, each final state's
 head input comes from the model's own forward with its layers stubbed (its final norm), and a plain linear
-head is read a slice of its vocabulary at a time for all of them at once (`indexer.validation.sliced_head`;
-any other head runs per state, in chunks of positions, as the model calls it). The figures, their
-bootstrap intervals, observers and summaries are the whole-model suite's (`indexer.validation.suite.Suite`),
-whose planning this engine reuses unchanged.
+head is read a slice of its vocabulary at a time for all of them at once
+(`indexer.validation.engines.sliced_head`; any other head runs per state, in chunks of positions, as the model
+calls it). The figures, their bootstrap intervals, observers and summaries are the whole-model suite's
+(`indexer.validation.engines.suite.Suite`), whose planning this engine reuses unchanged.
 
 Hidden states are kept in memory up to a budget and written to a temporary file beyond it, so a suite
 whose variants' states do not fit still reads the weights once.
@@ -26,43 +26,40 @@ whose variants' states do not fit still reads the weights once.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import mmap
-import os
-import tempfile
 import time
-import warnings
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from contracts.results import DetectionResult
 from contracts.validation import FigureKey
-from indexer.corpus import TokenWindows
 from indexer.errors import StreamingUnsupportedError
-from indexer.experiments.base import QuantizedActivations, RestoredActivation, Variant, WeightEdit
-from indexer.heap import reused_heap, trim
-from indexer.hooks import ForwardHook, forward_hooks, hidden_states_of
-from indexer.loading import available_memory
-from indexer.perplexity import (
-    HEAD_CHECK_TOKENS,
-    IGNORED,
-    LOGIT_BYTES,
+from indexer.model.heap import reused_heap, trim
+from indexer.model.hidden_store import HiddenStore
+from indexer.model.hooks import ForwardHook, forward_hooks, hidden_states_of
+from indexer.model.loading import available_memory
+from indexer.model.streaming import (
+    CapturedCalls,
+    LayerCall,
+    StreamedModel,
+    call_layer,
+)
+from indexer.validation.config import ValidateConfig
+from indexer.validation.corpus import TokenWindows
+from indexer.validation.engines.streamed import StreamedEvaluator
+from indexer.validation.engines.suite import SuiteBase, _combined, combined_observer, edited_weights
+from indexer.validation.experiments.base import QuantizedActivations, RestoredActivation, Variant, WeightEdit
+from indexer.validation.perplexity import (
     BatchObserver,
     PassResult,
-    PerplexityEvaluator,
     SliceObserver,
-    logits_match,
-    next_token_targets,
-    vocab_size,
 )
-from indexer.quantize import (
+from indexer.validation.quantize import (
     LinearTarget,
     QuantMemory,
     ScratchBuffers,
@@ -70,24 +67,10 @@ from indexer.quantize import (
     fake_quantized_activations,
     fake_quantized_weights,
 )
-from indexer.streaming import (
-    CapturedCalls,
-    LayerCall,
-    StreamedModel,
-    call_layer,
-    capture_layer_calls,
-    forward_from_final,
-    head_logits,
-)
-from indexer.validation.config import ValidateConfig
 from indexer.validation.results import Phase, ProgressCallback, ValidationTiming
-from indexer.validation.sliced_head import SlicedHead
-from indexer.validation.suite import Suite, _combined, combined_observer, edited_weights
 
 #: share of the free memory the variants' hidden states may hold before they go to a temporary file
 HIDDEN_MEMORY_SHARE = 0.5
-#: positions of the smallest chunk of logits the loss is computed on
-LOGITS_MIN_POSITIONS = 16
 
 #: what a variant does to one decoder layer; variants with equal signatures on layers 0..L share a state
 Signature = tuple[
@@ -109,115 +92,6 @@ def signature(variant: Variant, layer: int) -> Signature:
     return edits, variant.quantized_weights, restores, inputs
 
 
-class HiddenStore:
-    """Hidden-state tensors by handle: in memory up to `budget` bytes, beyond it in a temporary file.
-
-    A state kept in host memory is copied into a slot of its own, an anonymous mapping outside the C heap
-    that is recycled for the next state of its size: a state costs no fresh mapping (whose pages fault in
-    on first touch) once the first layer has made the slots, and the states, which outlive every working
-    tensor of a layer call, never sit in the heap among them, whatever glibc's threshold (`indexer.heap`).
-    """
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._memory: dict[int, torch.Tensor] = {}
-        self._slots: dict[int, list[torch.Tensor]] = {}  # bytes -> free slots (flat uint8) of that size
-        self._slot_of: dict[int, torch.Tensor] = {}  # handle -> its slot
-        #: handle -> (offset in the file, shape, dtype, device)
-        self._disk: dict[int, tuple[int, torch.Size, torch.dtype, torch.device]] = {}
-        self._free: dict[int, list[int]] = {}  # bytes -> free offsets of that size (states share a size)
-        self._file: IO[bytes] | None = None
-        self._end = 0
-        self._next = 0
-        self.resident_bytes = 0
-        self.peak_bytes = 0  # in memory, at the peak
-        self.written_bytes = 0  # to the file, in all
-
-    def put(self, tensor: torch.Tensor) -> int:
-        """Keep `tensor` (the store owns it now); its handle."""
-        handle, self._next = self._next, self._next + 1
-        size = tensor.numel() * tensor.element_size()
-        if self.resident_bytes + size <= self.budget:
-            if tensor.device.type == "cpu" and size > 0:
-                slots = self._slots.get(size)
-                slot = slots.pop() if slots else _mapped_bytes(size)
-                kept = slot.view(tensor.dtype).view(tensor.shape)
-                kept.copy_(tensor)
-                self._slot_of[handle] = slot
-                tensor = kept
-            self._memory[handle] = tensor
-            self.resident_bytes += size
-            self.peak_bytes = max(self.peak_bytes, self.resident_bytes)
-            return handle
-        if self._file is None:
-            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by `close`)
-        offsets = self._free.get(size)
-        offset = offsets.pop() if offsets else self._end
-        if offset == self._end:
-            self._end += size
-        data = tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy()
-        os.pwrite(self._file.fileno(), data.data, offset)
-        self.written_bytes += size
-        self._disk[handle] = (offset, tensor.shape, tensor.dtype, tensor.device)
-        return handle
-
-    def get(self, handle: int) -> torch.Tensor:
-        """The tensor behind `handle` (read back from the file when it was written there)."""
-        if handle in self._memory:
-            return self._memory[handle]
-        assert self._file is not None
-        offset, shape, dtype, device = self._disk[handle]
-        tensor = torch.empty(shape, dtype=dtype)
-        target = tensor.reshape(-1).view(torch.uint8).numpy().data
-        done = 0
-        while done < len(target):
-            got = os.preadv(self._file.fileno(), [target[done:]], offset + done)
-            if got <= 0:
-                raise OSError("the hidden-state file is truncated")
-            done += got
-        return tensor.to(device)
-
-    def nbytes(self, handle: int) -> int:
-        """Bytes of the tensor behind `handle`."""
-        if handle in self._memory:
-            tensor = self._memory[handle]
-            return tensor.numel() * tensor.element_size()
-        _, shape, dtype, _ = self._disk[handle]
-        return math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-
-    def drop(self, handle: int) -> None:
-        """Forget the tensor behind `handle`."""
-        tensor = self._memory.pop(handle, None)
-        if tensor is not None:
-            self.resident_bytes -= tensor.numel() * tensor.element_size()
-            slot = self._slot_of.pop(handle, None)
-            if slot is not None:
-                self._slots.setdefault(slot.numel(), []).append(slot)
-            return
-        size = self.nbytes(handle)
-        offset = self._disk.pop(handle)[0]
-        self._free.setdefault(size, []).append(offset)
-
-    def close(self) -> None:
-        """Drop everything and remove the file."""
-        self._memory.clear()
-        self._slot_of.clear()
-        self._slots.clear()
-        self._disk.clear()
-        self.resident_bytes = 0
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-def _mapped_bytes(size: int) -> torch.Tensor:
-    """`size` bytes of an anonymous mapping of their own, as a flat uint8 tensor (unmapped with it)."""
-    mapping = mmap.mmap(-1, size)
-    with warnings.catch_warnings():  # the mapping is writable; torch warns of buffers in general
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.frombuffer(mapping, dtype=torch.uint8)
-
-
 @dataclass
 class _Node:
     """Variants that have computed the same hidden states so far, and those states (one per batch)."""
@@ -228,155 +102,7 @@ class _Node:
     diverged: int | None = None
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Whether two captured call arguments are the same values (tensors compared element by element)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (
-            isinstance(a, torch.Tensor)
-            and isinstance(b, torch.Tensor)
-            and a.shape == b.shape
-            and a.dtype == b.dtype
-            and a.device == b.device
-            and bool(torch.equal(a, b))
-        )
-    if isinstance(a, tuple | list):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    try:
-        return bool(a is b or a == b)
-    except Exception:  # an object that cannot compare: treat it as another value
-        return False
-
-
-class StreamedEvaluator(PerplexityEvaluator):
-    """The perplexity evaluator's batches and loss for a streamed model: the loss of a batch is computed
-    from the last decoder layer's output, through the model's own final norm and head (layers stubbed)."""
-
-    def __init__(self, streamed: StreamedModel, windows: TokenWindows, batch_size: int | None) -> None:
-        self.streamed = streamed
-        #: the head check's tokens `(1, tokens)` and head input `(1, tokens, hidden)`, until the sliced
-        #: head's check has read them
-        self._checked_head_input: tuple[torch.Tensor, torch.Tensor] | None = None
-        super().__init__(streamed.loaded, windows, batch_size, prefix_cache=False)
-        self.captured: list[CapturedCalls] = []
-        # the logits of a chunk are working memory next to the resident part, which is small here: at most
-        # a fortieth of the weights, so a head that is mapped, resident again, still fits (the batches are
-        # the in-memory engine's, so its figures are too)
-        vocab = vocab_size(self.model)
-        budget = max(LOGITS_MIN_POSITIONS * vocab * LOGIT_BYTES, streamed.weight_bytes // 40)
-        self.chunk_tokens = min(self.chunk_tokens, max(1, budget // max(1, vocab * LOGIT_BYTES)))
-        #: the working memory of the sliced head (a slice of the head's rows and its logits)
-        self.logits_budget = budget
-        #: the head read a slice of its vocabulary at a time for every final state at once, when it is a
-        #: plain linear layer whose sliced loss is the chunked one's on the check's tokens
-        self.sliced_head = self._checked_sliced_head() if self.chunked_logits else None
-        # the head checks touched every page of a mapped head (SmolLM2's tied embeddings: a fifth of the
-        # weights); nothing reads it whole again until the heads, which read it a slice at a time
-        streamed.checkpoint.drop_mapped_pages()
-
-    def capture(self) -> list[CapturedCalls]:
-        """Every batch's embeddings and layer calls, from the model's own forward (no layer is read).
-
-        A batch whose calls equal an earlier batch's (the usual case: same shapes, same positions) shares
-        that batch's arguments, so per-layer masks are held once.
-        """
-        captured: list[CapturedCalls] = []
-        for batch in self.batches:
-            calls = capture_layer_calls(self.streamed, batch.to(self.device))
-            shared = tuple(
-                next((earlier.calls[i] for earlier in captured if _same(earlier.calls[i], call)), call)
-                for i, call in enumerate(calls.calls)
-            )
-            captured.append(dataclasses.replace(calls, calls=shared))
-        self.captured = captured
-        return captured
-
-    def run(
-        self,
-        start_layer: int = 0,
-        observer: BatchObserver | None = None,
-        *,
-        source: Hashable | None = None,
-        key: Hashable | None = None,
-    ) -> PassResult:
-        """Not available: a streamed model has no whole-model pass (the layer-major suite drives it)."""
-        raise StreamingUnsupportedError(
-            "a streamed model is evaluated layer by layer, by the layer-major suite"
-        )
-
-    def final_nll(self, index: int, final: torch.Tensor, observer: BatchObserver | None) -> torch.Tensor:
-        """Each window's summed next-token loss `(batch,)` of batch `index` from its last layer's output."""
-        ids = self.batches[index].to(self.device)  # (batch, window)
-        with torch.inference_mode():
-            if self.chunked_logits:
-                return self._chunked_nll(index, self.head_input(index, final), ids, observer)
-            logits = head_logits(self.streamed, self.captured[index], ids, final)  # (batch, window, vocab)
-            return self._logits_nll(index, logits, ids, observer)
-
-    def head_input(self, index: int, final: torch.Tensor) -> torch.Tensor:
-        """The head's input `(batch, window, hidden)` for batch `index` from its last layer's output: the
-        model's own final norm (its forward with the layers stubbed, the head recording its input)."""
-        ids = self.batches[index].to(self.device)  # (batch, window)
-        with torch.inference_mode(), self._capturing_head_input() as head_input:
-            forward_from_final(self.streamed, self.captured[index], ids, final)
-        return head_input[-1]
-
-    def sliced_losses(
-        self,
-        states: Sequence[torch.Tensor],
-        indices: Sequence[int],
-        observers: Sequence[Sequence[SliceObserver]] = (),
-    ) -> list[torch.Tensor]:
-        """Each window's summed next-token loss `(batch,)` for every head input `states[i]` of batch
-        `indices[i]` (shown to `observers[i]`), from the sliced head (a mapped head's slices leave the
-        resident set)."""
-        assert self.sliced_head is not None
-        targets = [next_token_targets(self.batches[i]).reshape(-1).to(self.device) for i in indices]
-        rows = [state.reshape(-1, state.shape[-1]) for state in states]  # each (batch * window, hidden)
-        losses = self.sliced_head.losses(
-            rows,
-            targets,
-            self.logits_budget,
-            after_slice=self.streamed.checkpoint.drop_mapped_pages,
-            observers=observers,
-        )
-        return [loss.view(self.batches[i].shape).sum(dim=1) for loss, i in zip(losses, indices, strict=True)]
-
-    def _checked_sliced_head(self) -> SlicedHead | None:
-        """The sliced head, when its losses on the check's tokens are the chunked path's (within 1e-5)."""
-        sliced = SlicedHead.of(self._head, self._softcap)
-        checked, self._checked_head_input = self._checked_head_input, None
-        if sliced is None or checked is None:
-            return None
-        ids, head_input = checked  # the head check's tokens and head input
-        rows = head_input.reshape(-1, head_input.shape[-1])  # (tokens, hidden)
-        targets = next_token_targets(ids).reshape(-1)  # (tokens,)
-        with torch.inference_mode():
-            logits = self._head_logits(rows).float()  # (tokens, vocab)
-            expected = F.cross_entropy(logits, targets, ignore_index=IGNORED, reduction="none").double()
-        (got,) = sliced.losses([rows], [targets], self.logits_budget)
-        return sliced if torch.allclose(got, expected.cpu(), rtol=1e-5, atol=1e-5) else None
-
-    def _head_reproduces_logits(self) -> bool:
-        """Whether the head's input, through the head (and soft cap), gives the model's own logits: checked
-        on the embeddings of a few tokens standing in for the last layer's output (nothing is read)."""
-        ids = self.windows.input_ids[:1, :HEAD_CHECK_TOKENS].to(self.device)  # (1, tokens)
-        captured = capture_layer_calls(self.streamed, ids)
-        final = captured.hidden  # (1, tokens, hidden): what follows the layers is what is checked
-        with torch.inference_mode():
-            expected = head_logits(self.streamed, captured, ids, final).float()  # (1, tokens, vocab)
-            with self._capturing_head_input() as head_input:
-                forward_from_final(self.streamed, captured, ids, final)
-            if len(head_input) != 1:
-                return False
-            got = self._head_logits(head_input[0]).float()
-        # kept for the sliced head's check, which runs on the same tokens
-        self._checked_head_input = (ids, head_input[0])
-        return logits_match(got, expected)
-
-
-class LayeredSuite(Suite):
+class LayeredSuite(SuiteBase[StreamedEvaluator]):
     """The suite's experiments on a streamed model, layer-major: each decoder layer read once per suite."""
 
     def __init__(
@@ -401,8 +127,6 @@ class LayeredSuite(Suite):
             evaluator=StreamedEvaluator(streamed, windows, config.batch_size),
             read_down_weight=self._planned_down_weight,
         )
-        assert isinstance(self.evaluator, StreamedEvaluator)
-        self.streamed_evaluator: StreamedEvaluator = self.evaluator
         device = streamed.loaded.device
         self.hidden_memory = (
             hidden_memory
@@ -490,7 +214,7 @@ class LayeredSuite(Suite):
                 self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + result.seconds
 
     def _advance(self, baseline: Variant, measured: list[Variant]) -> dict[FigureKey, PassResult]:
-        store, evaluator, streamed = self.store, self.streamed_evaluator, self.streamed
+        store, evaluator, streamed = self.store, self.evaluator, self.streamed
         self._report("baseline", 0, 1, "capturing the layer calls")
         captured = evaluator.capture()
         every = [baseline, *measured]
@@ -616,7 +340,7 @@ class LayeredSuite(Suite):
     def _losses(self, nodes: list[_Node]) -> dict[FigureKey, PassResult]:
         """The head and loss of every final state, once per state, with every observer its variants have."""
         results: dict[FigureKey, PassResult] = {}
-        evaluator = self.streamed_evaluator
+        evaluator = self.evaluator
         found = {id(node): self._observers_of(node) for node in nodes}
         # the head read by slice for every state at once, unless an observer needs whole rows of logits:
         # those states go through the whole head after, when the others' are freed
@@ -671,7 +395,7 @@ class LayeredSuite(Suite):
     ) -> list[torch.Tensor]:
         """Each node's summed loss of each window `(windows,)`, float64, through the sliced head: every
         state's head input first (it takes the state's place in the store), then one read of the head."""
-        store, evaluator = self.store, self.streamed_evaluator
+        store, evaluator = self.store, self.evaluator
         phase = self._phase_of(nodes[-1])
         self._report(phase, 0, total, f"loss of {len(nodes)} state(s), the head read by slice")
         for node in nodes:
@@ -741,4 +465,4 @@ class LayeredSuite(Suite):
         )
 
 
-__all__ = ["HiddenStore", "LayeredSuite", "StreamedEvaluator", "signature"]
+__all__ = ["LayeredSuite", "signature"]

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from indexer.errors import InvalidInputError
-from indexer.hooks import forward_hooks
+from indexer.model.hooks import forward_hooks
 
 ClipMethod = Literal["zscore", "percentile"]
 WeightLayout = Literal["out_in", "in_out"]
@@ -210,7 +210,7 @@ def clip_thresholds(values: torch.Tensor, clip: ClipSpec) -> tuple[float, float]
 SELECTION_SLICE = 1 << 16
 #: elements per row of a first selection along rows: `topk` along the last dim works on one row at a time in
 #: a buffer of 16 bytes an element, 64 KiB here: below glibc's mmap threshold, so carved from the heap and
-#: reused, not a fresh mapping per slice whose pages fault in (`indexer.heap` pins that threshold)
+#: reused, not a fresh mapping per slice whose pages fault in (`indexer.model.heap` pins that threshold)
 SELECTION_ROW = 1 << 12
 
 

@@ -8,7 +8,7 @@ result types derive it themselves (`ValidationResult.document()`); this is the i
 from __future__ import annotations
 
 from contracts.validation import ValidationDocument
-from indexer.validate import ValidationResult
+from indexer.validation.validate import ValidationResult
 
 
 def validation_document(result: ValidationResult) -> ValidationDocument:

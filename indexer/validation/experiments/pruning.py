@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from contracts.validation import FigureKey
-from indexer.ablation import Coordinate
-from indexer.experiments.base import ExperimentContext, Measures, Phase, Variant, scaling, zeroing
+from indexer.model.ablation import Coordinate
+from indexer.validation.experiments.base import ExperimentContext, Measures, Phase, Variant, scaling, zeroing
 
 
 def coordinate_text(coordinate: Coordinate) -> str:

@@ -1,0 +1,1 @@
+"""Data-free super-weight detection."""
