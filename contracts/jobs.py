@@ -136,8 +136,8 @@ class RunSettings(Frozen):
     Whatever a job leaves to the worker is resolved here: the token budget (`SWI_DEFAULT_MAX_TOKENS_*`), the
     window, `corpus: auto` (WikiText-2 or the built-in text, named with its sha256), `dtype: auto`, the
     device.
-    The engine is left out: the streamed and in-memory engines detect the same (`tests/streamed`), and
-    validation runs in memory only.
+    The engine is left out: the streamed and in-memory engines detect the same
+    (`tests/indexer/detection`), and validation runs in memory only.
     """
 
     versions: dict[str, str]

@@ -3,7 +3,7 @@
 A contract, not an indexer detail: both keys of a run hash them (the request key through
 `contracts.jobs.versioned_run_config`, the run key through `contracts.jobs.RunSettings`), and the submission
 service, which never imports the indexer, must find the run a worker would store for a request. A run of
-an earlier version is kept next to the new one (runs are never lost). `tests/unit/test_run_versions.py`
+an earlier version is kept next to the new one (runs are never lost). `tests/contracts/test_run_versions.py`
 fails when a default of detection or validation changes without a new version here.
 
 - detector 1.1.0: a batch of prompts with `prompt_agreement`, `on_first_token` / `on_bos`, and the

@@ -6,7 +6,7 @@
 - `tests/data/planted_joint.json`: detection and validation document (`contracts.results.DetectionResult`,
   `contracts.validation.ValidationDocument`) of the tiny llama with two super weights that matter only
   jointly (`tests.tiny.plant_joint_super_weights`), validated on the planted corpus;
-- `tests/web/data/smollm2_detection.json`: `detect()` of SmolLM2-135M-Instruct (Q4_1 GGUF, float32, CPU).
+- `tests/api/web/data/smollm2_detection.json`: `detect()` of SmolLM2-135M-Instruct (Q4_1 GGUF, float32, CPU).
 
 Run it when the detector, the validator or the contracts change what they write.
 """
@@ -40,8 +40,8 @@ def record_planted() -> None:
     from indexer.detection.detect import detect
     from indexer.validation.document import validation_document
     from indexer.validation.validate import ValidateConfig, validate
+    from tests.indexer.validation.conftest import WINDOW, bos_corpus
     from tests.tiny import plant_joint_super_weights, tiny_model
-    from tests.validate.conftest import WINDOW, bos_corpus
 
     loaded = tiny_model("llama", num_layers=4)
     plant_joint_super_weights(loaded)

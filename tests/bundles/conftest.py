@@ -1,17 +1,12 @@
-"""Bundle test fixtures: manifests with float32, bfloat16 and float16 originals, and a tiny planted model."""
+"""Bundle test data: manifests with float32, bfloat16 and float16 originals."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import torch
 
 from contracts.manifest import build_manifest, float32_of
-from indexer.bundles.build import manifest_from_detection
-from indexer.detection.detect import detect
-from indexer.model.loading import LoadedModel
-from tests.tiny import plant_super_weight, tiny_model
 
 SHA = "8416d3fefb0cb3ff5775a7b13c1692d10ff1aa16"
 PLANTED = (1, 10, 20)
@@ -62,19 +57,3 @@ def sample_manifest(dtype: str = "bfloat16") -> dict[str, Any]:
         },
         provenance={"model": "acme/llama-tiny", "revision": SHA, "num_layers": 12},
     )
-
-
-@pytest.fixture
-def planted() -> LoadedModel:
-    """A tiny llama with one planted super weight at layer 1, row 10, col 20."""
-    loaded = tiny_model("llama", num_layers=4)
-    plant_super_weight(loaded, *PLANTED, weight=4.0, pre_activation=16.0)
-    return loaded
-
-
-@pytest.fixture
-def planted_manifest(planted: LoadedModel) -> dict[str, Any]:
-    """The manifest of the planted model's detection."""
-    detection = detect(planted)
-    assert [sw.coordinates for sw in detection.super_weights] == [PLANTED]
-    return manifest_from_detection(detection)

@@ -29,8 +29,8 @@ from contracts.status import SuperWeightStatus
 from contracts.validation import Verdict
 from indexer.bundles.load import manifest_from_safetensors, parse_bundle_bytes
 from swi.cli import app
+from tests.indexer.validation.conftest import bos_corpus
 from tests.tiny import plant_joint_super_weights, tiny_model
-from tests.validate.conftest import bos_corpus
 
 runner = CliRunner()
 BUDGET = ["--window", "128", "--max-tokens", "256", "--experiments", "baseline,joint,alone,controls"]

@@ -1,4 +1,4 @@
-"""Record the artifact fixtures of `tests/bundles/test_check.py` from the real quantizers (tools venv).
+"""Record the artifact fixtures of `tests/indexer/bundles/test_check.py` from the real quantizers.
 
     .venv/bin/python tests/tools/record_fixtures.py   # after scripts/tools_venv.sh
 
@@ -22,7 +22,7 @@ from bundles import render_bundle  # noqa: E402
 from indexer.bundles.build import manifest_from_detection  # noqa: E402
 from indexer.detection.detect import detect  # noqa: E402
 from indexer.model.loading import LoadOptions, load_model  # noqa: E402
-from tests.unit.test_loading import save_tiny  # noqa: E402
+from tests.indexer.model.test_loading import save_tiny  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "quantized"
 SUFFIX = {"llm-compressor": "llm-compressor.yaml", "torchao": "torchao.py", "gptqmodel": "gptqmodel.json",

@@ -23,9 +23,9 @@ from api.app import create_app
 from catalog.db import make_engine, make_session_factory
 from catalog.models import Job
 from catalog.repositories import ApiKeyRepository
+from tests.indexer.model.test_loading import build_hub_cache, save_tiny
 from tests.live_server import served
 from tests.postgres import migrated_database, truncate_all
-from tests.unit.test_loading import build_hub_cache, save_tiny
 from workers.enqueue import Enqueuer
 from workers.settings import WorkerSettings
 

@@ -43,7 +43,7 @@ def test_the_run_key_holds_what_the_worker_resolved(tmp_path: Path) -> None:
     the same run, another worker default is another run; detection alone keys no validation setting."""
     from indexer.model.loading import LoadOptions, load_model
     from indexer.model.streaming import OpenedModel
-    from tests.unit.test_loading import save_tiny
+    from tests.indexer.model.test_loading import save_tiny
     from workers.pipeline import plan_run
 
     opened = OpenedModel(load_model(str(save_tiny(tmp_path / "tiny")), options=LoadOptions(device="cpu")))

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from swi.cli import app
+from tests.indexer.validation.conftest import PLANTED, bos_corpus
 from tests.tiny import plant_super_weight, tiny_model
-from tests.validate.conftest import PLANTED, bos_corpus
 
 runner = CliRunner()
 

@@ -16,8 +16,8 @@ from indexer.validation.engines.streamed import StreamedEvaluator
 from indexer.validation.experiments.stopwords import _Meter
 from indexer.validation.perplexity import IGNORED, SliceObserver
 from indexer.validation.validate import ValidateConfig, evaluation_windows
-from tests.streamed.test_streamed_detect import planted_checkpoint
-from tests.validate.conftest import bos_corpus
+from tests.indexer.detection.test_streamed_detect import planted_checkpoint
+from tests.indexer.validation.conftest import bos_corpus
 
 CPU = LoadOptions(device="cpu", dtype="float32")
 

@@ -12,8 +12,8 @@ import pytest
 
 from indexer.detection.detect import detect
 from indexer.validation.validate import ValidateConfig, ValidationResult, validate
+from tests.indexer.validation.conftest import WINDOW, bos_corpus
 from tests.tiny import DECOY, SIX_SUPER_WEIGHTS, plant_six_super_weights, tiny_model
-from tests.validate.conftest import WINDOW, bos_corpus
 
 #: everything the set-level verdict rests on: joint, alone, controls, the calibrated null, leave-one-out
 EXPERIMENTS = ("baseline", "joint", "alone", "controls", "null", "leave_one_out")

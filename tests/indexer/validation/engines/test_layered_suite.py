@@ -14,8 +14,8 @@ from indexer.model.loading import LoadOptions, load_model, resolve_model
 from indexer.model.streaming import StreamedModel, open_model, open_streamed
 from indexer.validation.engines.layered import LayeredSuite
 from indexer.validation.validate import ValidateConfig, ValidationResult, evaluation_windows, validate
-from tests.streamed.test_streamed_detect import planted_checkpoint
-from tests.validate.conftest import bos_corpus
+from tests.indexer.detection.test_streamed_detect import planted_checkpoint
+from tests.indexer.validation.conftest import bos_corpus
 
 CPU = LoadOptions(device="cpu", dtype="float32")
 #: every experiment, with fewer RTN granularities and null sets than the defaults (CPU time)

@@ -19,7 +19,7 @@ from indexer.bundles.bundle import Bundle
 from indexer.bundles.load import load_bundle
 from swi.cli import app
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "quantized"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "quantized"
 runner = CliRunner()
 
 

@@ -27,7 +27,7 @@ from indexer.validation.intervals import (
 )
 from indexer.validation.perplexity import bootstrap_resamples, paired_ratio_interval
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "smollm2_wikitext_window_nll.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "data" / "smollm2_wikitext_window_nll.json"
 BOOTSTRAP = ("percentile", "bca", "bootstrap_t")
 
 

@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from catalog.repositories import record_run
+from tests.api.web.conftest import PLANTED_BASE, PLANTED_FINE_TUNE, SMOLLM2_BASE, SMOLLM2_ID, BrowserPage
 from tests.documents import sample_detection, sample_validation
-from tests.web.conftest import PLANTED_BASE, PLANTED_FINE_TUNE, SMOLLM2_BASE, SMOLLM2_ID, BrowserPage
 
 pytestmark = pytest.mark.services
 

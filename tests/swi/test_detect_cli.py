@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from swi.cli import app
-from tests.unit.test_loading import save_tiny
+from tests.indexer.model.test_loading import save_tiny
 
 runner = CliRunner()
 

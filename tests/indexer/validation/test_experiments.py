@@ -10,7 +10,7 @@ from indexer.validation.engines.suite import Suite, edited_weights
 from indexer.validation.experiments import EXPERIMENTS, REGISTRY, with_requirements
 from indexer.validation.experiments.base import QuantizedActivations, RestoredActivation, WeightEdit
 from indexer.validation.validate import ValidateConfig, evaluation_windows
-from tests.validate.conftest import PLANTED, bos_corpus
+from tests.indexer.validation.conftest import PLANTED, bos_corpus
 
 
 def test_registry_names_every_experiment_once_in_order() -> None:

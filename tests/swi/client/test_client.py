@@ -26,8 +26,8 @@ from swi.client import (
     Unauthorized,
     Unavailable,
 )
-from tests.client.conftest import DETECT_ONLY, RATE_LIMIT, TINY_REPO, TINY_SHA, Live, Recorder
 from tests.live_server import served
+from tests.swi.client.conftest import DETECT_ONLY, RATE_LIMIT, TINY_REPO, TINY_SHA, Live, Recorder
 
 MISTRAL = "mistralai/Mistral-7B-v0.1"
 SEEDED_MODELS = len(published_models())  # the data set `swi catalog seed` loads

@@ -13,7 +13,7 @@ from indexer.detection.detect import detect
 from indexer.detection.opened import detect_opened
 from indexer.model.loading import LoadedModel, LoadOptions, dequantized_cache_folder, resolve_model
 from indexer.model.streaming import OpenedModel, open_streamed
-from tests.streamed.test_streamed_detect import assert_same_detection
+from tests.indexer.detection.test_streamed_detect import assert_same_detection
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_layer_major_suite_equals_the_in_memory_suite(
     """Every figure within 1e-4 relative, on a small budget (two 64-token windows, one batch each)."""
     from indexer.validation.corpus import load_corpus
     from indexer.validation.validate import ValidateConfig, validate
-    from tests.streamed.test_layered_suite import assert_same_figures
+    from tests.indexer.validation.engines.test_layered_suite import assert_same_figures
 
     config = ValidateConfig(
         max_tokens=128,

@@ -9,8 +9,8 @@ from contracts.validation import FigureKey
 from indexer.detection.detect import detect
 from indexer.validation.document import validation_document
 from indexer.validation.validate import ValidateConfig, ValidationResult, validate
+from tests.indexer.validation.conftest import WINDOW, bos_corpus
 from tests.tiny import plant_joint_super_weights, tiny_model
-from tests.validate.conftest import WINDOW, bos_corpus
 
 
 def test_null_sets_and_leave_one_out_are_keyed_by_figure_keys() -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from indexer.bundles.load import load_bundle
 from swi.cli import app
-from tests.unit.test_loading import save_tiny
+from tests.indexer.model.test_loading import save_tiny
 
 runner = CliRunner()
 

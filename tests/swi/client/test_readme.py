@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.conftest import Live
+from tests.swi.client.conftest import Live
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def readme_example() -> str:

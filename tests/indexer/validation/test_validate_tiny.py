@@ -25,7 +25,7 @@ from indexer.validation.validate import (
     parse_experiments,
     validate,
 )
-from tests.validate.conftest import PLANTED, bos_corpus
+from tests.indexer.validation.conftest import PLANTED, bos_corpus
 
 SMALL = {"max_tokens": 512, "rtn_granularities": ("tensor", "16384", "g32"), "scale_factors": (0.0, 1.0, 2.0)}
 

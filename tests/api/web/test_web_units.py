@@ -12,7 +12,7 @@ from api.app import create_app
 from api.charts import Bar, BarGroup, LogScale, Mark, Series, bar_chart, fmt, grouped_bar_chart, layer_chart
 from catalog.db import make_engine, make_session_factory
 from catalog.settings import Settings
-from tests.web.conftest import SMOLLM2_ID, record_smollm2
+from tests.api.web.conftest import SMOLLM2_ID, record_smollm2
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from swi.cli import SERVER_EXTRA, SERVER_EXTRA_HINT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 HEAVY = ("torch", "sqlalchemy", "rich", "catalog", "api", "indexer")
 #: makes every package of the server extra unimportable, as in an install without it
 BLOCK_SERVER_EXTRA = f"""

@@ -16,7 +16,7 @@ from indexer.bundles.protect import protect_super_weights
 from indexer.model.loading import LoadOptions, load_model
 from swi.catalog_source import LocalCatalog
 from swi.client import Client
-from tests.client.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA, Live
+from tests.swi.client.conftest import DETECT_ONLY, TINY_REPO, TINY_SHA, Live
 from tests.tiny import tiny_model
 
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from swi.cli import app
-from tests.client.conftest import TINY_REPO, TINY_SHA, Live
+from tests.swi.client.conftest import TINY_REPO, TINY_SHA, Live
 
 MISTRAL = "mistralai/Mistral-7B-v0.1"
 runner = CliRunner()

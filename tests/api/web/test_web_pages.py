@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 from bundles import FORMATS
 from catalog.repositories import JobRepository, record_run
-from tests.web.conftest import (
+from tests.api.web.conftest import (
     SMOLLM2_CONFIG,
     SMOLLM2_ID,
     SMOLLM2_REVISION,
