@@ -58,9 +58,12 @@ test: model lint
 # time-limited by its pytest timeout and all of them by TOOLS_TIMEOUT
 TOOLS_BUILD_TIMEOUT ?= 30m
 TOOLS_TIMEOUT ?= 40m
+# the tier's tests in parallel processes: each spends much of its time starting a tool, loading the model
+# and reading files, which the other process fills
+TOOLS_JOBS ?= 2
 test-tools: model
 	timeout $(TOOLS_BUILD_TIMEOUT) bash scripts/tools_venv.sh >/dev/null
-	timeout $(TOOLS_TIMEOUT) $(BIN)/python -m pytest -m tools tests/tools -q --durations=0
+	timeout $(TOOLS_TIMEOUT) $(BIN)/python -m pytest -m tools tests/tools -q --durations=0 -n $(TOOLS_JOBS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
